@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package that kvserve's build, tests and benchmarks need.
+# Idempotent: apt-get skips what is already installed. Run as root (or with sudo).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # libraries (see ../shared/notes/stack.md)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libdnnl-dev prometheus-cpp-dev libcivetweb-dev
+  # tests
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2
+)
+# Node.js and npm run the llama.cpp oracle (node-llama-cpp). Machines of this kind ship them
+# (from NodeSource); install Debian's only where they are absent, since the two conflict.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all packages present"
+fi
