@@ -1,0 +1,270 @@
+#include "engine/llama_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/attention.h"
+#include "engine/kernels.h"
+
+namespace kvserve::engine {
+namespace {
+
+// Reads a whole tensor as f32, checking its shape (ggml order) and that its type is one
+// kvserve converts.
+absl::StatusOr<std::vector<float>> ReadTensorF32(const GgufFile& file, const std::string& name,
+                                                 const std::vector<int64_t>& dims) {
+  absl::StatusOr<const GgufTensorInfo*> t = file.GetTensor(name, dims);
+  if (!t.ok()) return t.status();
+  const GgufTensorInfo& info = **t;
+  if (!IsSupportedWeightType(info.type)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "' has type ", GgmlTypeName(info.type),
+                     ", which kvserve does not support (supported: F32, F16, BF16, Q8_0)"));
+  }
+  std::vector<float> out(info.num_elements);
+  absl::Status s = ConvertToF32(info.type, info.data, out.data(), info.num_elements);
+  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", s.message()));
+  return out;
+}
+
+// Concatenates row blocks of several [rows_i, in] matrices into one [sum rows_i, in] matrix.
+std::vector<float> ConcatRows(std::initializer_list<const std::vector<float>*> parts) {
+  size_t total = 0;
+  for (const auto* p : parts) total += p->size();
+  std::vector<float> out;
+  out.reserve(total);
+  for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
+  return out;
+}
+
+template <typename T>
+void Grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(std::shared_ptr<const GgufFile> file, ModelConfig config,
+                       LoadOptions options)
+    : file_(std::move(file)), config_(std::move(config)), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<const GgufFile> file,
+                                                             const LoadOptions& options) {
+  absl::StatusOr<ModelConfig> config = ModelConfigFromGguf(*file);
+  if (!config.ok()) return config.status();
+  const ModelConfig& c = *config;
+  std::unique_ptr<LlamaModel> m(new LlamaModel(file, c, options));
+
+  absl::StatusOr<const GgufTensorInfo*> embd =
+      file->GetTensor("token_embd.weight", {c.hidden_size, c.vocab_size});
+  if (!embd.ok()) return embd.status();
+  if (!IsSupportedWeightType((*embd)->type)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor 'token_embd.weight' has type ",
+                                                   GgmlTypeName((*embd)->type),
+                                                   ", which kvserve does not support"));
+  }
+  m->token_embd_ = *embd;
+
+  const int64_t d = c.hidden_size, q = c.q_size(), kv = c.kv_size(), f = c.intermediate_size;
+  const WeightDType wt = options.weight_dtype;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string b = absl::StrCat("blk.", l, ".");
+    Layer layer;
+#define KVSERVE_READ(var, name, ...)                                      \
+  absl::StatusOr<std::vector<float>> var = ReadTensorF32(*file, b + name, {__VA_ARGS__}); \
+  if (!var.ok()) return var.status();
+    KVSERVE_READ(attn_norm, "attn_norm.weight", d);
+    KVSERVE_READ(wq, "attn_q.weight", d, q);
+    KVSERVE_READ(wk, "attn_k.weight", d, kv);
+    KVSERVE_READ(wv, "attn_v.weight", d, kv);
+    KVSERVE_READ(wo, "attn_output.weight", q, d);
+    KVSERVE_READ(ffn_norm, "ffn_norm.weight", d);
+    KVSERVE_READ(wg, "ffn_gate.weight", d, f);
+    KVSERVE_READ(wu, "ffn_up.weight", d, f);
+    KVSERVE_READ(wd, "ffn_down.weight", f, d);
+    std::vector<float> qkv_bias;
+    if (c.qkv_bias) {
+      KVSERVE_READ(bq, "attn_q.bias", q);
+      KVSERVE_READ(bk, "attn_k.bias", kv);
+      KVSERVE_READ(bv, "attn_v.bias", kv);
+      qkv_bias = ConcatRows({&*bq, &*bk, &*bv});
+    }
+#undef KVSERVE_READ
+    layer.attn_norm = std::move(*attn_norm);
+    layer.ffn_norm = std::move(*ffn_norm);
+    std::vector<float> wqkv = ConcatRows({&*wq, &*wk, &*wv});
+    auto qkv = Linear::Create(wqkv.data(), q + 2 * kv, d, wt,
+                              qkv_bias.empty() ? nullptr : qkv_bias.data());
+    if (!qkv.ok()) return qkv.status();
+    layer.qkv = std::move(*qkv);
+    auto out = Linear::Create(wo->data(), d, q, wt);
+    if (!out.ok()) return out.status();
+    layer.attn_out = std::move(*out);
+    std::vector<float> wgu = ConcatRows({&*wg, &*wu});
+    auto gu = Linear::Create(wgu.data(), 2 * f, d, wt);
+    if (!gu.ok()) return gu.status();
+    layer.gate_up = std::move(*gu);
+    auto down = Linear::Create(wd->data(), d, f, wt);
+    if (!down.ok()) return down.status();
+    layer.down = std::move(*down);
+    m->layers_.push_back(std::move(layer));
+  }
+  absl::StatusOr<std::vector<float>> out_norm = ReadTensorF32(*file, "output_norm.weight", {d});
+  if (!out_norm.ok()) return out_norm.status();
+  m->output_norm_ = std::move(*out_norm);
+  absl::StatusOr<std::vector<float>> head = ReadTensorF32(
+      *file, c.tied_embeddings ? "token_embd.weight" : "output.weight", {d, c.vocab_size});
+  if (!head.ok()) return head.status();
+  auto lm_head = Linear::Create(head->data(), c.vocab_size, d, wt);
+  if (!lm_head.ok()) return lm_head.status();
+  m->lm_head_ = std::move(*lm_head);
+  m->rope_ = std::make_unique<RopeTable>(static_cast<int>(c.head_dim), c.rope_base);
+  return m;
+}
+
+KvPoolShape LlamaModel::KvShape(int page_size, int num_pages, KvDType dtype) const {
+  KvPoolShape s;
+  s.num_layers = static_cast<int>(config_.num_layers);
+  s.num_kv_heads = static_cast<int>(config_.num_kv_heads);
+  s.head_dim = static_cast<int>(config_.head_dim);
+  s.page_size = page_size;
+  s.num_pages = num_pages;
+  s.dtype = dtype;
+  return s;
+}
+
+absl::Status LlamaModel::EmbedTokens(absl::Span<const int32_t> ids, float* out) const {
+  const int64_t d = config_.hidden_size;
+  absl::StatusOr<int64_t> row_bytes = GgmlRowBytes(token_embd_->type, d);
+  if (!row_bytes.ok()) return row_bytes.status();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    absl::Status s = ConvertToF32(token_embd_->type, token_embd_->data + ids[i] * *row_bytes,
+                                  out + i * d, d);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
+                                 std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const int page_size = pool.shape().page_size;
+  const int num_pages = pool.shape().num_pages;
+
+  // Validate and lay out the batch: one row per token, runs back to back.
+  std::vector<AttentionSequence> seqs;
+  seqs.reserve(batch.runs.size());
+  int64_t rows = 0, logit_rows = 0;
+  for (size_t r = 0; r < batch.runs.size(); ++r) {
+    const ForwardRun& run = batch.runs[r];
+    const int64_t n = run.token_ids.size();
+    if (n == 0) return absl::InvalidArgumentError(absl::StrCat("run ", r, " has no tokens"));
+    if (run.start_position < 0 || run.start_position + n > c.context_length) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("run %d covers positions %d..%d, past the context length %d", r,
+                          run.start_position, run.start_position + n - 1, c.context_length));
+    }
+    const int64_t pages_needed = (run.start_position + n + page_size - 1) / page_size;
+    if (static_cast<int64_t>(run.page_table.size()) < pages_needed) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "run %d needs %d pages for %d positions but its page table has %d", r, pages_needed,
+          run.start_position + n, run.page_table.size()));
+    }
+    for (int64_t i = 0; i < pages_needed; ++i) {
+      if (run.page_table[i] < 0 || run.page_table[i] >= num_pages) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("run %d page table entry %d is page %d, outside the pool of %d", r, i,
+                            run.page_table[i], num_pages));
+      }
+    }
+    for (int32_t id : run.token_ids) {
+      if (id < 0 || id >= c.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("token id %d is outside the vocabulary [0, %d)", id, c.vocab_size));
+      }
+    }
+    seqs.push_back({rows, n, run.start_position, run.page_table});
+    rows += n;
+    logit_rows += run.all_logits ? n : 1;
+  }
+  logits->resize(logit_rows * c.vocab_size);
+  if (rows == 0) return absl::OkStatus();
+
+  const int64_t d = c.hidden_size, qs = c.q_size(), kvs = c.kv_size(), f = c.intermediate_size;
+  const int64_t qkv_cols = qs + 2 * kvs;
+  Grow(x_, rows * d);
+  Grow(h_, rows * d);
+  Grow(qkv_, rows * qkv_cols);
+  Grow(q_, rows * qs);
+  Grow(k_, rows * kvs);
+  Grow(v_, rows * kvs);
+  Grow(attn_, rows * qs);
+  Grow(gate_up_, rows * 2 * f);
+  Grow(act_, rows * f);
+  Grow(positions_, rows);
+  Grow(token_ids_, rows);
+  for (const ForwardRun& run : batch.runs) {
+    const int64_t first = &run - batch.runs.data();
+    const int64_t row0 = seqs[first].first_row;
+    for (size_t i = 0; i < run.token_ids.size(); ++i) {
+      positions_[row0 + i] = run.start_position + static_cast<int32_t>(i);
+      token_ids_[row0 + i] = run.token_ids[i];
+    }
+  }
+  absl::Status s = EmbedTokens(absl::MakeConstSpan(token_ids_.data(), rows), x_.data());
+  if (!s.ok()) return s;
+
+  AttentionShape ashape;
+  ashape.num_heads = static_cast<int>(c.num_heads);
+  ashape.num_kv_heads = static_cast<int>(c.num_kv_heads);
+  ashape.head_dim = static_cast<int>(c.head_dim);
+  ashape.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    Layer& layer = layers_[l];
+    RmsNorm(x_.data(), layer.attn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
+    layer.qkv->Forward(h_.data(), rows, qkv_.data());
+    // Split the fused projection into contiguous Q, K and V.
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = qkv_.data() + r * qkv_cols;
+      std::memcpy(q_.data() + r * qs, src, qs * sizeof(float));
+      std::memcpy(k_.data() + r * kvs, src + qs, kvs * sizeof(float));
+      std::memcpy(v_.data() + r * kvs, src + qs + kvs, kvs * sizeof(float));
+    }
+    ApplyRope(q_.data(), rows, ashape.num_heads, positions_.data(), *rope_, c.rope_style);
+    ApplyRope(k_.data(), rows, ashape.num_kv_heads, positions_.data(), *rope_, c.rope_style);
+    for (const AttentionSequence& seq : seqs) {
+      pool.Write(static_cast<int>(l), seq.page_table, positions_.data() + seq.first_row,
+                 seq.num_rows, k_.data() + seq.first_row * kvs, v_.data() + seq.first_row * kvs);
+    }
+    PagedAttention(pool, static_cast<int>(l), ashape, seqs, q_.data(), attn_.data());
+    layer.attn_out->Forward(attn_.data(), rows, h_.data());
+    AddInPlace(x_.data(), h_.data(), rows * d);
+
+    RmsNorm(x_.data(), layer.ffn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
+    layer.gate_up->Forward(h_.data(), rows, gate_up_.data());
+    SwiGlu(gate_up_.data(), act_.data(), rows, f);
+    layer.down->Forward(act_.data(), rows, h_.data());
+    AddInPlace(x_.data(), h_.data(), rows * d);
+  }
+
+  // Final norm and LM head only for the rows whose logits are wanted.
+  Grow(sel_, logit_rows * d);
+  int64_t out_row = 0;
+  for (size_t r = 0; r < batch.runs.size(); ++r) {
+    const AttentionSequence& seq = seqs[r];
+    const int64_t first = batch.runs[r].all_logits ? seq.first_row : seq.first_row + seq.num_rows - 1;
+    const int64_t count = batch.runs[r].all_logits ? seq.num_rows : 1;
+    std::memcpy(sel_.data() + out_row * d, x_.data() + first * d, count * d * sizeof(float));
+    out_row += count;
+  }
+  RmsNorm(sel_.data(), output_norm_.data(), sel_.data(), logit_rows, d, c.rms_norm_eps);
+  lm_head_->Forward(sel_.data(), logit_rows, logits->data());
+  return absl::OkStatus();
+}
+
+}  // namespace kvserve::engine

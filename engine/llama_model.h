@@ -1,0 +1,92 @@
+// LlamaModel: the weights of a Llama-family decoder and its batched forward pass.
+//
+// One Forward() call runs a batch of token runs from several sequences as one activation
+// matrix, so every weight matrix is read once per step for the whole batch. Each run brings
+// its own page table into the KvPagePool: its new keys/values are written there and its
+// queries attend to everything its sequence has cached.
+//
+// Ownership: owns its packed weights; keeps the GgufFile (the embedding table is read from the
+// mapping row by row) alive through a shared_ptr. The KvPagePool is the caller's.
+// Thread-safety: Forward() must be called from one thread at a time (the engine thread); it
+// uses OpenMP/oneDNN threads internally.
+#ifndef KVSERVE_ENGINE_LLAMA_MODEL_H_
+#define KVSERVE_ENGINE_LLAMA_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/gguf.h"
+#include "engine/kv_page_pool.h"
+#include "engine/model_config.h"
+#include "engine/primitives.h"
+
+namespace kvserve::engine {
+
+// Consecutive tokens of one sequence computed in a step.
+struct ForwardRun {
+  absl::Span<const int32_t> token_ids;
+  int32_t start_position = 0;              // position of token_ids[0]; earlier ones are cached
+  absl::Span<const int32_t> page_table;    // pages covering positions [0, start + size)
+  bool all_logits = false;                 // logits for every token, else only for the last
+};
+
+struct ForwardBatch {
+  std::vector<ForwardRun> runs;
+};
+
+struct LoadOptions {
+  WeightDType weight_dtype = WeightDType::kF32;
+};
+
+class LlamaModel {
+ public:
+  // Validates every tensor's presence, type and shape against the config; errors name the
+  // tensor ("tensor 'blk.3.ffn_up.weight' has shape [64, 100], expected [64, 128]").
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(std::shared_ptr<const GgufFile> file,
+                                                          const LoadOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  WeightDType weight_dtype() const { return options_.weight_dtype; }
+
+  // The KV pool shape this model needs for `num_pages` pages of `page_size` tokens.
+  KvPoolShape KvShape(int page_size, int num_pages, KvDType dtype) const;
+
+  // Runs the batch. `logits` receives one row of vocab_size floats per requested position, in
+  // run order (all tokens of a run with all_logits, else its last). InvalidArgument for token
+  // ids out of range, positions past the context, or page tables too short.
+  absl::Status Forward(const ForwardBatch& batch, KvPagePool& pool, std::vector<float>* logits);
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm;
+    std::unique_ptr<Linear> qkv;  // [q; k; v] rows fused, with bias for qwen2
+    std::unique_ptr<Linear> attn_out;
+    std::vector<float> ffn_norm;
+    std::unique_ptr<Linear> gate_up;  // [gate; up] rows fused
+    std::unique_ptr<Linear> down;
+  };
+
+  LlamaModel(std::shared_ptr<const GgufFile> file, ModelConfig config, LoadOptions options);
+  absl::Status EmbedTokens(absl::Span<const int32_t> ids, float* out) const;
+
+  std::shared_ptr<const GgufFile> file_;
+  ModelConfig config_;
+  LoadOptions options_;
+  const GgufTensorInfo* token_embd_ = nullptr;
+  std::vector<Layer> layers_;
+  std::vector<float> output_norm_;
+  std::unique_ptr<Linear> lm_head_;
+  std::unique_ptr<RopeTable> rope_;
+
+  // Scratch buffers reused across steps (grown as needed).
+  std::vector<float> x_, h_, qkv_, q_, k_, v_, attn_, gate_up_, act_, sel_;
+  std::vector<int32_t> positions_, token_ids_;
+};
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_LLAMA_MODEL_H_

@@ -1,0 +1,45 @@
+// ModelConfig: the shape and hyper-parameters of a Llama-family decoder, read from GGUF
+// metadata (architectures `llama` — which also covers Mistral-style files — and `qwen2`).
+//
+// Thread-safety: plain value type.
+#ifndef KVSERVE_ENGINE_MODEL_CONFIG_H_
+#define KVSERVE_ENGINE_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/gguf.h"
+#include "engine/kernels.h"
+
+namespace kvserve::engine {
+
+struct ModelConfig {
+  std::string architecture;  // "llama" or "qwen2"
+  std::string name;          // general.name, or the file name
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;  // embedding length
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;  // < num_heads for grouped-query attention
+  int64_t head_dim = 0;
+  int64_t intermediate_size = 0;  // FFN size
+  int64_t context_length = 0;
+  float rms_norm_eps = 1e-5f;
+  float rope_base = 10000.f;
+  RopeStyle rope_style = RopeStyle::kAdjacentPairs;
+  bool qkv_bias = false;          // qwen2 has biases on Q, K and V
+  bool tied_embeddings = false;   // LM head reuses token_embd when output.weight is absent
+
+  int64_t q_size() const { return num_heads * head_dim; }
+  int64_t kv_size() const { return num_kv_heads * head_dim; }
+};
+
+// Reads and validates the config. Errors name the metadata key or tensor at fault, e.g.
+// "unsupported architecture 'gpt2'", "missing metadata key 'llama.block_count'",
+// "llama.attention.head_count (7) does not divide llama.embedding_length (64)".
+absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_MODEL_CONFIG_H_
