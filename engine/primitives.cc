@@ -1,3 +1,7 @@
+// Linear over oneDNN 2.x matmul. oneDNN's preferred weight layout may depend on the row count
+// m, but a Linear keeps one packed copy: the layout is chosen at kLayoutProbeRows, and every
+// other m gets a primitive built for that fixed layout. Only if oneDNN then offers nothing but
+// its reference kernel for some m does the Linear add a plain-layout copy for such m.
 #include "engine/primitives.h"
 
 #include <cstdio>
@@ -268,22 +272,27 @@ Linear::~Linear() = default;
 void Linear::Forward(const float* x, int64_t m, float* y) {
   if (m < 1) Die(absl::StrCat("Linear::Forward with m=", m));
   Impl& impl = *impl_;
-  Impl::Entry& entry = impl.EntryFor(m);
-
-  if (impl.dtype == WeightDType::kBF16) {
-    const size_t n = static_cast<size_t>(m * impl.in_features);
-    if (impl.x_bf16.size() < n) impl.x_bf16.resize(n);
-    F32ToBf16RneBulk(x, impl.x_bf16.data(), static_cast<int64_t>(n));
-    entry.src.set_data_handle(impl.x_bf16.data());
-  } else {
-    entry.src.set_data_handle(const_cast<float*>(x));  // oneDNN only reads the source.
+  try {
+    Impl::Entry& entry = impl.EntryFor(m);
+    if (impl.dtype == WeightDType::kBF16) {
+      const size_t n = static_cast<size_t>(m * impl.in_features);
+      if (impl.x_bf16.size() < n) impl.x_bf16.resize(n);
+      F32ToBf16RneBulk(x, impl.x_bf16.data(), static_cast<int64_t>(n));
+      entry.src.set_data_handle(impl.x_bf16.data());
+    } else {
+      entry.src.set_data_handle(const_cast<float*>(x));  // oneDNN only reads the source.
+    }
+    entry.dst.set_data_handle(y);
+    OneDnnContext& context = Context();
+    entry.matmul.execute(context.stream, entry.args);
+    context.stream.wait();
+    impl.impl_name = entry.impl_name;
+  } catch (const dnnl::error& e) {
+    // Shapes were validated by Create(); what is left is out of memory or a oneDNN bug.
+    Die(absl::StrCat("oneDNN error in Forward (m=", m, ", [", impl.out_features, ", ",
+                     impl.in_features, "] ", std::string(WeightDTypeName(impl.dtype)),
+                     "): ", e.what()));
   }
-  entry.dst.set_data_handle(y);
-
-  OneDnnContext& context = Context();
-  entry.matmul.execute(context.stream, entry.args);
-  context.stream.wait();
-  impl.impl_name = entry.impl_name;
 }
 
 int64_t Linear::in_features() const { return impl_->in_features; }
