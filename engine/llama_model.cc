@@ -22,7 +22,7 @@ absl::StatusOr<std::vector<float>> ReadTensorF32(const GgufFile& file, const std
   const GgufTensorInfo& info = **t;
   if (!IsSupportedWeightType(info.type)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "' has type ", GgmlTypeName(info.type),
+        absl::StrCat("tensor '", name, "' has type ", std::string(GgmlTypeName(info.type)),
                      ", which kvserve does not support (supported: F32, F16, BF16, Q8_0)"));
   }
   std::vector<float> out(info.num_elements);
@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<con
   if (!embd.ok()) return embd.status();
   if (!IsSupportedWeightType((*embd)->type)) {
     return absl::InvalidArgumentError(absl::StrCat("tensor 'token_embd.weight' has type ",
-                                                   GgmlTypeName((*embd)->type),
+                                                   std::string(GgmlTypeName((*embd)->type)),
                                                    ", which kvserve does not support"));
   }
   m->token_embd_ = *embd;

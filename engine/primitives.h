@@ -29,6 +29,8 @@ class Linear {
  public:
   // `weight` is [out_features, in_features] row-major f32 (one output per row — how GGUF stores
   // a linear layer's weight). `bias` (may be null) has out_features values. The data is copied.
+  // FailedPrecondition for kBF16 where oneDNN has no bf16 matmul (oneDNN 2.x: CPUs without
+  // AVX-512); InvalidArgument for a null weight or a non-positive dimension.
   static absl::StatusOr<std::unique_ptr<Linear>> Create(const float* weight, int64_t out_features,
                                                         int64_t in_features, WeightDType dtype,
                                                         const float* bias = nullptr);
