@@ -394,7 +394,7 @@ TEST_F(SchedulerTest, PreemptsYoungestFirstAdmitsNobodyAndRecomputes) {
   const StepPlan plan = Step();
   EXPECT_THAT(plan.preempted_ids, ElementsAre("c"));
   EXPECT_THAT(Ids(plan), ElementsAre("a", "b"));
-  // c freed 3 pages and a, b took 2: d would fit, but nobody is admitted in this step.
+  // c freed 3 pages and a, b took 2; c, back at the head of the queue, comes before d.
   EXPECT_EQ(scheduler_->num_free_pages(), 1);
   EXPECT_THAT(scheduler_->WaitingIds(), ElementsAre("c", "d"));
   EXPECT_EQ(scheduler_->GetRequest("c")->num_preemptions(), 1);
@@ -403,6 +403,35 @@ TEST_F(SchedulerTest, PreemptsYoungestFirstAdmitsNobodyAndRecomputes) {
   EXPECT_EQ(scheduler_->num_preemptions(), 1);
   RunToCompletion();
   EXPECT_EQ(reasons_.size(), 4u);
+  ExpectOutputsMatchModelRunAlone();
+}
+
+TEST_F(SchedulerTest, NoAdmissionInAStepThatPreempted) {
+  SchedulerConfig config = SmallConfig();
+  config.enable_prefix_caching = false;
+  config.max_num_batched_tokens = 8;
+  config.num_pages = 5;
+  Init(config);
+  ASSERT_TRUE(Add("a", Iota(4, 1), MaxTokens(10)).ok());
+  ASSERT_TRUE(Add("b", Iota(12, 30), MaxTokens(4)).ok());
+  // Step 1: a 4 tokens (1 page), b a 4-token chunk (1 page). Step 2: a position 4 (a 2nd
+  // page), b positions 4..10 (2 more pages): the pool is full. Step 3: a position 5, b position
+  // 11 (sampled).
+  for (int step = 1; step <= 3; ++step) EXPECT_THAT(Ids(Step()), ElementsAre("a", "b")) << step;
+  EXPECT_EQ(scheduler_->num_free_pages(), 0);
+  // Step 4: b needs a 4th page for position 12 and is the youngest: it preempts itself and
+  // frees 3 pages. Readmitting it from scratch would need 2 pages for a 7-token chunk, which are
+  // free, but a step that preempted admits nobody (that would thrash).
+  const StepPlan plan = Step();
+  EXPECT_THAT(plan.preempted_ids, ElementsAre("b"));
+  EXPECT_THAT(Ids(plan), ElementsAre("a"));
+  EXPECT_EQ(scheduler_->num_free_pages(), 3);
+  EXPECT_THAT(scheduler_->WaitingIds(), ElementsAre("b"));
+  const StepPlan next = Step();
+  ASSERT_THAT(Ids(next), ElementsAre("a", "b"));
+  EXPECT_EQ(next.scheduled[1].start_position, 0);  // recomputed from scratch
+  EXPECT_EQ(next.scheduled[1].token_ids.size(), 7u);
+  RunToCompletion();
   ExpectOutputsMatchModelRunAlone();
 }
 
