@@ -154,7 +154,6 @@ class SchedulerTest : public ::testing::Test {
     EXPECT_LE(total, config_.max_num_batched_tokens);
     // A page in two page tables is a shared prefix page: full and computed in both, never written.
     for (const auto& [page, uses] : page_uses) {
-      absl::flat_hash_set<int32_t> positions;
       if (uses.size() < 2) continue;
       for (const auto& [k, start] : uses) {
         EXPECT_LE((k + 1) * page_size, start) << "shared page " << page << " written";
@@ -178,8 +177,9 @@ class SchedulerTest : public ::testing::Test {
     for (size_t i = 0; i < old_scheduled.size(); ++i) {
       EXPECT_EQ(plan.scheduled[i].request_id, old_scheduled[i]);
     }
-    if (!plan.preempted_ids.empty())
+    if (!plan.preempted_ids.empty()) {
       EXPECT_THAT(admitted, IsEmpty()) << "admitted after preempting";
+    }
     // FCFS: the newly admitted are the head of the waiting queue, in order.
     ASSERT_LE(admitted.size(), waiting_before.size());
     EXPECT_TRUE(std::equal(admitted.begin(), admitted.end(), waiting_before.begin()));
@@ -387,7 +387,9 @@ TEST_F(SchedulerTest, PreemptsYoungestFirstAdmitsNobodyAndRecomputes) {
     const StepPlan plan = Step();
     EXPECT_THAT(Ids(plan), ElementsAre("a", "b", "c")) << step;
     EXPECT_THAT(plan.preempted_ids, IsEmpty()) << step;
-    if (step == 2) ASSERT_TRUE(Add("d", Iota(2, 90), MaxTokens(3)).ok());  // no free page
+    if (step == 2) {
+      ASSERT_TRUE(Add("d", Iota(2, 90), MaxTokens(3)).ok());  // no free page
+    }
   }
   EXPECT_EQ(scheduler_->num_free_pages(), 0);
   // Step 6: a and b need a 4th page... a new page each; c (youngest) is preempted for them.
