@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
     auto t0 = std::chrono::steady_clock::now();
     ForwardBatch b;
-    b.runs.push_back(ForwardRun{prompt, 0, table, false});
+    b.runs.push_back(ForwardRun{prompt, 0, table, LogitsMode::kLast});
     if (!(*model)->Forward(b, **pool, &logits).ok()) return 1;
     auto t1 = std::chrono::steady_clock::now();
     for (int t = 0; t < T; ++t) {
@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
           std::max_element(logits.begin(), logits.begin() + vocab) - logits.begin());
       std::vector<int32_t> one = {next};
       ForwardBatch d;
-      d.runs.push_back(ForwardRun{one, P + t, table, false});
+      d.runs.push_back(ForwardRun{one, P + t, table, LogitsMode::kLast});
       if (!(*model)->Forward(d, **pool, &logits).ok()) return 1;
     }
     auto t2 = std::chrono::steady_clock::now();

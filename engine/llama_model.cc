@@ -189,7 +189,7 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
     }
     seqs.push_back({rows, n, run.start_position, run.page_table});
     rows += n;
-    logit_rows += run.all_logits ? n : 1;
+    logit_rows += run.logits == LogitsMode::kAll ? n : run.logits == LogitsMode::kLast ? 1 : 0;
   }
   logits->resize(logit_rows * c.vocab_size);
   if (rows == 0) return absl::OkStatus();
@@ -257,11 +257,14 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
   int64_t out_row = 0;
   for (size_t r = 0; r < batch.runs.size(); ++r) {
     const AttentionSequence& seq = seqs[r];
-    const int64_t first = batch.runs[r].all_logits ? seq.first_row : seq.first_row + seq.num_rows - 1;
-    const int64_t count = batch.runs[r].all_logits ? seq.num_rows : 1;
+    const LogitsMode mode = batch.runs[r].logits;
+    if (mode == LogitsMode::kNone) continue;
+    const int64_t first = mode == LogitsMode::kAll ? seq.first_row : seq.first_row + seq.num_rows - 1;
+    const int64_t count = mode == LogitsMode::kAll ? seq.num_rows : 1;
     std::memcpy(sel_.data() + out_row * d, x_.data() + first * d, count * d * sizeof(float));
     out_row += count;
   }
+  if (logit_rows == 0) return absl::OkStatus();
   RmsNorm(sel_.data(), output_norm_.data(), sel_.data(), logit_rows, d, c.rms_norm_eps);
   lm_head_->Forward(sel_.data(), logit_rows, logits->data());
   return absl::OkStatus();

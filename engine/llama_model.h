@@ -26,12 +26,19 @@
 
 namespace kvserve::engine {
 
+// Which positions of a run need logits.
+enum class LogitsMode {
+  kNone,  // a prefill chunk that is not the last: only its keys/values matter
+  kLast,  // the usual case: sample the next token after the run
+  kAll,   // every position (reference checks, prompt logprobs)
+};
+
 // Consecutive tokens of one sequence computed in a step.
 struct ForwardRun {
   absl::Span<const int32_t> token_ids;
   int32_t start_position = 0;              // position of token_ids[0]; earlier ones are cached
   absl::Span<const int32_t> page_table;    // pages covering positions [0, start + size)
-  bool all_logits = false;                 // logits for every token, else only for the last
+  LogitsMode logits = LogitsMode::kLast;
 };
 
 struct ForwardBatch {
@@ -56,7 +63,7 @@ class LlamaModel {
   KvPoolShape KvShape(int page_size, int num_pages, KvDType dtype) const;
 
   // Runs the batch. `logits` receives one row of vocab_size floats per requested position, in
-  // run order (all tokens of a run with all_logits, else its last). InvalidArgument for token
+  // run order (per each run's LogitsMode). InvalidArgument for token
   // ids out of range, positions past the context, or page tables too short.
   absl::Status Forward(const ForwardBatch& batch, KvPagePool& pool, std::vector<float>* logits);
 

@@ -140,7 +140,7 @@ int RunGenerate(const std::vector<char*>& positional) {
   constexpr int32_t kEosFallback = 2;  // until the tokenizer supplies the model's EOS ids
   while (static_cast<int>(generated.size()) < max_tokens) {
     ForwardBatch batch;
-    batch.runs.push_back(ForwardRun{step_tokens, position, page_table, false});
+    batch.runs.push_back(ForwardRun{step_tokens, position, page_table, engine::LogitsMode::kLast});
     absl::Status s = (*model)->Forward(batch, **pool, &logits);
     if (!s.ok()) return Fail(s);
     position += static_cast<int32_t>(step_tokens.size());
@@ -171,7 +171,7 @@ int RunLogits(const std::vector<char*>& positional) {
       MakePool(**model, static_cast<int64_t>(prompt->size()), &page_table);
   if (!pool.ok()) return Fail(pool.status());
   ForwardBatch batch;
-  batch.runs.push_back(ForwardRun{*prompt, 0, page_table, true});
+  batch.runs.push_back(ForwardRun{*prompt, 0, page_table, engine::LogitsMode::kAll});
   std::vector<float> logits;
   absl::Status s = (*model)->Forward(batch, **pool, &logits);
   if (!s.ok()) return Fail(s);
