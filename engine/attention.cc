@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/kernel_check_internal.h"
@@ -148,10 +149,12 @@ void PagedAttention(const KvPagePool& pool, int layer, const AttentionShape& sha
 
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> buffer(scores_size + acc_size + max_queries + block_size);
-    const AttentionScratch scratch{buffer.data(), buffer.data() + scores_size,
-                                   buffer.data() + scores_size + acc_size,
-                                   buffer.data() + scores_size + acc_size + max_queries};
+    // Uninitialised on purpose: every score and accumulator is written before it is read.
+    const auto buffer =
+        std::make_unique_for_overwrite<float[]>(scores_size + acc_size + max_queries + block_size);
+    const AttentionScratch scratch{buffer.get(), buffer.get() + scores_size,
+                                   buffer.get() + scores_size + acc_size,
+                                   buffer.get() + scores_size + acc_size + max_queries};
 #pragma omp for schedule(dynamic, 1)
     for (int64_t i = 0; i < num_items; ++i) attend(ctx, items[i], scratch);
   }
