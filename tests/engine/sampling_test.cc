@@ -483,7 +483,9 @@ TEST(SamplingLogprobsTest, RawLogSoftmaxAndSortedTopN) {
   for (int i = 0; i < 20; ++i) {
     EXPECT_EQ(greedy.top_logprobs[i].first, by_rank[i]) << i;
     EXPECT_NEAR(greedy.top_logprobs[i].second, logits[by_rank[i]] - log_z, 1e-5) << i;
-    if (i > 0) EXPECT_GE(greedy.top_logprobs[i - 1].second, greedy.top_logprobs[i].second);
+    if (i > 0) {
+      EXPECT_GE(greedy.top_logprobs[i - 1].second, greedy.top_logprobs[i].second);
+    }
   }
 
   SamplingParams sampled;
