@@ -1,5 +1,6 @@
 #include "server/offline_commands.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -17,6 +18,8 @@
 #include "engine/gguf.h"
 #include "engine/kv_page_pool.h"
 #include "engine/llama_model.h"
+#include "scheduler/engine_loop.h"
+#include "scheduler/model_executor.h"
 
 ABSL_FLAG(std::string, model, "", "Model file (GGUF)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
@@ -24,6 +27,10 @@ ABSL_FLAG(int, max_tokens, 16, "Number of tokens to generate");
 ABSL_FLAG(std::string, weight_dtype, "auto",
           "Weights in memory: f32, bf16, or auto (bf16 where the CPU has AVX-512 BF16)");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the model's end-of-sequence token");
+ABSL_FLAG(std::string, prompt_ids_file, "",
+          "File with one prompt per line (comma-separated ids); all run as one batch");
+ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature (0 = greedy)");
+ABSL_FLAG(int64_t, seed, -1, "Sampling seed (-1 = random)");
 ABSL_FLAG(std::string, out, "", "Output file (logits: raw little-endian f32, rows x vocab)");
 
 namespace kvserve::server {
@@ -101,13 +108,7 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-int32_t Argmax(const float* row, int64_t n) {
-  int32_t best = 0;
-  for (int64_t i = 1; i < n; ++i) {
-    if (row[i] > row[best]) best = static_cast<int32_t>(i);
-  }
-  return best;
-}
+constexpr int32_t kEosFallback = 2;  // until the tokenizer supplies the model's EOS ids
 
 }  // namespace
 
@@ -115,41 +116,69 @@ int RunGenerate(const std::vector<char*>& positional) {
   if (!positional.empty()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
   }
-  absl::StatusOr<std::vector<int32_t>> prompt = ParseIds(absl::GetFlag(FLAGS_prompt_ids));
-  if (!prompt.ok()) return Fail(prompt.status());
+  // Prompts: --prompt-ids, or one comma-separated prompt per line of --prompt-ids-file; all are
+  // submitted at once, so they run as one continuous batch.
+  std::vector<std::vector<int32_t>> prompts;
+  const std::string file = absl::GetFlag(FLAGS_prompt_ids_file);
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) return Fail(absl::NotFoundError(absl::StrCat("cannot read --prompt-ids-file ", file)));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      absl::StatusOr<std::vector<int32_t>> ids = ParseIds(line);
+      if (!ids.ok()) return Fail(ids.status());
+      prompts.push_back(*ids);
+    }
+  } else {
+    absl::StatusOr<std::vector<int32_t>> ids = ParseIds(absl::GetFlag(FLAGS_prompt_ids));
+    if (!ids.ok()) return Fail(ids.status());
+    prompts.push_back(*ids);
+  }
   const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  if (max_tokens < 0) return Fail(absl::InvalidArgumentError("--max-tokens must be >= 0"));
+  if (max_tokens < 1) return Fail(absl::InvalidArgumentError("--max-tokens must be >= 1"));
   absl::StatusOr<std::unique_ptr<LlamaModel>> model = LoadModel();
   if (!model.ok()) return Fail(model.status());
-  const engine::ModelConfig& c = (*model)->config();
-  const int64_t total = static_cast<int64_t>(prompt->size()) + max_tokens;
-  if (total > c.context_length) {
-    return Fail(absl::OutOfRangeError(absl::StrCat("prompt (", prompt->size(), " tokens) + max_tokens (",
-                                                   max_tokens, ") exceeds the context length ",
-                                                   c.context_length)));
-  }
-  std::vector<int32_t> page_table;
-  absl::StatusOr<std::unique_ptr<KvPagePool>> pool = MakePool(**model, total, &page_table);
-  if (!pool.ok()) return Fail(pool.status());
+  const int64_t context = (*model)->config().context_length;
+  int64_t tokens_needed = 0;
+  for (const auto& p : prompts) tokens_needed += (p.size() + max_tokens + kPageSize) / kPageSize * kPageSize;
+  const int32_t num_pages = static_cast<int32_t>(
+      std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
+  absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
+      scheduler::ModelExecutor::Create(std::move(*model), kPageSize, num_pages,
+                                       engine::KvDType::kF32);
+  if (!executor.ok()) return Fail(executor.status());
+  scheduler::EngineLoopConfig config;
+  config.max_queued_requests = static_cast<int32_t>(prompts.size()) + 1;
+  absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
+      scheduler::EngineLoop::Create(std::move(*executor), config);
+  if (!loop.ok()) return Fail(loop.status());
 
-  std::vector<int32_t> generated;
-  std::vector<int32_t> step_tokens = *prompt;
-  int32_t position = 0;
-  std::vector<float> logits;
-  const bool ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-  constexpr int32_t kEosFallback = 2;  // until the tokenizer supplies the model's EOS ids
-  while (static_cast<int>(generated.size()) < max_tokens) {
-    ForwardBatch batch;
-    batch.runs.push_back(ForwardRun{step_tokens, position, page_table, engine::LogitsMode::kLast});
-    absl::Status s = (*model)->Forward(batch, **pool, &logits);
-    if (!s.ok()) return Fail(s);
-    position += static_cast<int32_t>(step_tokens.size());
-    const int32_t next = Argmax(logits.data(), c.vocab_size);
-    generated.push_back(next);
-    if (!ignore_eos && next == kEosFallback) break;
-    step_tokens = {next};
+  std::vector<std::shared_ptr<scheduler::OutputChannel>> channels;
+  for (auto& prompt : prompts) {
+    scheduler::GenerationRequest r;
+    r.prompt = prompt;
+    r.stop.max_tokens = max_tokens;
+    r.stop.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+    r.stop.eos_token_ids = {kEosFallback};
+    r.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+    if (absl::GetFlag(FLAGS_seed) >= 0) r.sampling.seed = absl::GetFlag(FLAGS_seed);
+    absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> c = (*loop)->Submit(std::move(r));
+    if (!c.ok()) return Fail(c.status());
+    channels.push_back(*c);
   }
-  std::printf("{\"ids\":[%s]}\n", absl::StrJoin(generated, ",").c_str());
+  (void)context;
+  for (auto& channel : channels) {
+    std::vector<int32_t> ids;
+    scheduler::RequestOutput out;
+    while (channel->Pop(&out)) {
+      for (const auto& t : out.tokens) ids.push_back(t.token_id);
+      if (out.finished) break;
+    }
+    if (!out.error.ok()) return Fail(out.error);
+    std::printf("{\"ids\":[%s],\"finish_reason\":\"%s\"}\n", absl::StrJoin(ids, ",").c_str(),
+                std::string(scheduler::FinishReasonName(out.finish_reason)).c_str());
+  }
   return 0;
 }
 
