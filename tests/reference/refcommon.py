@@ -66,7 +66,10 @@ def ensure_model(cache_dir, s):
     key = hashlib.sha256(json.dumps([s, _sources_digest(), os.path.getsize(tok)], sort_keys=True).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, f"{spec_name(s)}-{key}.gguf")
     if not os.path.isfile(path):
-        make_model.make_model(path, tokenizer_from=tok, **s)
+        # Write then rename, so checks running in parallel never read a half-written file.
+        tmp = f"{path}.{os.getpid()}.tmp"
+        make_model.make_model(tmp, tokenizer_from=tok, **s)
+        os.replace(tmp, path)
     return path
 
 
