@@ -30,6 +30,10 @@ ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the model's end-of-sequ
 ABSL_FLAG(std::string, prompt_ids_file, "",
           "File with one prompt per line (comma-separated ids); all run as one batch");
 ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature (0 = greedy)");
+ABSL_FLAG(int32_t, kv_pages, 0, "KV pages in the pool (0: enough for every prompt at once)");
+ABSL_FLAG(bool, enable_prefix_caching, true, "Reuse cached KV pages of shared prompt prefixes");
+ABSL_FLAG(int32_t, max_num_seqs, 256, "Most requests running at once");
+ABSL_FLAG(int32_t, max_num_batched_tokens, 2048, "Most tokens computed in one step");
 ABSL_FLAG(int64_t, seed, -1, "Sampling seed (-1 = random)");
 ABSL_FLAG(std::string, out, "", "Output file (logits: raw little-endian f32, rows x vocab)");
 
@@ -139,17 +143,21 @@ int RunGenerate(const std::vector<char*>& positional) {
   if (max_tokens < 1) return Fail(absl::InvalidArgumentError("--max-tokens must be >= 1"));
   absl::StatusOr<std::unique_ptr<LlamaModel>> model = LoadModel();
   if (!model.ok()) return Fail(model.status());
-  const int64_t context = (*model)->config().context_length;
   int64_t tokens_needed = 0;
   for (const auto& p : prompts) tokens_needed += (p.size() + max_tokens + kPageSize) / kPageSize * kPageSize;
-  const int32_t num_pages = static_cast<int32_t>(
-      std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
+  const int32_t num_pages = absl::GetFlag(FLAGS_kv_pages) > 0
+                                ? absl::GetFlag(FLAGS_kv_pages)
+                                : static_cast<int32_t>(
+                                      std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
   absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
       scheduler::ModelExecutor::Create(std::move(*model), kPageSize, num_pages,
                                        engine::KvDType::kF32);
   if (!executor.ok()) return Fail(executor.status());
   scheduler::EngineLoopConfig config;
   config.max_queued_requests = static_cast<int32_t>(prompts.size()) + 1;
+  config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
+  config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
   absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
       scheduler::EngineLoop::Create(std::move(*executor), config);
   if (!loop.ok()) return Fail(loop.status());
@@ -167,7 +175,6 @@ int RunGenerate(const std::vector<char*>& positional) {
     if (!c.ok()) return Fail(c.status());
     channels.push_back(*c);
   }
-  (void)context;
   for (auto& channel : channels) {
     std::vector<int32_t> ids;
     scheduler::RequestOutput out;
@@ -179,6 +186,14 @@ int RunGenerate(const std::vector<char*>& positional) {
     std::printf("{\"ids\":[%s],\"finish_reason\":\"%s\"}\n", absl::StrJoin(ids, ",").c_str(),
                 std::string(scheduler::FinishReasonName(out.finish_reason)).c_str());
   }
+  // Scheduling figures of the run, for tests and curious users (stderr keeps stdout clean).
+  const scheduler::EngineLoad load = (*loop)->Load();
+  std::fprintf(stderr,
+               "{\"steps\":%lld,\"preemptions\":%lld,\"prefix_query_tokens\":%lld,"
+               "\"prefix_hit_tokens\":%lld,\"kv_pages\":%d}\n",
+               (long long)load.steps, (long long)load.preemptions,
+               (long long)load.prefix_query_tokens, (long long)load.prefix_hit_tokens,
+               load.total_pages);
   return 0;
 }
 
