@@ -44,10 +44,16 @@ def main():
     for name, path in models:
         ref_model = None  # loaded only when a divergence must be judged
         vocab = len(rc.gguf_py.read_gguf(path).get("tokenizer.ggml.tokens"))
-        for p in rc.prompts(vocab):
+        prompts = rc.prompts(vocab)
+        try:
+            answers = rc.oracle_greedy_many(path, prompts, N_TOKENS, cache)
+        except rc.CheckFailed as e:
+            failures.append(f"{name}: {e}")
+            print(f"FAIL {e}", flush=True)
+            continue
+        for p, oracle in zip(prompts, answers):
             label = f"{name} prompt[{len(p)}]"
             try:
-                oracle = rc.oracle_greedy(path, p, N_TOKENS, cache)
                 ours = rc.kvserve_generate(a.kvserve, path, p, N_TOKENS, "f32")
                 if ours != oracle and ref_model is None:
                     ref_model = llama_ref.Model(path)

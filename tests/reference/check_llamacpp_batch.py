@@ -13,7 +13,6 @@ token the float64 reference's top token.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -39,31 +38,6 @@ def batch_prompts(vocab):
         while len(prompts[-1]) < length:
             prompts[-1].append(int(rng.integers(3, vocab)))
     return prompts
-
-
-def oracle_batch(model, prompts, n, cache_dir):
-    script = rc.oracle_script()
-    key = rc.hashlib.sha256(json.dumps([os.path.basename(model), prompts, n]).encode()).hexdigest()[:16]
-    cached = os.path.join(cache_dir, "oracle", f"batch-{key}.json")
-    if os.path.isfile(cached):
-        with open(cached) as f:
-            return json.load(f)["ids"]
-    oracle_dir = os.path.dirname(script)
-    driver = os.path.join(oracle_dir, "oracle_batch.mjs")
-    shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_batch.mjs"), driver)
-    pfile = cached + ".prompts.json"
-    os.makedirs(os.path.dirname(cached), exist_ok=True)
-    with open(pfile, "w") as f:
-        json.dump(prompts, f)
-    r = subprocess.run(["node", driver, model, str(n), pfile], capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, LLAMA_THREADS=os.environ.get("LLAMA_THREADS", "2")))
-    if r.returncode != 0:
-        raise rc.CheckFailed(f"batch oracle failed: {r.stderr.strip()[-2000:]}")
-    ids = json.loads(r.stdout.strip().splitlines()[-1])["ids"]
-    with open(cached + ".tmp", "w") as f:
-        json.dump({"ids": ids}, f)
-    os.replace(cached + ".tmp", cached)
-    return ids
 
 
 def kvserve_batch(kvserve, model, prompts, n, workdir, extra):
@@ -95,7 +69,7 @@ def main():
         path = rc.ensure_model(cache, rc.spec("llama", "F32"))
         vocab = len(rc.gguf_py.read_gguf(path).get("tokenizer.ggml.tokens"))
         prompts = batch_prompts(vocab)
-        oracle = oracle_batch(path, prompts, N_TOKENS, cache)
+        oracle = rc.oracle_greedy_many(path, prompts, N_TOKENS, cache)
     except rc.CheckFailed as e:
         print(f"FAILED: {e}", file=sys.stderr)
         sys.exit(1)

@@ -129,6 +129,44 @@ def oracle_greedy(model, prompt, n, cache_dir=None):
     return ids
 
 
+
+def oracle_greedy_many(model, prompts, n, cache_dir):
+    """oracle_greedy for many prompts, loading the model into llama.cpp once (a node start and a
+    model load cost seconds each). Answers are cached per prompt exactly like oracle_greedy's."""
+    script = oracle_script()
+    paths = [os.path.join(cache_dir, "oracle", _oracle_cache_path(script, model, p, n)) for p in prompts]
+    missing = [i for i, c in enumerate(paths) if not os.path.isfile(c)]
+    if missing:
+        driver = os.path.join(os.path.dirname(script), "oracle_batch.mjs")
+        here = os.path.dirname(os.path.abspath(__file__))
+        tmp_driver = f"{driver}.{os.getpid()}.tmp"
+        with open(os.path.join(here, "oracle_batch.mjs")) as src, open(tmp_driver, "w") as dst:
+            dst.write(src.read())
+        os.replace(tmp_driver, driver)
+        os.makedirs(os.path.join(cache_dir, "oracle"), exist_ok=True)
+        pfile = os.path.join(cache_dir, "oracle", f"prompts-{os.getpid()}.json")
+        with open(pfile, "w") as f:
+            json.dump([list(prompts[i]) for i in missing], f)
+        env = dict(os.environ, LLAMA_THREADS=os.environ.get("LLAMA_THREADS", "1"))
+        try:
+            r = subprocess.run(["node", driver, model, str(n), pfile], capture_output=True, text=True,
+                               timeout=600, env=env)
+        except FileNotFoundError:
+            raise CheckFailed("node is not on PATH; the llama.cpp oracle needs Node.js")
+        if r.returncode != 0:
+            raise CheckFailed(f"batch oracle failed on {model}: {r.stderr.strip()[-2000:]}")
+        answers = json.loads(r.stdout.strip().splitlines()[-1])["ids"]
+        for i, ids in zip(missing, answers):
+            with open(paths[i] + ".tmp", "w") as f:
+                json.dump({"model": model, "prompt": list(prompts[i]), "n": n, "ids": ids}, f)
+            os.replace(paths[i] + ".tmp", paths[i])
+    out = []
+    for c in paths:
+        with open(c) as f:
+            out.append(json.load(f)["ids"])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # kvserve
 
