@@ -14,12 +14,16 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/cpu_features.h"
+#include "engine/detokenizer.h"
 #include "engine/gguf.h"
 #include "engine/kv_page_pool.h"
 #include "engine/llama_model.h"
+#include "engine/tokenizer.h"
 
 ABSL_FLAG(std::string, model, "", "Model file (GGUF)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
+ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");
+ABSL_FLAG(bool, add_special_tokens, false, "tokenize: prepend BOS when the model asks for it");
 ABSL_FLAG(int, max_tokens, 16, "Number of tokens to generate");
 ABSL_FLAG(std::string, weight_dtype, "auto",
           "Weights in memory: f32, bf16, or auto (bf16 where the CPU has AVX-512 BF16)");
@@ -109,14 +113,79 @@ int32_t Argmax(const float* row, int64_t n) {
   return best;
 }
 
+// `s` as a JSON string literal; bytes that are not UTF-8 become U+FFFD.
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+      ++i;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+      bool ok = len > 0 && i + len <= s.size() && c < 0xF8;
+      for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+      if (ok) {
+        out.append(s, i, len);
+        i += len;
+      } else {
+        out += "\xEF\xBF\xBD";
+        ++i;
+      }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<engine::Tokenizer>> LoadTokenizer(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("--model is required");
+  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  return engine::LoadTokenizerFromGguf(**file);
+}
+
 }  // namespace
+
+int RunTokenize(const std::vector<char*>& positional) {
+  if (positional.size() != 1) {
+    return Fail(absl::InvalidArgumentError("usage: kvserve tokenize --model FILE \"text\""));
+  }
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      LoadTokenizer(absl::GetFlag(FLAGS_model));
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  const std::vector<int32_t> ids =
+      (*tokenizer)->Encode(positional[0], absl::GetFlag(FLAGS_add_special_tokens));
+  std::printf("{\"ids\":[%s]}\n", absl::StrJoin(ids, ",").c_str());
+  return 0;
+}
 
 int RunGenerate(const std::vector<char*>& positional) {
   if (!positional.empty()) {
     return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
   }
-  absl::StatusOr<std::vector<int32_t>> prompt = ParseIds(absl::GetFlag(FLAGS_prompt_ids));
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      LoadTokenizer(absl::GetFlag(FLAGS_model));
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  if (!prompt_text.empty() && !absl::GetFlag(FLAGS_prompt_ids).empty()) {
+    return Fail(absl::InvalidArgumentError("give --prompt or --prompt-ids, not both"));
+  }
+  absl::StatusOr<std::vector<int32_t>> prompt =
+      prompt_text.empty() ? ParseIds(absl::GetFlag(FLAGS_prompt_ids))
+                          : absl::StatusOr<std::vector<int32_t>>(
+                                (*tokenizer)->Encode(prompt_text, /*add_special_tokens=*/true));
   if (!prompt.ok()) return Fail(prompt.status());
+  if (prompt->empty()) return Fail(absl::InvalidArgumentError("the prompt has no tokens"));
   const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
   if (max_tokens < 0) return Fail(absl::InvalidArgumentError("--max-tokens must be >= 0"));
   absl::StatusOr<std::unique_ptr<LlamaModel>> model = LoadModel();
@@ -137,7 +206,6 @@ int RunGenerate(const std::vector<char*>& positional) {
   int32_t position = 0;
   std::vector<float> logits;
   const bool ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-  constexpr int32_t kEosFallback = 2;  // until the tokenizer supplies the model's EOS ids
   while (static_cast<int>(generated.size()) < max_tokens) {
     ForwardBatch batch;
     batch.runs.push_back(ForwardRun{step_tokens, position, page_table, engine::LogitsMode::kLast});
@@ -146,10 +214,16 @@ int RunGenerate(const std::vector<char*>& positional) {
     position += static_cast<int32_t>(step_tokens.size());
     const int32_t next = Argmax(logits.data(), c.vocab_size);
     generated.push_back(next);
-    if (!ignore_eos && next == kEosFallback) break;
+    if (!ignore_eos && (*tokenizer)->IsEos(next)) break;
     step_tokens = {next};
   }
-  std::printf("{\"ids\":[%s]}\n", absl::StrJoin(generated, ",").c_str());
+  // The generated text continues the prompt, so an SPM leading space is kept.
+  engine::Detokenizer detokenizer(**tokenizer, /*continuation=*/true);
+  std::string text;
+  for (int32_t id : generated) text += detokenizer.Add(id);
+  text += detokenizer.Finish();
+  std::printf("{\"ids\":[%s],\"text\":%s}\n", absl::StrJoin(generated, ",").c_str(),
+              JsonString(text).c_str());
   return 0;
 }
 
