@@ -42,7 +42,9 @@ std::vector<size_t> SplitLlama3Style(const Classified& t, const std::vector<size
                                      size_t max_digits) {
   return Refine(words, [&](size_t begin, size_t end, auto& emit) {
     const auto cpt = [&](size_t p) { return p >= begin && p < end ? t.cpts[p] : kOutOfRange; };
-    const auto cls = [&](size_t p) { return p >= begin && p < end ? t.classes[p] : CodepointClass{}; };
+    const auto cls = [&](size_t p) {
+      return p >= begin && p < end ? t.classes[p] : CodepointClass{};
+    };
     const auto in_range = [&](size_t p) { return p >= begin && p < end; };
     for (size_t pos = begin; pos < end;) {
       const uint32_t c = cpt(pos);
@@ -128,7 +130,9 @@ std::vector<size_t> SplitLlama3Style(const Classified& t, const std::vector<size
 std::vector<size_t> SplitGpt2(const Classified& t, const std::vector<size_t>& words) {
   return Refine(words, [&](size_t begin, size_t end, auto& emit) {
     const auto cpt = [&](size_t p) { return p >= begin && p < end ? t.cpts[p] : kOutOfRange; };
-    const auto cls = [&](size_t p) { return p >= begin && p < end ? t.classes[p] : CodepointClass{}; };
+    const auto cls = [&](size_t p) {
+      return p >= begin && p < end ? t.classes[p] : CodepointClass{};
+    };
     const auto in_range = [&](size_t p) { return p >= begin && p < end; };
     for (size_t pos = begin; pos < end;) {
       const uint32_t c = cpt(pos);

@@ -180,7 +180,8 @@ std::string BpeTokenizer::TokenPiece(int32_t id) const {
       return text;
     case TokenType::kByte:
       if (text.size() == 6) {
-        return std::string(1, static_cast<char>(std::strtol(text.substr(3, 2).c_str(), nullptr, 16)));
+        return std::string(1,
+                           static_cast<char>(std::strtol(text.substr(3, 2).c_str(), nullptr, 16)));
       }
       return "";
     default:

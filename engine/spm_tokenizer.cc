@@ -14,8 +14,8 @@ constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 "▁"
 struct Symbol {
   int prev;
   int next;
-  size_t begin;  // into the escaped text
-  size_t length; // 0 once merged into its left neighbour
+  size_t begin;   // into the escaped text
+  size_t length;  // 0 once merged into its left neighbour
 };
 
 struct Bigram {
@@ -148,13 +148,15 @@ std::string SpmTokenizer::TokenPiece(int32_t id) const {
   const std::string& text = texts_[id];
   switch (types_[id]) {
     case TokenType::kNormal:
-      return absl::StrReplaceAll(text, {{absl::string_view(kSpaceMark.data(), kSpaceMark.size()), " "}});
+      return absl::StrReplaceAll(text,
+                                 {{absl::string_view(kSpaceMark.data(), kSpaceMark.size()), " "}});
     case TokenType::kUserDefined:
       return text;
     case TokenType::kByte: {
       // "<0xXX>"
       if (text.size() == 6) {
-        return std::string(1, static_cast<char>(std::strtol(text.substr(3, 2).c_str(), nullptr, 16)));
+        return std::string(1,
+                           static_cast<char>(std::strtol(text.substr(3, 2).c_str(), nullptr, 16)));
       }
       return "";
     }

@@ -13,22 +13,58 @@ namespace {
 // end-of-generation ones join its EOG set. Mirrored here so ids match llama.cpp's.
 void PromoteSpecialTokensByText(GgufVocabulary* v) {
   static const absl::flat_hash_set<std::string>* const kEndOfGeneration =
-      new absl::flat_hash_set<std::string>{
-          "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
-          "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>",
-          "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>",
-          "<|tool_response>", "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>", "[e~["};
+      new absl::flat_hash_set<std::string>{"<|eot_id|>",
+                                           "<|im_end|>",
+                                           "<|end|>",
+                                           "<|return|>",
+                                           "<|call|>",
+                                           "<|flush|>",
+                                           "<|calls|>",
+                                           "<end_of_turn>",
+                                           "<|endoftext|>",
+                                           "</s>",
+                                           "<|eom_id|>",
+                                           "<EOT>",
+                                           "_<EOT>",
+                                           "[EOT]",
+                                           "[EOS]",
+                                           "<|end_of_text|>",
+                                           "<end_of_utterance>",
+                                           "<eos>",
+                                           "<turn|>",
+                                           "<|tool_response>",
+                                           "<\xEF\xBD\x9C"
+                                           "end\xE2\x96\x81"
+                                           "of\xE2\x96\x81"
+                                           "sentence\xEF\xBD\x9C>",
+                                           "[e~["};
   // Fill-in-the-middle markers: CONTROL; pad, repo and file separators also end generation.
   static const absl::flat_hash_set<std::string>* const kFimMarkers =
-      new absl::flat_hash_set<std::string>{
-          "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "\xE2\x96\x81<PRE>",
-          "<|code_prefix|>", "<|prefix|>", "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>",
-          "\xE2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", "<|fim_middle|>", "<fim-middle>",
-          "<fim_middle>", "<MID>", "\xE2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"};
+      new absl::flat_hash_set<std::string>{"<|fim_prefix|>",
+                                           "<fim-prefix>",
+                                           "<fim_prefix>",
+                                           "<PRE>",
+                                           "\xE2\x96\x81<PRE>",
+                                           "<|code_prefix|>",
+                                           "<|prefix|>",
+                                           "<|fim_suffix|>",
+                                           "<fim-suffix>",
+                                           "<fim_suffix>",
+                                           "<SUF>",
+                                           "\xE2\x96\x81<SUF>",
+                                           "<|code_suffix|>",
+                                           "<|suffix|>",
+                                           "<|fim_middle|>",
+                                           "<fim-middle>",
+                                           "<fim_middle>",
+                                           "<MID>",
+                                           "\xE2\x96\x81<MID>",
+                                           "<|code_middle|>",
+                                           "<|middle|>"};
   static const absl::flat_hash_set<std::string>* const kFimEndOfGeneration =
-      new absl::flat_hash_set<std::string>{"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
-                                           "[PAD]", "<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
-                                           "<REPO>", "<reponame>", "<|file_sep|>"};
+      new absl::flat_hash_set<std::string>{
+          "<|fim_pad|>",   "<fim-pad>",  "<fim_pad>", "<PAD>",      "[PAD]",       "<|fim_repo|>",
+          "<|repo_name|>", "<fim-repo>", "<REPO>",    "<reponame>", "<|file_sep|>"};
   for (size_t i = 0; i < v->texts.size(); ++i) {
     const std::string& t = v->texts[i];
     const bool eog = kEndOfGeneration->contains(t) || kFimEndOfGeneration->contains(t);

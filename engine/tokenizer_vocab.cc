@@ -51,8 +51,8 @@ absl::StatusOr<GgufVocabulary> ReadGgufVocabulary(const GgufFile& file) {
     absl::StatusOr<std::vector<int64_t>> types = file.GetIntArray("tokenizer.ggml.token_type");
     if (!types.ok()) return types.status();
     if (types->size() < n) {
-      return absl::InvalidArgumentError(absl::StrCat("tokenizer.ggml.token_type has ", types->size(),
-                                                     " entries for ", n, " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer.ggml.token_type has ",
+                                                     types->size(), " entries for ", n, " tokens"));
     }
     for (size_t i = 0; i < n; ++i) {
       const int64_t t = (*types)[i];
@@ -80,11 +80,11 @@ absl::StatusOr<GgufVocabulary> ReadGgufVocabulary(const GgufFile& file) {
     int32_t* out;
   };
   int32_t eot = -1, eom = -1;
-  for (const IdKey& k : {IdKey{"tokenizer.ggml.bos_token_id", &v.bos_id},
-                         IdKey{"tokenizer.ggml.eos_token_id", &v.eos_id},
-                         IdKey{"tokenizer.ggml.unknown_token_id", &v.unk_id},
-                         IdKey{"tokenizer.ggml.eot_token_id", &eot},
-                         IdKey{"tokenizer.ggml.eom_token_id", &eom}}) {
+  for (const IdKey& k :
+       {IdKey{"tokenizer.ggml.bos_token_id", &v.bos_id},
+        IdKey{"tokenizer.ggml.eos_token_id", &v.eos_id},
+        IdKey{"tokenizer.ggml.unknown_token_id", &v.unk_id},
+        IdKey{"tokenizer.ggml.eot_token_id", &eot}, IdKey{"tokenizer.ggml.eom_token_id", &eom}}) {
     absl::StatusOr<int32_t> id = OptionalTokenId(file, k.key, nt);
     if (!id.ok()) return id.status();
     *k.out = *id;
@@ -95,7 +95,8 @@ absl::StatusOr<GgufVocabulary> ReadGgufVocabulary(const GgufFile& file) {
   absl::StatusOr<std::optional<bool>> add_bos = OptionalBool(file, "tokenizer.ggml.add_bos_token");
   if (!add_bos.ok()) return add_bos.status();
   v.add_bos = *add_bos;
-  absl::StatusOr<std::optional<bool>> prefix = OptionalBool(file, "tokenizer.ggml.add_space_prefix");
+  absl::StatusOr<std::optional<bool>> prefix =
+      OptionalBool(file, "tokenizer.ggml.add_space_prefix");
   if (!prefix.ok()) return prefix.status();
   v.add_space_prefix = *prefix;
   return v;
@@ -124,9 +125,8 @@ SpecialTokenSplitter::SpecialTokenSplitter(const std::vector<std::string>& texts
   }
   // Longest first; equal lengths keep id order (llama.cpp's unstable sort leaves them in some
   // order; they can only differ on overlapping equal-length tokens).
-  std::stable_sort(specials_.begin(), specials_.end(), [](const auto& a, const auto& b) {
-    return a.first.size() > b.first.size();
-  });
+  std::stable_sort(specials_.begin(), specials_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
 }
 
 std::vector<TextFragment> SpecialTokenSplitter::Split(std::string_view text) const {

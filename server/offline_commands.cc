@@ -22,7 +22,8 @@
 
 ABSL_FLAG(std::string, model, "", "Model file (GGUF)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
-ABSL_FLAG(std::string, prompt, "", "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");
+ABSL_FLAG(std::string, prompt, "",
+          "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");
 ABSL_FLAG(bool, add_special_tokens, false, "tokenize: prepend BOS when the model asks for it");
 ABSL_FLAG(int, max_tokens, 16, "Number of tokens to generate");
 ABSL_FLAG(std::string, weight_dtype, "auto",
@@ -133,7 +134,9 @@ std::string JsonString(const std::string& s) {
     } else {
       const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
       bool ok = len > 0 && i + len <= s.size() && c < 0xF8;
-      for (int k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+      for (int k = 1; ok && k < len; ++k) {
+        ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+      }
       if (ok) {
         out.append(s, i, len);
         i += len;
