@@ -12,6 +12,7 @@ PACKAGES=(
   # libraries (see ../shared/notes/stack.md)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libdnnl-dev prometheus-cpp-dev libcivetweb-dev
+  libicu-dev  # Unicode categories for the tokenizers' pre-tokenizer regexes
   # tests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2

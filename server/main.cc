@@ -1,5 +1,6 @@
 // kvserve: the command line. `kvserve SUBCOMMAND [--flags]`.
 //   generate  offline greedy (or sampled) continuation of prompt token ids, one JSON line
+//   tokenize  token ids of a text, one JSON line
 //   logits    offline forward pass over a prompt; writes raw f32 logits (for reference checks)
 #include <cstdio>
 #include <algorithm>
@@ -17,6 +18,8 @@ constexpr char kUsage[] =
     "usage: kvserve <command> [flags]\n"
     "commands:\n"
     "  generate --model FILE --prompt-ids 1,2,3 --max-tokens N   greedy continuation as JSON\n"
+    "           (or --prompt \"text\": tokenized with BOS; prints ids and text)\n"
+    "  tokenize --model FILE [--add-special-tokens] \"text\"        token ids as JSON\n"
     "  logits   --model FILE --prompt-ids 1,2,3 --out FILE        raw f32 logits of every position\n"
     "run `kvserve <command> --help` for its flags";
 
@@ -53,6 +56,7 @@ int main(int argc, char** argv) {
   positional.erase(positional.begin());
 
   if (command == "generate") return kvserve::server::RunGenerate(positional);
+  if (command == "tokenize") return kvserve::server::RunTokenize(positional);
   if (command == "logits") return kvserve::server::RunLogits(positional);
   std::fprintf(stderr, "kvserve: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 1;

@@ -15,14 +15,19 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/cpu_features.h"
+#include "engine/detokenizer.h"
 #include "engine/gguf.h"
 #include "engine/kv_page_pool.h"
 #include "engine/llama_model.h"
+#include "engine/tokenizer.h"
 #include "scheduler/engine_loop.h"
 #include "scheduler/model_executor.h"
 
 ABSL_FLAG(std::string, model, "", "Model file (GGUF)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
+ABSL_FLAG(std::string, prompt, "",
+          "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");
+ABSL_FLAG(bool, add_special_tokens, false, "tokenize: prepend BOS when the model asks for it");
 ABSL_FLAG(int, max_tokens, 16, "Number of tokens to generate");
 ABSL_FLAG(std::string, weight_dtype, "auto",
           "Weights in memory: f32, bf16, or auto (bf16 where the CPU has AVX-512 BF16)");
@@ -112,9 +117,63 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-constexpr int32_t kEosFallback = 2;  // until the tokenizer supplies the model's EOS ids
+// `s` as a JSON string literal; bytes that are not UTF-8 become U+FFFD.
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+      ++i;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      const int len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+      bool ok = len > 0 && i + len <= s.size() && c < 0xF8;
+      for (int k = 1; ok && k < len; ++k) {
+        ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+      }
+      if (ok) {
+        out.append(s, i, len);
+        i += len;
+      } else {
+        out += "\xEF\xBF\xBD";
+        ++i;
+      }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<engine::Tokenizer>> LoadTokenizer(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("--model is required");
+  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  return engine::LoadTokenizerFromGguf(**file);
+}
 
 }  // namespace
+
+int RunTokenize(const std::vector<char*>& positional) {
+  if (positional.size() != 1) {
+    return Fail(absl::InvalidArgumentError("usage: kvserve tokenize --model FILE \"text\""));
+  }
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      LoadTokenizer(absl::GetFlag(FLAGS_model));
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  const std::vector<int32_t> ids =
+      (*tokenizer)->Encode(positional[0], absl::GetFlag(FLAGS_add_special_tokens));
+  std::printf("{\"ids\":[%s]}\n", absl::StrJoin(ids, ",").c_str());
+  return 0;
+}
 
 int RunGenerate(const std::vector<char*>& positional) {
   if (!positional.empty()) {
@@ -122,9 +181,22 @@ int RunGenerate(const std::vector<char*>& positional) {
   }
   // Prompts: --prompt-ids, or one comma-separated prompt per line of --prompt-ids-file; all are
   // submitted at once, so they run as one continuous batch.
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      LoadTokenizer(absl::GetFlag(FLAGS_model));
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  const int given = !prompt_text.empty() + !absl::GetFlag(FLAGS_prompt_ids).empty() +
+                    !absl::GetFlag(FLAGS_prompt_ids_file).empty();
+  if (given != 1) {
+    return Fail(absl::InvalidArgumentError(
+        "give exactly one of --prompt, --prompt-ids or --prompt-ids-file"));
+  }
   std::vector<std::vector<int32_t>> prompts;
   const std::string file = absl::GetFlag(FLAGS_prompt_ids_file);
-  if (!file.empty()) {
+  if (!prompt_text.empty()) {
+    prompts.push_back((*tokenizer)->Encode(prompt_text, /*add_special_tokens=*/true));
+    if (prompts.back().empty()) return Fail(absl::InvalidArgumentError("the prompt has no tokens"));
+  } else if (!file.empty()) {
     std::ifstream in(file);
     if (!in) return Fail(absl::NotFoundError(absl::StrCat("cannot read --prompt-ids-file ", file)));
     std::string line;
@@ -168,7 +240,7 @@ int RunGenerate(const std::vector<char*>& positional) {
     r.prompt = prompt;
     r.stop.max_tokens = max_tokens;
     r.stop.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-    r.stop.eos_token_ids = {kEosFallback};
+    r.stop.eos_token_ids = (*tokenizer)->eos_ids();
     r.sampling.temperature = absl::GetFlag(FLAGS_temperature);
     if (absl::GetFlag(FLAGS_seed) >= 0) r.sampling.seed = absl::GetFlag(FLAGS_seed);
     absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> c = (*loop)->Submit(std::move(r));
@@ -183,7 +255,13 @@ int RunGenerate(const std::vector<char*>& positional) {
       if (out.finished) break;
     }
     if (!out.error.ok()) return Fail(out.error);
-    std::printf("{\"ids\":[%s],\"finish_reason\":\"%s\"}\n", absl::StrJoin(ids, ",").c_str(),
+    // The generated text continues the prompt, so an SPM leading space is kept.
+    engine::Detokenizer detokenizer(**tokenizer, /*continuation=*/true);
+    std::string text;
+    for (int32_t id : ids) text += detokenizer.Add(id);
+    text += detokenizer.Finish();
+    std::printf("{\"ids\":[%s],\"text\":%s,\"finish_reason\":\"%s\"}\n",
+                absl::StrJoin(ids, ",").c_str(), JsonString(text).c_str(),
                 std::string(scheduler::FinishReasonName(out.finish_reason)).c_str());
   }
   // Scheduling figures of the run, for tests and curious users (stderr keeps stdout clean).

@@ -11,6 +11,9 @@ namespace kvserve::server {
 
 int RunGenerate(const std::vector<char*>& positional);
 int RunLogits(const std::vector<char*>& positional);
+// `kvserve tokenize --model FILE "text"`: prints {"ids":[...]} (BOS only with
+// --add-special-tokens).
+int RunTokenize(const std::vector<char*>& positional);
 
 }  // namespace kvserve::server
 
