@@ -96,7 +96,7 @@ absl::StatusOr<BuiltRequest> BuildGenerationRequest(const kvserve::v1::GenerateR
       const bool add_special = !r.has_add_special_tokens() || r.add_special_tokens();
       absl::StatusOr<std::vector<int32_t>> ids = codec.Encode(r.prompt(), add_special);
       if (!ids.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("prompt: ", ids.status().message()));
+        return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));
       }
       out.engine.prompt = std::move(*ids);
       break;

@@ -363,6 +363,20 @@ class ClientsTest(unittest.TestCase):
         self.assertEqual(bad.returncode, 1)
         self.assertIn("logprobs", bad.stderr)
 
+    def test_model_file_without_tokenizer_is_served_on_token_ids(self):
+        prompt = [256] + list(b"model file")
+        with Server("--model", self.server.model_path) as server:
+            info = server.stub.GetModelInfo(pb.GetModelInfoRequest())
+            self.assertFalse(info.demo)
+            self.assertEqual(list(info.eos_token_ids), [257])  # from the GGUF metadata
+            ids, text, _ = collect(server.stub.Generate(greedy_request(10, ids=prompt)))
+            self.assertEqual(ids, offline_generate(self.server.model_path, prompt, 10))
+            self.assertEqual(text, "")
+            with self.assertRaises(grpc.RpcError) as e:
+                collect(server.stub.Generate(greedy_request(4, prompt="text")))
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+            self.assertIn("prompt_token_ids", e.exception.details())
+
     def test_python_example(self):
         example = os.environ["KVSERVE_EXAMPLES"] + "/python/generate.py"
         _, expected, _ = collect(self.server.stub.Generate(greedy_request(12, prompt="example")))

@@ -34,8 +34,9 @@ class Server:
         self._reader.start()
         self.port = int(self.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)", ready_timeout)[1])
         self.wait_for_line(r"ready: serving", ready_timeout)
-        model_line = self.wait_for_line(r"built-in demo model .* from (\S+);", 1)
-        self.model_path = model_line[1] if model_line else None
+        self.model_path = None
+        if "--model" not in flags:
+            self.model_path = self.wait_for_line(r"built-in demo model .* from (\S+);", 5)[1]
         self.address = f"127.0.0.1:{self.port}"
         self.channel = grpc.insecure_channel(self.address)
         self.stub = pb_grpc.GenerationStub(self.channel)
