@@ -2,8 +2,10 @@
 //   generate  offline greedy (or sampled) continuation of prompt token ids, one JSON line
 //   tokenize  token ids of a text, one JSON line
 //   logits    offline forward pass over a prompt; writes raw f32 logits (for reference checks)
-#include <cstdio>
+//   serve     the gRPC server (kvserve.v1.Generation, health, reflection)
+//   client    streams one generation from a running server
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -11,12 +13,17 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "server/offline_commands.h"
+#include "server/serve_command.h"
 
 namespace {
 
 constexpr char kUsage[] =
     "usage: kvserve <command> [flags]\n"
     "commands:\n"
+    "  serve    [--model FILE] [--grpc-port 50051]                gRPC server (demo model if no "
+    "--model)\n"
+    "  client   --prompt TEXT [--target HOST:PORT] [--json]       stream a generation from a "
+    "server\n"
     "  generate --model FILE --prompt-ids 1,2,3 --max-tokens N   greedy continuation as JSON\n"
     "           (or --prompt \"text\": tokenized with BOS; prints ids and text)\n"
     "  tokenize --model FILE [--add-special-tokens] \"text\"        token ids as JSON\n"
@@ -52,12 +59,15 @@ int main(int argc, char** argv) {
   std::vector<char*> args;
   args.push_back(argv[0]);
   for (std::string& a : storage) args.push_back(a.data());
-  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   positional.erase(positional.begin());
 
   if (command == "generate") return kvserve::server::RunGenerate(positional);
   if (command == "tokenize") return kvserve::server::RunTokenize(positional);
   if (command == "logits") return kvserve::server::RunLogits(positional);
+  if (command == "serve") return kvserve::server::RunServe(positional);
+  if (command == "client") return kvserve::server::RunClient(positional);
   std::fprintf(stderr, "kvserve: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 1;
 }

@@ -1,0 +1,356 @@
+#include "server/generation_service.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "server/status_mapping.h"
+#include "server/stop_matcher.h"
+
+namespace kvserve::server {
+namespace {
+
+using kvserve::v1::FinishReason;
+using kvserve::v1::GenerateRequest;
+using kvserve::v1::GenerateResponse;
+
+FinishReason ToProto(scheduler::FinishReason reason) {
+  switch (reason) {
+    case scheduler::FinishReason::kStop:
+      return kvserve::v1::FINISH_REASON_STOP;
+    case scheduler::FinishReason::kLength:
+      return kvserve::v1::FINISH_REASON_LENGTH;
+    case scheduler::FinishReason::kContextLength:
+      return kvserve::v1::FINISH_REASON_CONTEXT_LENGTH;
+    case scheduler::FinishReason::kAborted:
+      return kvserve::v1::FINISH_REASON_CANCELLED;
+  }
+  return kvserve::v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void FillTokenLogprob(const TextCodec& codec, int32_t id, float logprob,
+                      kvserve::v1::TokenLogprob* out) {
+  out->set_token_id(id);
+  out->set_logprob(logprob);
+  std::string piece = codec.TokenPiece(id);
+  out->set_text(SanitizeUtf8(piece));
+  out->set_token_bytes(std::move(piece));
+}
+
+// One Generate stream. Lifetime: owned by itself through `self_` from creation until OnDone, and
+// by the channel notifier's weak reference while a notification runs; so the engine thread never
+// touches a deleted reactor.
+class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
+                        public std::enable_shared_from_this<GenerateReactor> {
+ public:
+  GenerateReactor(std::shared_ptr<ServingBackend> backend, grpc::CallbackServerContext* context)
+      : backend_(std::move(backend)), context_(context) {}
+
+  // Validates and submits, or finishes the call with the error.
+  void Start(const GenerateRequest& request) {
+    absl::StatusOr<BuiltRequest> built =
+        BuildGenerationRequest(request, *backend_->codec, backend_->limits);
+    if (!built.ok()) {
+      Finish(ToGrpcStatus(built.status()));
+      return;
+    }
+    num_prompt_tokens_ = static_cast<int32_t>(built->engine.prompt.size());
+    options_ = std::move(built->stream);
+    absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> channel =
+        backend_->loop->Submit(std::move(built->engine));
+    if (!channel.ok()) {
+      Finish(ToGrpcStatus(channel.status()));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      matcher_.emplace(options_.stop_strings, options_.include_stop_str_in_output);
+      channel_ = std::move(*channel);
+    }
+    std::weak_ptr<GenerateReactor> weak = shared_from_this();
+    // Runs on the engine thread after every push; must not block.
+    channel_->SetNotifier([weak] {
+      if (std::shared_ptr<GenerateReactor> self = weak.lock()) self->Pump();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      write_in_flight_ = false;
+      if (!ok) cancelled_ = true;  // the client is gone
+    }
+    if (!ok) AbortInEngine();
+    Pump();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+    }
+    AbortInEngine();
+    Pump();
+  }
+
+  void OnDone() override {
+    std::shared_ptr<GenerateReactor> keep;
+    std::shared_ptr<scheduler::OutputChannel> channel;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      keep = std::move(self_);
+      channel = channel_;
+    }
+    AbortInEngine();
+    if (channel != nullptr) channel->SetNotifier(nullptr);
+    // `keep` releases the reactor here (or when a running notification ends).
+  }
+
+  std::shared_ptr<GenerateReactor> self_;
+
+ private:
+  // Aborts the engine request unless it already finished (its id may be reused afterwards).
+  void AbortInEngine() {
+    std::shared_ptr<scheduler::OutputChannel> channel;
+    {
+      absl::MutexLock lock(&mu_);
+      if (engine_finished_ || channel_ == nullptr) return;
+      channel = channel_;
+    }
+    if (!channel->finished_pushed()) backend_->loop->Abort(channel->request_id());
+  }
+
+  // Sends what is ready, if no write is in flight. Called from the notifier, OnWriteDone and
+  // OnCancel; never holds mu_ while calling into gRPC.
+  void Pump() {
+    enum class Action { kNone, kWrite, kWriteAndFinish, kFinish };
+    Action action = Action::kNone;
+    grpc::Status status;
+    bool abort = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (done_ || finish_called_ || write_in_flight_ || channel_ == nullptr) return;
+      if (cancelled_) {
+        action = Action::kFinish;
+        status = grpc::Status(grpc::StatusCode::CANCELLED, "the request was cancelled");
+      } else {
+        response_.Clear();
+        absl::Status error;
+        const bool ready = DrainLocked(&response_, &error, &abort);
+        if (!error.ok()) {
+          action = Action::kFinish;
+          status = ToGrpcStatus(error);
+        } else if (ready) {
+          action = final_ready_ ? Action::kWriteAndFinish : Action::kWrite;
+        }
+      }
+      if (action == Action::kWrite) write_in_flight_ = true;
+      if (action == Action::kFinish || action == Action::kWriteAndFinish) finish_called_ = true;
+    }
+    if (abort) backend_->loop->Abort(channel_->request_id());
+    switch (action) {
+      case Action::kNone:
+        break;
+      case Action::kWrite:
+        StartWrite(&response_);
+        break;
+      case Action::kWriteAndFinish:
+        StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+        break;
+      case Action::kFinish:
+        Finish(status);
+        break;
+    }
+  }
+
+  // Moves every queued engine output into `response`. Returns whether there is something to
+  // send; sets final_ready_ when `response` is the last message, `*error` when the engine failed
+  // the request, `*abort` when a stop string ended it (the engine must stop generating).
+  bool DrainLocked(GenerateResponse* response, absl::Status* error, bool* abort)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const TextCodec& codec = *backend_->codec;
+    response->set_request_id(channel_->request_id());
+    bool any = false;
+    scheduler::RequestOutput out;
+    while (!engine_finished_ && channel_->TryPop(&out)) {
+      any = true;
+      for (const scheduler::GeneratedToken& token : out.tokens) {
+        if (matcher_->matched()) break;  // generated before the abort took effect: dropped
+        ++num_completion_tokens_;
+        response->add_token_ids(token.token_id);
+        if (options_.num_logprobs > 0) {
+          kvserve::v1::Logprobs* lp = response->add_logprobs();
+          FillTokenLogprob(codec, token.token_id, token.logprob, lp->mutable_chosen());
+          for (const auto& [id, logprob] : token.top_logprobs) {
+            FillTokenLogprob(codec, id, logprob, lp->add_top());
+          }
+        }
+        std::string piece;
+        if (!options_.stop_token_ids.contains(token.token_id) ||
+            options_.include_stop_str_in_output) {
+          piece = codec.TokenPiece(token.token_id);
+        }
+        StopStringMatcher::Result r = matcher_->Add(detokenizer_.Add(piece));
+        response->mutable_text()->append(r.text);
+        if (r.matched.has_value()) {
+          matched_stop_ = *r.matched;
+          *abort = true;
+        }
+      }
+      if (out.finished) {
+        engine_finished_ = true;
+        if (!out.error.ok()) {
+          *error = out.error;
+          return false;
+        }
+        if (!matcher_->matched()) {
+          StopStringMatcher::Result r = matcher_->Add(detokenizer_.Flush());
+          response->mutable_text()->append(r.text);
+          if (r.matched.has_value()) matched_stop_ = *r.matched;
+          response->mutable_text()->append(matcher_->Flush());
+        }
+        if (matcher_->matched()) {
+          response->set_finish_reason(kvserve::v1::FINISH_REASON_STOP_STRING);
+          response->set_matched_stop(matched_stop_);
+        } else {
+          response->set_finish_reason(ToProto(out.finish_reason));
+        }
+        kvserve::v1::Usage* usage = response->mutable_usage();
+        usage->set_prompt_tokens(num_prompt_tokens_);
+        usage->set_completion_tokens(num_completion_tokens_);
+        usage->set_cached_prompt_tokens(out.stats.num_cached_prompt_tokens);
+        kvserve::v1::Timings* timings = response->mutable_timings();
+        timings->set_queue_seconds(out.stats.queue_seconds);
+        timings->set_time_to_first_token_seconds(out.stats.time_to_first_token_seconds);
+        timings->set_total_seconds(out.stats.total_seconds);
+        final_ready_ = true;
+      }
+    }
+    return any;
+  }
+
+  const std::shared_ptr<ServingBackend> backend_;
+  grpc::CallbackServerContext* const context_;
+  int32_t num_prompt_tokens_ = 0;
+  StreamOptions options_;  // set in Start, then read-only
+
+  absl::Mutex mu_;
+  std::shared_ptr<scheduler::OutputChannel> channel_ ABSL_GUARDED_BY(mu_);
+  std::optional<StopStringMatcher> matcher_ ABSL_GUARDED_BY(mu_);
+  IncrementalDetokenizer detokenizer_ ABSL_GUARDED_BY(mu_);
+  std::string matched_stop_ ABSL_GUARDED_BY(mu_);
+  int32_t num_completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  bool engine_finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool final_ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  GenerateResponse response_;  // the message being written; touched only when no write runs
+};
+
+// Finishes a unary call with `status`.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace
+
+void GenerationService::SetBackend(std::shared_ptr<ServingBackend> backend) {
+  absl::MutexLock lock(&mu_);
+  backend_ = std::move(backend);
+}
+
+absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::backend() const {
+  absl::MutexLock lock(&mu_);
+  if (backend_ == nullptr) return absl::UnavailableError("the model is still loading");
+  return backend_;
+}
+
+grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
+    grpc::CallbackServerContext* context, const GenerateRequest* request) {
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  if (!backend.ok()) {
+    // A reactor that only reports the error.
+    class ErrorReactor : public grpc::ServerWriteReactor<GenerateResponse> {
+     public:
+      explicit ErrorReactor(grpc::Status status) { Finish(std::move(status)); }
+      void OnDone() override { delete this; }
+    };
+    return new ErrorReactor(ToGrpcStatus(backend.status()));
+  }
+  auto reactor = std::make_shared<GenerateReactor>(*std::move(backend), context);
+  reactor->self_ = reactor;
+  reactor->Start(*request);
+  return reactor.get();
+}
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                      const kvserve::v1::TokenizeRequest* request,
+                                                      kvserve::v1::TokenizeResponse* response) {
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
+  const TextCodec& codec = *(*backend)->codec;
+  std::vector<int32_t> ids;
+  switch (request->input_case()) {
+    case kvserve::v1::TokenizeRequest::kText: {
+      const bool add_special = !request->has_add_special_tokens() || request->add_special_tokens();
+      absl::StatusOr<std::vector<int32_t>> encoded = codec.Encode(request->text(), add_special);
+      if (!encoded.ok()) return FinishUnary(context, ToGrpcStatus(encoded.status()));
+      ids = std::move(*encoded);
+      break;
+    }
+    case kvserve::v1::TokenizeRequest::kTokenIds: {
+      const auto& in = request->token_ids().ids();
+      for (int i = 0; i < in.size(); ++i) {
+        if (in[i] < 0 || in[i] >= codec.vocab_size()) {
+          return FinishUnary(
+              context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                    absl::StrFormat("token_ids[%d] = %d is outside the vocabulary "
+                                                    "[0, %d)",
+                                                    i, in[i], codec.vocab_size())));
+        }
+      }
+      ids.assign(in.begin(), in.end());
+      break;
+    }
+    default:
+      return FinishUnary(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                               "input is missing: set text or token_ids"));
+  }
+  response->mutable_token_ids()->Assign(ids.begin(), ids.end());
+  response->set_text(SanitizeUtf8(codec.Decode(ids)));
+  return FinishUnary(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                          const kvserve::v1::GetModelInfoRequest*,
+                                                          kvserve::v1::ModelInfo* response) {
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
+  *response = (*backend)->model_info;
+  return FinishUnary(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerContext* context,
+                                                           const kvserve::v1::GetServerInfoRequest*,
+                                                           kvserve::v1::ServerInfo* response) {
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
+  const scheduler::EngineLoad load = (*backend)->loop->Load();
+  response->set_running_requests(load.running);
+  response->set_waiting_requests(load.waiting);
+  response->set_kv_cache_usage(load.kv_usage);
+  response->set_free_kv_pages(load.free_pages);
+  response->set_total_kv_pages(load.total_pages);
+  response->set_draining(draining_);
+  return FinishUnary(context, grpc::Status::OK);
+}
+
+}  // namespace kvserve::server

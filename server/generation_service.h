@@ -1,0 +1,71 @@
+// GenerationService: the kvserve.v1.Generation gRPC service on grpc++'s callback API.
+//
+// Each Generate stream is a ServerWriteReactor: it validates and submits the request to the
+// EngineLoop, then is woken by the request's OutputChannel notifier (on the engine thread) and by
+// its own write completions (on gRPC threads). It writes at most one message at a time; outputs
+// that arrive meanwhile are merged into the next message, so a slow reader gets fewer, larger
+// messages and never blocks the engine. No thread is dedicated to a stream.
+//
+// Cancellation, an expired deadline and a vanished client all reach the reactor as OnCancel (or a
+// failed write): the request is aborted in the engine loop, which applies it before its next
+// step and frees the request's KV pages.
+//
+// Until SetBackend() is called (while the model loads) every RPC answers UNAVAILABLE.
+//
+// Ownership: the service shares ownership of the backend with every live stream (a stream may
+// outlive a Shutdown() of the gRPC server by a moment). Thread-safety: all methods thread-safe.
+#ifndef KVSERVE_SERVER_GENERATION_SERVICE_H_
+#define KVSERVE_SERVER_GENERATION_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "kvserve/v1/generation.grpc.pb.h"
+#include "scheduler/engine_loop.h"
+#include "server/request_builder.h"
+#include "server/text_codec.h"
+
+namespace kvserve::server {
+
+// The loaded model as the service sees it.
+struct ServingBackend {
+  std::unique_ptr<scheduler::EngineLoop> loop;
+  std::unique_ptr<TextCodec> codec;
+  kvserve::v1::ModelInfo model_info;
+  RequestLimits limits;
+};
+
+class GenerationService final : public kvserve::v1::Generation::CallbackService {
+ public:
+  // Called once, when the model has loaded.
+  void SetBackend(std::shared_ptr<ServingBackend> backend);
+  // Reported by GetServerInfo; the engine loop itself refuses new requests.
+  void SetDraining() { draining_ = true; }
+
+  grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const kvserve::v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const kvserve::v1::TokenizeRequest* request,
+                                     kvserve::v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const kvserve::v1::GetModelInfoRequest* request,
+                                         kvserve::v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const kvserve::v1::GetServerInfoRequest* request,
+                                          kvserve::v1::ServerInfo* response) override;
+
+ private:
+  // UNAVAILABLE while the model loads.
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend() const;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<ServingBackend> backend_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace kvserve::server
+
+#endif  // KVSERVE_SERVER_GENERATION_SERVICE_H_

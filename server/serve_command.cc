@@ -1,0 +1,297 @@
+// `kvserve serve`: loads the model (or writes and loads the built-in demo model), starts the
+// engine loop, and serves gRPC until SIGTERM/SIGINT.
+//
+// Start-up: the gRPC server listens first with health NOT_SERVING (so orchestrators can probe a
+// loading server), then the model loads, then health turns SERVING.
+// Shutdown on SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests
+// run to completion for up to --drain-timeout seconds, then the server stops and exits 0.
+#include "server/serve_command.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "engine/cpu_features.h"
+#include "engine/gguf.h"
+#include "engine/llama_model.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "scheduler/engine_loop.h"
+#include "scheduler/model_executor.h"
+#include "server/demo_model.h"
+#include "server/generation_service.h"
+#include "server/text_codec.h"
+
+// Shared with the offline commands (defined in offline_commands.cc).
+ABSL_DECLARE_FLAG(std::string, model);
+ABSL_DECLARE_FLAG(std::string, weight_dtype);
+
+ABSL_FLAG(int32_t, grpc_port, 50051, "gRPC port (0: pick a free one; the log says which)");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
+ABSL_FLAG(int32_t, max_num_seqs, 256, "Requests running at once (the batch)");
+ABSL_FLAG(int32_t, max_num_batched_tokens, 2048, "Tokens computed per engine step, all requests");
+ABSL_FLAG(int32_t, kv_page_size, 16, "Tokens per KV cache page");
+ABSL_FLAG(std::string, kv_cache_memory, "auto",
+          "KV cache size in bytes (suffixes K, M, G, KiB, MiB, GiB); auto = min(1 GiB, RAM / 4)");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32", "KV cache element type: f32 or bf16");
+ABSL_FLAG(int32_t, max_queued_requests, 1024,
+          "Requests waiting for a batch slot before new ones get RESOURCE_EXHAUSTED");
+ABSL_FLAG(double, drain_timeout, 30, "Seconds in-flight requests get to finish on SIGTERM");
+
+namespace kvserve::server {
+namespace {
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "kvserve: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+int Fail(const absl::Status& s) {
+  Log(absl::StrCat("error: ", s.message()));
+  return 1;
+}
+
+absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& text) {
+  if (text == "auto") {
+    const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+    return std::min<int64_t>(int64_t{1} << 30, ram / 4);
+  }
+  std::string digits = text;
+  int64_t scale = 1;
+  const std::string upper = absl::AsciiStrToUpper(text);
+  for (const auto& [suffix, factor] :
+       std::vector<std::pair<std::string, int64_t>>{{"KIB", 1 << 10},
+                                                    {"MIB", 1 << 20},
+                                                    {"GIB", 1 << 30},
+                                                    {"K", 1000},
+                                                    {"M", 1000 * 1000},
+                                                    {"G", 1000 * 1000 * 1000}}) {
+    if (upper.size() > suffix.size() &&
+        upper.compare(upper.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      digits = text.substr(0, text.size() - suffix.size());
+      scale = factor;
+      break;
+    }
+  }
+  double value;
+  if (!absl::SimpleAtod(digits, &value) || !(value > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " = '", text, "' is not a positive size (e.g. 512MiB, 2G)"));
+  }
+  return static_cast<int64_t>(value * static_cast<double>(scale));
+}
+
+absl::StatusOr<engine::WeightDType> WeightDTypeFromFlag() {
+  const std::string s = absl::GetFlag(FLAGS_weight_dtype);
+  if (s == "auto") return engine::DefaultWeightDType();
+  if (s == "f32") return engine::WeightDType::kF32;
+  if (s == "bf16") return engine::WeightDType::kBF16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--weight-dtype must be f32, bf16 or auto, not '", s, "'"));
+}
+
+// Loads the model and starts the engine loop.
+absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
+  std::string path = absl::GetFlag(FLAGS_model);
+  const bool demo = path.empty();
+  if (demo) {
+    absl::StatusOr<std::string> written = WriteDemoModel(DemoModelDirectory());
+    if (!written.ok()) return written.status();
+    path = *written;
+    Log(
+        absl::StrCat("no --model given: serving the built-in demo model (random weights, "
+                     "byte-level vocabulary) from ",
+                     path, "; pass --model FILE.gguf to serve a real model"));
+  }
+  absl::StatusOr<engine::WeightDType> weight_dtype = WeightDTypeFromFlag();
+  if (!weight_dtype.ok()) return weight_dtype.status();
+  const std::string kv_dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
+  engine::KvDType kv_dtype;
+  if (kv_dtype_name == "f32") {
+    kv_dtype = engine::KvDType::kF32;
+  } else if (kv_dtype_name == "bf16") {
+    kv_dtype = engine::KvDType::kBF16;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-dtype must be f32 or bf16, not '", kv_dtype_name, "'"));
+  }
+  absl::StatusOr<int64_t> kv_bytes =
+      ParseBytes("kv-cache-memory", absl::GetFlag(FLAGS_kv_cache_memory));
+  if (!kv_bytes.ok()) return kv_bytes.status();
+  const int32_t page_size = absl::GetFlag(FLAGS_kv_page_size);
+  if (page_size < 1) return absl::InvalidArgumentError("--kv-page-size must be at least 1");
+
+  absl::StatusOr<std::unique_ptr<engine::GgufFile>> file = engine::GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  std::shared_ptr<const engine::GgufFile> shared_file(std::move(*file));
+  const engine::GgufFile& gguf = *shared_file;
+  engine::LoadOptions options;
+  options.weight_dtype = *weight_dtype;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<engine::LlamaModel>> model =
+      engine::LlamaModel::Load(shared_file, options);
+  if (!model.ok()) return model.status();
+  const engine::ModelConfig config = (*model)->config();
+  Log(absl::StrFormat(
+      "model %s (%s): %d layers, hidden %d, heads %d/%d, FFN %d, vocab %d, context %d; weights "
+      "%s; loaded in %.2f s",
+      config.name, config.architecture, config.num_layers, config.hidden_size, config.num_heads,
+      config.num_kv_heads, config.intermediate_size, config.vocab_size, config.context_length,
+      engine::WeightDTypeName(*weight_dtype), absl::ToDoubleSeconds(absl::Now() - start)));
+
+  auto backend = std::make_shared<ServingBackend>();
+  if (demo) {
+    backend->codec = std::make_unique<ByteLevelCodec>();
+  } else {
+    // TODO(lead): a Tokenizer-backed TextCodec (engine/tokenizer.h) goes here. Until then a
+    // model file is served on token ids, with its EOS id from the GGUF metadata.
+    absl::flat_hash_set<int32_t> eos;
+    if (absl::StatusOr<int64_t> id = gguf.GetInt("tokenizer.ggml.eos_token_id"); id.ok()) {
+      eos.insert(static_cast<int32_t>(*id));
+    }
+    absl::StatusOr<int64_t> bos = gguf.GetInt("tokenizer.ggml.bos_token_id");
+    backend->codec = std::make_unique<TokenIdsOnlyCodec>(static_cast<int32_t>(config.vocab_size),
+                                                         bos.ok() ? static_cast<int32_t>(*bos) : -1,
+                                                         std::move(eos));
+  }
+  Log(absl::StrCat("vocabulary: ", backend->codec->name()));
+  if (backend->codec->vocab_size() != config.vocab_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model has ", config.vocab_size, " tokens but its vocabulary (",
+                     backend->codec->name(), ") has ", backend->codec->vocab_size()));
+  }
+  const int32_t num_pages =
+      scheduler::ModelExecutor::PagesForBytes(**model, page_size, kv_dtype, *kv_bytes);
+  if (num_pages < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-memory = ", *kv_bytes, " bytes holds no KV page"));
+  }
+  Log(absl::StrFormat("KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s",
+                      num_pages, page_size, int64_t{num_pages} * page_size,
+                      static_cast<double>(*kv_bytes) / (1 << 20), kv_dtype_name));
+  absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
+      scheduler::ModelExecutor::Create(std::move(*model), page_size, num_pages, kv_dtype);
+  if (!executor.ok()) return executor.status();
+
+  scheduler::EngineLoopConfig loop_config;
+  loop_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  loop_config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  loop_config.scheduler.max_model_len = static_cast<int32_t>(config.context_length);
+  loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
+      scheduler::EngineLoop::Create(std::move(*executor), loop_config);
+  if (!loop.ok()) return loop.status();
+  backend->loop = std::move(*loop);
+  Log(absl::StrFormat("scheduler: max %d running, %d tokens per step, %d queued",
+                      loop_config.scheduler.max_num_seqs,
+                      loop_config.scheduler.max_num_batched_tokens,
+                      loop_config.max_queued_requests));
+
+  const int32_t context = backend->loop->scheduler_config().max_model_len;
+  backend->limits.context_length = context;
+  backend->limits.kv_capacity_tokens = int64_t{num_pages} * page_size;
+  kvserve::v1::ModelInfo& info = backend->model_info;
+  info.set_name(config.name);
+  info.set_architecture(config.architecture);
+  info.set_context_length(context);
+  info.set_vocab_size(static_cast<int32_t>(config.vocab_size));
+  for (int32_t id : backend->codec->eos_ids()) info.add_eos_token_ids(id);
+  std::sort(info.mutable_eos_token_ids()->begin(), info.mutable_eos_token_ids()->end());
+  info.set_weight_dtype(std::string(engine::WeightDTypeName(*weight_dtype)));
+  info.set_kv_cache_dtype(kv_dtype_name);
+  info.set_bos_token_id(backend->codec->bos_id());
+  info.set_kv_page_size(page_size);
+  info.set_demo(demo);
+  return backend;
+}
+
+void SetHealth(grpc::Server& server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", serving);
+  health->SetServingStatus("kvserve.v1.Generation", serving);
+}
+
+}  // namespace
+
+int RunServe(const std::vector<char*>& positional) {
+  if (!positional.empty()) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
+  }
+  // Block the shutdown signals before any thread starts (gRPC, OpenMP, the engine loop inherit
+  // the mask); this thread takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const double drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  if (!(drain_timeout >= 0))
+    return Fail(absl::InvalidArgumentError("--drain-timeout must be >= 0"));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  GenerationService service;
+  grpc::ServerBuilder builder;
+  const std::string address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_grpc_port));
+  int port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", address)));
+  }
+  SetHealth(*server, false);
+  Log(absl::StrFormat("gRPC listening on %s:%d (health NOT_SERVING while the model loads)",
+                      absl::GetFlag(FLAGS_host), port));
+
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = LoadBackend();
+  if (!backend.ok()) {
+    server->Shutdown(absl::ToChronoTime(absl::Now()));
+    return Fail(backend.status());
+  }
+  service.SetBackend(*backend);
+  SetHealth(*server, true);
+  Log(absl::StrFormat("ready: serving kvserve.v1.Generation on %s:%d", absl::GetFlag(FLAGS_host),
+                      port));
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
+                      signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
+  SetHealth(*server, false);
+  service.SetDraining();
+  scheduler::EngineLoop& loop = *(*backend)->loop;
+  loop.StopAccepting();
+  const absl::Time deadline = absl::Now() + absl::Seconds(drain_timeout);
+  const bool idle = loop.WaitIdle(deadline);
+  if (!idle) Log("drain timeout: aborting the requests still running");
+  // The engine side is done; give the streams a moment to write their last messages.
+  loop.Shutdown();
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(idle ? 5 : 1)));
+  server->Wait();
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace kvserve::server

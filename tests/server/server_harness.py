@@ -1,0 +1,124 @@
+"""Starts the real `kvserve serve` binary on a free loopback port for integration tests.
+
+Environment (set by ctest): KVSERVE_BIN (the kvserve binary), PYTHONPATH containing the
+generated stubs, KVSERVE_CACHE (where the demo model file is written).
+"""
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import grpc
+
+import health_pb2
+import health_pb2_grpc
+from kvserve.v1 import generation_pb2 as pb
+from kvserve.v1 import generation_pb2_grpc as pb_grpc
+
+KVSERVE_BIN = os.environ.get("KVSERVE_BIN", "kvserve")
+
+
+class Server:
+    """One `kvserve serve` process. Use as a context manager or call stop()."""
+
+    def __init__(self, *flags, ready_timeout=60):
+        self.lines = []
+        self._cond = threading.Condition()
+        args = [KVSERVE_BIN, "serve", "--grpc-port", "0", "--host", "127.0.0.1",
+                "--kv-cache-memory", "64MiB", "--weight-dtype", "f32", *flags]
+        self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     text=True)
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        self.port = int(self.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)", ready_timeout)[1])
+        self.wait_for_line(r"ready: serving", ready_timeout)
+        self.model_path = None
+        if "--model" not in flags:
+            self.model_path = self.wait_for_line(r"built-in demo model .* from (\S+);", 5)[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = pb_grpc.GenerationStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def _read_stderr(self):
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for_line(self, pattern, timeout):
+        """Returns the first match of `pattern` in the log, waiting up to `timeout` seconds."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    m = regex.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    if self.proc.poll() is not None:
+                        raise RuntimeError("kvserve exited: " + "\n".join(self.lines))
+                    return None
+                self._cond.wait(left)
+
+    def server_info(self):
+        return self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5)
+
+    def health_status(self, service=""):
+        return self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+    def wait_idle(self, timeout=1.0):
+        """Polls GetServerInfo until nothing runs or waits and every page is free."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.server_info()
+            if (info.running_requests == 0 and info.waiting_requests == 0
+                    and info.free_kv_pages == info.total_kv_pages):
+                return info
+            if time.monotonic() > deadline:
+                return info
+            time.sleep(0.02)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.channel.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def greedy_request(max_tokens, prompt=None, ids=None, **kwargs):
+    """A greedy GenerateRequest that ignores EOS, so its length is known."""
+    r = pb.GenerateRequest(max_tokens=max_tokens, ignore_eos=True,
+                           sampling=pb.SamplingParams(temperature=0), **kwargs)
+    if ids is not None:
+        r.prompt_token_ids.ids.extend(ids)
+    else:
+        r.prompt = prompt
+    return r
+
+
+def collect(responses):
+    """(token ids, concatenated text, last message) of a finished stream."""
+    ids, text, last = [], [], None
+    for m in responses:
+        ids.extend(m.token_ids)
+        text.append(m.text)
+        last = m
+    return ids, "".join(text), last
