@@ -24,7 +24,7 @@ ABSL_DECLARE_FLAG(int64_t, seed);
 ABSL_DECLARE_FLAG(bool, ignore_eos);
 
 ABSL_FLAG(std::string, target, "localhost:50051", "Server address (host:port)");
-ABSL_FLAG(std::string, prompt, "", "Prompt text (or use --prompt-ids)");
+ABSL_DECLARE_FLAG(std::string, prompt);  // shared with generate (offline_commands.cc)
 ABSL_FLAG(bool, json, false, "Print every streamed message as one JSON line");
 ABSL_FLAG(std::vector<std::string>, stop, {}, "Stop strings, comma-separated");
 ABSL_FLAG(int32_t, logprobs, 0, "Top alternatives per token to return (0-20)");

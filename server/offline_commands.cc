@@ -181,10 +181,12 @@ int RunGenerate(const std::vector<char*>& positional) {
   }
   // Prompts: --prompt-ids, or one comma-separated prompt per line of --prompt-ids-file; all are
   // submitted at once, so they run as one continuous batch.
+  // Token-id prompts work without a tokenizer (e.g. the demo model's byte vocabulary, or a
+  // file without tokenizer metadata); text needs one.
   absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
       LoadTokenizer(absl::GetFlag(FLAGS_model));
-  if (!tokenizer.ok()) return Fail(tokenizer.status());
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  if (!tokenizer.ok() && !prompt_text.empty()) return Fail(tokenizer.status());
   const int given = !prompt_text.empty() + !absl::GetFlag(FLAGS_prompt_ids).empty() +
                     !absl::GetFlag(FLAGS_prompt_ids_file).empty();
   if (given != 1) {
@@ -234,13 +236,22 @@ int RunGenerate(const std::vector<char*>& positional) {
       scheduler::EngineLoop::Create(std::move(*executor), config);
   if (!loop.ok()) return Fail(loop.status());
 
+  absl::flat_hash_set<int32_t> eos_ids;
+  if (tokenizer.ok()) {
+    eos_ids = (*tokenizer)->eos_ids();
+  } else if (absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Open(absl::GetFlag(FLAGS_model));
+             f.ok()) {
+    if (absl::StatusOr<int64_t> eos = (*f)->GetInt("tokenizer.ggml.eos_token_id"); eos.ok()) {
+      eos_ids.insert(static_cast<int32_t>(*eos));
+    }
+  }
   std::vector<std::shared_ptr<scheduler::OutputChannel>> channels;
   for (auto& prompt : prompts) {
     scheduler::GenerationRequest r;
     r.prompt = prompt;
     r.stop.max_tokens = max_tokens;
     r.stop.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-    r.stop.eos_token_ids = (*tokenizer)->eos_ids();
+    r.stop.eos_token_ids = eos_ids;
     r.sampling.temperature = absl::GetFlag(FLAGS_temperature);
     if (absl::GetFlag(FLAGS_seed) >= 0) r.sampling.seed = absl::GetFlag(FLAGS_seed);
     absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> c = (*loop)->Submit(std::move(r));
@@ -255,13 +266,17 @@ int RunGenerate(const std::vector<char*>& positional) {
       if (out.finished) break;
     }
     if (!out.error.ok()) return Fail(out.error);
-    // The generated text continues the prompt, so an SPM leading space is kept.
-    engine::Detokenizer detokenizer(**tokenizer, /*continuation=*/true);
-    std::string text;
-    for (int32_t id : ids) text += detokenizer.Add(id);
-    text += detokenizer.Finish();
-    std::printf("{\"ids\":[%s],\"text\":%s,\"finish_reason\":\"%s\"}\n",
-                absl::StrJoin(ids, ",").c_str(), JsonString(text).c_str(),
+    std::string text_field;
+    if (tokenizer.ok()) {
+      // The generated text continues the prompt, so an SPM leading space is kept.
+      engine::Detokenizer detokenizer(**tokenizer, /*continuation=*/true);
+      std::string text;
+      for (int32_t id : ids) text += detokenizer.Add(id);
+      text += detokenizer.Finish();
+      text_field = absl::StrCat(",\"text\":", JsonString(text));
+    }
+    std::printf("{\"ids\":[%s]%s,\"finish_reason\":\"%s\"}\n",
+                absl::StrJoin(ids, ",").c_str(), text_field.c_str(),
                 std::string(scheduler::FinishReasonName(out.finish_reason)).c_str());
   }
   // Scheduling figures of the run, for tests and curious users (stderr keeps stdout clean).

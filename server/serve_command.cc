@@ -7,6 +7,8 @@
 // run to completion for up to --drain-timeout seconds, then the server stops and exits 0.
 #include "server/serve_command.h"
 
+#include "engine/tokenizer.h"
+
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -45,8 +47,9 @@ ABSL_DECLARE_FLAG(std::string, weight_dtype);
 
 ABSL_FLAG(int32_t, grpc_port, 50051, "gRPC port (0: pick a free one; the log says which)");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
-ABSL_FLAG(int32_t, max_num_seqs, 256, "Requests running at once (the batch)");
-ABSL_FLAG(int32_t, max_num_batched_tokens, 2048, "Tokens computed per engine step, all requests");
+ABSL_DECLARE_FLAG(int32_t, max_num_seqs);  // shared with generate (offline_commands.cc)
+ABSL_DECLARE_FLAG(int32_t, max_num_batched_tokens);
+ABSL_DECLARE_FLAG(bool, enable_prefix_caching);
 ABSL_FLAG(int32_t, kv_page_size, 16, "Tokens per KV cache page");
 ABSL_FLAG(std::string, kv_cache_memory, "auto",
           "KV cache size in bytes (suffixes K, M, G, KiB, MiB, GiB); auto = min(1 GiB, RAM / 4)");
@@ -159,9 +162,15 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   auto backend = std::make_shared<ServingBackend>();
   if (demo) {
     backend->codec = std::make_unique<ByteLevelCodec>();
+  } else if (absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+                 engine::LoadTokenizerFromGguf(gguf);
+             tokenizer.ok()) {
+    backend->codec = std::make_unique<TokenizerCodec>(std::move(*tokenizer));
   } else {
-    // TODO(lead): a Tokenizer-backed TextCodec (engine/tokenizer.h) goes here. Until then a
-    // model file is served on token ids, with its EOS id from the GGUF metadata.
+    // Without a usable tokenizer the model is served on token ids, with its EOS id from the
+    // GGUF metadata.
+    Log(absl::StrCat("no usable tokenizer (", tokenizer.status().message(),
+                     "): serving token ids only"));
     absl::flat_hash_set<int32_t> eos;
     if (absl::StatusOr<int64_t> id = gguf.GetInt("tokenizer.ggml.eos_token_id"); id.ok()) {
       eos.insert(static_cast<int32_t>(*id));
@@ -193,6 +202,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   scheduler::EngineLoopConfig loop_config;
   loop_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   loop_config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  loop_config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   loop_config.scheduler.max_model_len = static_cast<int32_t>(config.context_length);
   loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =

@@ -1,5 +1,7 @@
 #include "server/text_codec.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace kvserve::server {
 namespace {
 
@@ -97,6 +99,15 @@ std::string SanitizeUtf8(absl::string_view bytes) {
   IncrementalDetokenizer d;
   std::string out = d.Add(bytes);
   return out + d.Flush();
+}
+
+absl::StatusOr<std::vector<int32_t>> TokenizerCodec::Encode(absl::string_view text,
+                                                            bool add_special_tokens) const {
+  return tokenizer_->Encode(std::string_view(text.data(), text.size()), add_special_tokens);
+}
+
+std::string TokenizerCodec::name() const {
+  return absl::StrCat("model tokenizer, ", tokenizer_->vocab_size(), " tokens");
 }
 
 }  // namespace kvserve::server

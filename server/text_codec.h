@@ -12,6 +12,7 @@
 #define KVSERVE_SERVER_TEXT_CODEC_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "engine/tokenizer.h"
 
 namespace kvserve::server {
 
@@ -79,6 +81,24 @@ class TokenIdsOnlyCodec final : public TextCodec {
   int32_t vocab_size_;
   int32_t bos_id_;
   absl::flat_hash_set<int32_t> eos_ids_;
+};
+
+// A model's own tokenizer (SentencePiece or byte-level BPE, from its GGUF file). Pieces keep the
+// SPM leading space: generated text continues the prompt.
+class TokenizerCodec final : public TextCodec {
+ public:
+  explicit TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer)
+      : tokenizer_(std::move(tokenizer)) {}
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
+                                              bool add_special_tokens) const override;
+  std::string TokenPiece(int32_t id) const override { return tokenizer_->TokenPiece(id); }
+  int32_t vocab_size() const override { return tokenizer_->vocab_size(); }
+  int32_t bos_id() const override { return tokenizer_->bos_id(); }
+  absl::flat_hash_set<int32_t> eos_ids() const override { return tokenizer_->eos_ids(); }
+  std::string name() const override;
+
+ private:
+  std::unique_ptr<engine::Tokenizer> tokenizer_;
 };
 
 // Turns token bytes into valid UTF-8 text deltas. A sequence that may still complete (a lead
