@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # One command for kvserve's benchmark tables (issues 2 and 4), written to docs/BENCHMARKS.md.
 #
-#   bench/run_benchmarks.sh [--quick] [--build-dir DIR] [--cache-dir DIR] [--out FILE]
+#   bench/run_benchmarks.sh [--quick] [--ns 1,8,32,64] [--build-dir DIR] [--cache-dir DIR]
+#                           [--out FILE]
+#
+# A full run takes roughly 15-20 minutes on a quiet 2-core machine (llama.cpp at N=32 and 64
+# dominates); check `uptime` first: the numbers mean nothing on a busy machine.
 #
 # 1. builds the bench binaries (kvserve_matmul_bench, kvserve_single_stream_bench,
 #    kvserve_load_bench) in the build dir (default: <repo>/build) if needed;
@@ -24,14 +28,16 @@ build="$here/build"
 cache="${KVSERVE_BENCH_CACHE:-$HOME/.cache/kvserve/bench}"
 out="$here/docs/BENCHMARKS.md"
 quick=0
+ns_override=""
 cmdline="bench/run_benchmarks.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --ns) ns_override="$2"; shift ;;
     --build-dir) build="$2"; shift ;;
     --cache-dir) cache="$2"; shift ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run_benchmarks: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,6 +58,7 @@ REPS=3
 if [ "$quick" = 1 ]; then
   T=32; NS="1,8"; SS_GEN=32; REPS=1
 fi
+if [ -n "$ns_override" ]; then NS="$ns_override"; fi
 
 log() { echo "run_benchmarks: $*" >&2; }
 
@@ -129,3 +136,5 @@ mkdir -p "$(dirname "$out")"
   --quick "$quick" --threads "$threads" --prompt-len "$P" --gen "$T" \
   --ss-prompt "$SS_PROMPT" --ss-gen "$SS_GEN"
 log "wrote $out"
+# Print the tables (everything before the kept notes).
+sed '/<!-- notes: kept across runs -->/,$d' "$out"

@@ -58,6 +58,20 @@ def machine():
             f"flags: {' '.join(have) or 'none'} (no {' '.join(missing) or '-'})")
 
 
+def busy_warning(res, threads):
+    """A warning when the 1-minute load average exceeded the benchmark's threads."""
+    loads = []
+    for name in ["load_before.txt", "load_after.txt"]:
+        m = re.search(r"load average: ([\d.]+)", last_line(os.path.join(res, name)))
+        if m:
+            loads.append(float(m.group(1)))
+    if loads and max(loads) > threads + 0.5:
+        return (f"The machine was busy (load average up to {max(loads):.1f} on "
+                f"{os.cpu_count()} CPUs): these are not quiet-machine figures, and the matmul "
+                "ceiling, kvserve and llama.cpp runs were disturbed by different amounts.")
+    return ""
+
+
 def matmul_ceiling(path):
     """{dtype: {m: (ms_per_step, ceiling_tokens_per_s)}} and the lines of skipped dtypes."""
     table, skipped = {}, []
@@ -107,9 +121,14 @@ def main():
     w("## Machine")
     w("")
     w(f"- CPU: {machine()}")
-    w(f"- Threads: {a.threads} for both engines (`OMP_NUM_THREADS`, `LLAMA_THREADS`)")
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default: spin, then sleep)")
+    w(f"- Threads: {a.threads} for both engines (`OMP_NUM_THREADS`, `LLAMA_THREADS`); "
+      f"`OMP_WAIT_POLICY` {policy}")
     w(f"- Load average before / after the run: `{last_line(os.path.join(res, 'load_before.txt'))}`"
       f" / `{last_line(os.path.join(res, 'load_after.txt'))}`")
+    busy = busy_warning(res, a.threads)
+    if busy:
+        w(f"- **{busy}**")
     w("- Model: synthetic 360M-shape `llama` (dim 960, 32 layers, 15 heads, 5 KV heads, head dim "
       "64, FFN 2560, vocab 32000, random weights) written by `scripts/make_model.py` as Q8_0 and "
       "F16 GGUF. kvserve converts both to f32 weights at load; llama.cpp runs them as stored.")
