@@ -1,7 +1,7 @@
 // Single-stream speed of the engine itself (no scheduler, no server): prompt tokens/s for one
 // prefill of P tokens, and decode tokens/s for T greedy steps after it. Prints one JSON line.
 //
-//   kvserve_single_stream_bench --model M.gguf --weight-dtype bf16 --prompt-len 16 --gen 64
+//   kvserve_single_stream_bench --model M.gguf --weight_dtype auto --prompt_len 16 --gen 64
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,7 +16,7 @@
 #include "engine/llama_model.h"
 
 ABSL_FLAG(std::string, model, "", "GGUF model");
-ABSL_FLAG(std::string, weight_dtype, "bf16", "f32 or bf16");
+ABSL_FLAG(std::string, weight_dtype, "auto", "f32, bf16, or auto (bf16 with AVX-512 BF16)");
 ABSL_FLAG(int, prompt_len, 16, "prompt tokens");
 ABSL_FLAG(int, gen, 64, "generated tokens");
 ABSL_FLAG(int, reps, 3, "repetitions (the best is reported)");
@@ -31,8 +31,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   LoadOptions opts;
-  opts.weight_dtype =
-      absl::GetFlag(FLAGS_weight_dtype) == "f32" ? WeightDType::kF32 : WeightDType::kBF16;
+  const std::string dtype = absl::GetFlag(FLAGS_weight_dtype);
+  if (dtype != "f32" && dtype != "bf16" && dtype != "auto") {
+    std::fprintf(stderr, "--weight_dtype must be f32, bf16 or auto, not '%s'\n", dtype.c_str());
+    return 1;
+  }
+  opts.weight_dtype = dtype == "auto"  ? DefaultWeightDType()
+                      : dtype == "f32" ? WeightDType::kF32
+                                       : WeightDType::kBF16;
   auto t_load = std::chrono::steady_clock::now();
   auto model = LlamaModel::Load(std::shared_ptr<const GgufFile>(std::move(*file)), opts);
   if (!model.ok()) {
@@ -74,7 +80,7 @@ int main(int argc, char** argv) {
       "{\"engine\":\"kvserve\",\"weight_dtype\":\"%s\",\"prompt_len\":%d,\"gen\":%d,"
       "\"load_s\":%.2f,\"prompt_tokens_per_s\":%.1f,\"decode_tokens_per_s\":%.1f,"
       "\"decode_ms_per_token\":%.2f}\n",
-      absl::GetFlag(FLAGS_weight_dtype).c_str(), P, T, load_s, P / best_prefill, T / best_decode,
-      1000 * best_decode / T);
+      std::string(WeightDTypeName(opts.weight_dtype)).c_str(), P, T, load_s, P / best_prefill,
+      T / best_decode, 1000 * best_decode / T);
   return 0;
 }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/attention.h"
 #include "engine/kernels.h"
+#include "engine/step_profile.h"
 
 namespace kvserve::engine {
 namespace {
@@ -152,6 +153,7 @@ absl::Status LlamaModel::EmbedTokens(absl::Span<const int32_t> ids, float* out) 
 absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
                                  std::vector<float>* logits) {
   const ModelConfig& c = config_;
+  PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
   const int page_size = pool.shape().page_size;
   const int num_pages = pool.shape().num_pages;
 
@@ -215,8 +217,10 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
       token_ids_[row0 + i] = run.token_ids[i];
     }
   }
+  timer.Lap(StepPhase::kOther);
   absl::Status s = EmbedTokens(absl::MakeConstSpan(token_ids_.data(), rows), x_.data());
   if (!s.ok()) return s;
+  timer.Lap(StepPhase::kCopy);
 
   AttentionShape ashape;
   ashape.num_heads = static_cast<int>(c.num_heads);
@@ -227,7 +231,9 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
   for (int64_t l = 0; l < c.num_layers; ++l) {
     Layer& layer = layers_[l];
     RmsNorm(x_.data(), layer.attn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
+    timer.Lap(StepPhase::kElementwise);
     layer.qkv->Forward(h_.data(), rows, qkv_.data());
+    timer.Lap(StepPhase::kMatmul);
     // Split the fused projection into contiguous Q, K and V.
     for (int64_t r = 0; r < rows; ++r) {
       const float* src = qkv_.data() + r * qkv_cols;
@@ -235,21 +241,31 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
       std::memcpy(k_.data() + r * kvs, src + qs, kvs * sizeof(float));
       std::memcpy(v_.data() + r * kvs, src + qs + kvs, kvs * sizeof(float));
     }
+    timer.Lap(StepPhase::kCopy);
     ApplyRope(q_.data(), rows, ashape.num_heads, positions_.data(), *rope_, c.rope_style);
     ApplyRope(k_.data(), rows, ashape.num_kv_heads, positions_.data(), *rope_, c.rope_style);
+    timer.Lap(StepPhase::kElementwise);
     for (const AttentionSequence& seq : seqs) {
       pool.Write(static_cast<int>(l), seq.page_table, positions_.data() + seq.first_row,
                  seq.num_rows, k_.data() + seq.first_row * kvs, v_.data() + seq.first_row * kvs);
     }
+    timer.Lap(StepPhase::kCopy);
     PagedAttention(pool, static_cast<int>(l), ashape, seqs, q_.data(), attn_.data());
+    timer.Lap(StepPhase::kAttention);
     layer.attn_out->Forward(attn_.data(), rows, h_.data());
+    timer.Lap(StepPhase::kMatmul);
     AddInPlace(x_.data(), h_.data(), rows * d);
 
     RmsNorm(x_.data(), layer.ffn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
+    timer.Lap(StepPhase::kElementwise);
     layer.gate_up->Forward(h_.data(), rows, gate_up_.data());
+    timer.Lap(StepPhase::kMatmul);
     SwiGlu(gate_up_.data(), act_.data(), rows, f);
+    timer.Lap(StepPhase::kElementwise);
     layer.down->Forward(act_.data(), rows, h_.data());
+    timer.Lap(StepPhase::kMatmul);
     AddInPlace(x_.data(), h_.data(), rows * d);
+    timer.Lap(StepPhase::kElementwise);
   }
 
   // Final norm and LM head only for the rows whose logits are wanted.
@@ -264,9 +280,12 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
     std::memcpy(sel_.data() + out_row * d, x_.data() + first * d, count * d * sizeof(float));
     out_row += count;
   }
+  timer.Lap(StepPhase::kCopy);
   if (logit_rows == 0) return absl::OkStatus();
   RmsNorm(sel_.data(), output_norm_.data(), sel_.data(), logit_rows, d, c.rms_norm_eps);
+  timer.Lap(StepPhase::kElementwise);
   lm_head_->Forward(sel_.data(), logit_rows, logits->data());
+  timer.Lap(StepPhase::kLmHead);
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/step_profile.h"
 
 namespace kvserve::scheduler {
 
@@ -218,6 +219,7 @@ void EngineLoop::Run() {
       PublishLoad();
       return;
     }
+    engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
     ApplyPendingWork(pending, aborts);
 
     StepPlan plan = scheduler_->Schedule();
@@ -235,8 +237,10 @@ void EngineLoop::Run() {
           live.stats.num_preemptions = req->num_preemptions();
         }
       }
+      timer.Lap(engine::StepPhase::kSchedule);
       absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> executed =
           executor_->Execute(plan);
+      timer.Skip();  // Execute attributes its own time
       if (!executed.ok()) {
         std::fprintf(stderr, "kvserve: step failed: %s\n",
                      std::string(executed.status().message()).c_str());
@@ -283,6 +287,8 @@ void EngineLoop::Run() {
     }
     ++steps_;
     PublishLoad();
+    timer.Lap(engine::StepPhase::kSchedule);
+    timer.EndStep();
   }
 }
 

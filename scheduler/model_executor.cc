@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/step_profile.h"
 
 namespace kvserve::scheduler {
 
@@ -48,6 +49,7 @@ void ModelExecutor::RemoveSequence(const std::string& request_id) {
 
 absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExecutor::Execute(
     const StepPlan& plan) {
+  engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
   engine::ForwardBatch batch;
   batch.runs.reserve(plan.scheduled.size());
   std::vector<const engine::SamplingParams*> params;
@@ -73,7 +75,9 @@ absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExec
   }
   absl::flat_hash_map<std::string, engine::SampleResult> out;
   if (batch.runs.empty()) return out;
+  timer.Lap(engine::StepPhase::kSchedule);
   absl::Status s = model_->Forward(batch, *pool_, &logits_);
+  timer.Skip();  // Forward attributes its own time
   if (!s.ok()) return s;
   if (sampled_ids.empty()) return out;
   std::vector<engine::SampleResult> results(sampled_ids.size());
@@ -83,6 +87,7 @@ absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExec
     states[i]->Accept(results[i].token);
     out.emplace(*sampled_ids[i], std::move(results[i]));
   }
+  timer.Lap(engine::StepPhase::kSampling);
   return out;
 }
 
