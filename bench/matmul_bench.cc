@@ -3,7 +3,7 @@
 // engine::Linear, for several batch row counts m and weight dtypes. Weights are random: only
 // the shapes matter for speed.
 //
-// Usage: kvserve_matmul_bench [--reps=N] [--dtype=f32|bf16|all] [--m=1,8,32,64]
+// Usage: kvserve_matmul_bench [--reps=N] [--dtype=f32|bf16|int8|all] [--m=1,8,32,64]
 // Prints, per dtype and m: the median ms per step over N timed reps (after warm-up), the
 // implied ceiling in tokens/s (m tokens per step, attention and everything else excluded), and
 // the oneDNN implementation names used.
@@ -93,7 +93,7 @@ void RunStep(Model& model, int64_t m, const std::vector<float>& x, std::vector<f
 }
 
 int Usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--reps=N] [--dtype=f32|bf16|all] [--m=1,8,32,64]\n", argv0);
+  std::fprintf(stderr, "usage: %s [--reps=N] [--dtype=f32|bf16|int8|all] [--m=1,8,32,64]\n", argv0);
   return 2;
 }
 
@@ -119,7 +119,8 @@ int Main(int argc, char** argv) {
       if (!absl::SimpleAtoi(arg, &reps) || reps < 1) return Usage(argv[0]);
     } else if (absl::ConsumePrefix(&arg, "--dtype=")) {
       dtype_flag = std::string(arg);
-      if (dtype_flag != "f32" && dtype_flag != "bf16" && dtype_flag != "all") {
+      if (dtype_flag != "f32" && dtype_flag != "bf16" && dtype_flag != "int8" &&
+          dtype_flag != "all") {
         return Usage(argv[0]);
       }
     } else if (absl::ConsumePrefix(&arg, "--m=")) {
@@ -134,8 +135,9 @@ int Main(int argc, char** argv) {
     }
   }
   std::vector<WeightDType> dtypes;
-  if (dtype_flag != "bf16") dtypes.push_back(WeightDType::kF32);
-  if (dtype_flag != "f32") dtypes.push_back(WeightDType::kBF16);
+  if (dtype_flag == "f32" || dtype_flag == "all") dtypes.push_back(WeightDType::kF32);
+  if (dtype_flag == "bf16" || dtype_flag == "all") dtypes.push_back(WeightDType::kBF16);
+  if (dtype_flag == "int8" || dtype_flag == "all") dtypes.push_back(WeightDType::kInt8);
 
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> dist(-0.05f, 0.05f);

@@ -1,9 +1,16 @@
 // The one place kvserve talks to oneDNN. Everything else multiplies matrices through Linear.
 //
 // Linear holds one weight matrix, reordered once at construction into the layout oneDNN's
-// fastest matmul kernel for this CPU prefers (format_tag::any), in f32 or bf16. Forward()
+// fastest matmul kernel for this CPU prefers (format_tag::any), in f32, bf16 or int8. Forward()
 // computes y = x · Wᵀ (+ bias) for any number of rows; primitives are created lazily per row
 // count and cached.
+//
+// int8: each weight row (output channel) is quantized symmetrically to s8 in [-63, 63] with
+// scale max|w_row| / 63 (7 bits, not 8: without VNNI, oneDNN's u8·s8 kernels add pairs of
+// products in saturating s16, and 2·255·127 overflows it while 2·255·63 does not). Each call
+// quantizes every row of x symmetrically with its own scale max|x_row| / 127 into u8 around a
+// fixed zero point of 128; oneDNN computes the exact s32 products, and a vectorized epilogue
+// removes the zero point, applies row scale × channel scale and adds the bias in f32.
 //
 // Ownership: Linear owns its packed weights and cached primitives. Thread-safety: Forward() is
 // meant for the single engine thread (the primitive cache is not locked); oneDNN itself uses
@@ -19,7 +26,7 @@
 
 namespace kvserve::engine {
 
-enum class WeightDType { kF32, kBF16 };
+enum class WeightDType { kF32, kBF16, kInt8 };
 std::string_view WeightDTypeName(WeightDType dtype);
 
 // Default weight dtype for this CPU: bf16 where it has AVX-512 BF16, else f32.

@@ -30,7 +30,7 @@ ABSL_FLAG(std::string, prompt, "",
 ABSL_FLAG(bool, add_special_tokens, false, "tokenize: prepend BOS when the model asks for it");
 ABSL_FLAG(int, max_tokens, 16, "Number of tokens to generate");
 ABSL_FLAG(std::string, weight_dtype, "auto",
-          "Weights in memory: f32, bf16, or auto (bf16 where the CPU has AVX-512 BF16)");
+          "Weights in memory: f32, bf16, int8, or auto (bf16 where the CPU has AVX-512 BF16)");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the model's end-of-sequence token");
 ABSL_FLAG(std::string, prompt_ids_file, "",
           "File with one prompt per line (comma-separated ids); all run as one batch");
@@ -56,6 +56,7 @@ constexpr int kPageSize = 16;
 absl::StatusOr<engine::WeightDType> ParseWeightDType(const std::string& s) {
   if (s == "auto") return engine::DefaultWeightDType();
   if (s == "f32") return engine::WeightDType::kF32;
+  if (s == "int8") return engine::WeightDType::kInt8;
   if (s == "bf16") {
     if (!engine::CpuFeatures().avx512_bf16) {
       std::fprintf(stderr, "kvserve: warning: this CPU has no AVX-512 BF16; bf16 weights are slow\n");
@@ -63,7 +64,7 @@ absl::StatusOr<engine::WeightDType> ParseWeightDType(const std::string& s) {
     return engine::WeightDType::kBF16;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("--weight-dtype must be f32, bf16 or auto, not '", s, "'"));
+      absl::StrCat("--weight-dtype must be f32, bf16, int8 or auto, not '", s, "'"));
 }
 
 absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {

@@ -166,6 +166,150 @@ TEST_P(LinearTest, Bf16MatchesNaiveMatmulOfRoundedInputs) {
   CheckLinear(WeightDType::kBF16, shape, x, w, bias, want, 1e-3);
 }
 
+// int8: per-output-channel weights w ≈ s_w[n]·qw with qw in [-63, 63], s_w[n] = max_k|w[n,k]|/63,
+// and per-row activations x ≈ s_x[i]·qx with qx in [-127, 127], s_x[i] = max_k|x[i,k]|/127,
+// both rounded to nearest, so |x - x̂| <= s_x/2 and |w - ŵ| <= s_w/2. The integer products are
+// exact, so y - ŷ = Σ_k (x - x̂)ŵ + Σ_k x(w - ŵ), and with Σ|ŵ| <= Σ|w| + K·s_w/2:
+//   |ŷ[i,n] - y[i,n]| <= s_x[i]/2 · (Σ_k|w[n,k]| + K·s_w[n]/2) + s_w[n]/2 · Σ_k|x[i,k]|
+// plus f32 rounding of the final scaling (allowed as 1e-5 · (Σ_k|x·w| + |bias|)). This
+// worst-case bound is loose (errors mostly cancel), so the test also checks the RMS error against
+// its expectation for independent uniform rounding errors, Σ_k (s_x²w² + s_w²x²)/12 (allowed
+// 1.5x: the seeds are fixed, and an error from a wrong scale, layout or zero point is far
+// larger), and that adding a bias shifts every output by exactly the bias (up to f32 rounding).
+// Rows of x have magnitudes spread over 2^0..2^-7: quantizing with one scale per call instead of
+// per row would break the per-row bound on the small rows.
+struct Int8Bounds {
+  std::vector<double> worst;     // [kMaxRows, out] worst-case |error| without bias
+  std::vector<double> variance;  // [kMaxRows, out] expected error² for independent rounding
+};
+
+Int8Bounds ComputeInt8Bounds(const std::vector<float>& x, const std::vector<float>& w, int64_t out,
+                             int64_t in) {
+  Int8Bounds b{std::vector<double>(kMaxRows * out), std::vector<double>(kMaxRows * out)};
+  std::vector<double> s_w(out), sum_abs_w(out);
+  for (int64_t o = 0; o < out; ++o) {
+    double max_abs = 0.0;
+    for (int64_t k = 0; k < in; ++k) {
+      max_abs = std::max(max_abs, std::abs(static_cast<double>(w[o * in + k])));
+      sum_abs_w[o] += std::abs(w[o * in + k]);
+    }
+    s_w[o] = max_abs / 63;
+  }
+  for (int64_t i = 0; i < kMaxRows; ++i) {
+    double max_abs = 0.0, sum_abs_x = 0.0;
+    for (int64_t k = 0; k < in; ++k) {
+      max_abs = std::max(max_abs, std::abs(static_cast<double>(x[i * in + k])));
+      sum_abs_x += std::abs(x[i * in + k]);
+    }
+    const double s_x = max_abs / 127;
+    for (int64_t o = 0; o < out; ++o) {
+      double sum_abs_xw = 0.0, variance = 0.0;
+      for (int64_t k = 0; k < in; ++k) {
+        const double xv = x[i * in + k], wv = w[o * in + k];
+        sum_abs_xw += std::abs(xv * wv);
+        variance += (s_x * s_x * wv * wv + s_w[o] * s_w[o] * xv * xv) / 12;
+      }
+      b.worst[i * out + o] =
+          s_x / 2 * (sum_abs_w[o] + in * s_w[o] / 2) + s_w[o] / 2 * sum_abs_x + 1e-5 * sum_abs_xw;
+      b.variance[i * out + o] = variance;
+    }
+  }
+  return b;
+}
+
+TEST_P(LinearTest, Int8WithinQuantizationBound) {
+  const Shape shape = GetParam();
+  std::vector<float> x = RandomVector(kMaxRows * shape.in, 1);
+  for (int64_t i = 0; i < kMaxRows; ++i) {
+    for (int64_t k = 0; k < shape.in; ++k)
+      x[i * shape.in + k] = std::ldexp(x[i * shape.in + k], -(i % 8));
+  }
+  const std::vector<float> w = RandomVector(shape.out * shape.in, 2);
+  const std::vector<float> bias = RandomVector(shape.out, 3);
+  const std::vector<double> want = NaiveLinear(x, kMaxRows, w, shape.out, shape.in, nullptr);
+  const Int8Bounds bounds = ComputeInt8Bounds(x, w, shape.out, shape.in);
+
+  absl::StatusOr<std::unique_ptr<Linear>> plain =
+      Linear::Create(w.data(), shape.out, shape.in, WeightDType::kInt8);
+  absl::StatusOr<std::unique_ptr<Linear>> biased =
+      Linear::Create(w.data(), shape.out, shape.in, WeightDType::kInt8, bias.data());
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(biased.ok()) << biased.status();
+  EXPECT_EQ((*plain)->dtype(), WeightDType::kInt8);
+  EXPECT_EQ((*plain)->in_features(), shape.in);
+  EXPECT_EQ((*plain)->out_features(), shape.out);
+  std::vector<int64_t> order(std::begin(kRowCounts), std::end(kRowCounts));
+  order.insert(order.end(), std::rbegin(kRowCounts), std::rend(kRowCounts));
+  for (const int64_t m : order) {
+    SCOPED_TRACE("m=" + std::to_string(m));
+    std::vector<float> y(m * shape.out, std::nanf(""));
+    std::vector<float> y_bias(m * shape.out, std::nanf(""));
+    (*plain)->Forward(x.data(), m, y.data());
+    (*biased)->Forward(x.data(), m, y_bias.data());
+    int64_t over_bound = 0, bias_mismatch = 0;
+    double sum_sq_err = 0.0, sum_variance = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t o = 0; o < shape.out; ++o) {
+        const int64_t at = i * shape.out + o;
+        const double err = y[at] - want[at];
+        if (!(std::abs(err) <= bounds.worst[at])) ++over_bound;
+        sum_sq_err += err * err;
+        sum_variance += bounds.variance[at];
+        const double shift = static_cast<double>(y_bias[at]) - y[at];
+        if (!(std::abs(shift - bias[o]) <= 1e-6 * (std::abs(y[at]) + std::abs(bias[o])))) {
+          ++bias_mismatch;
+        }
+      }
+    }
+    EXPECT_EQ(over_bound, 0) << "impl " << (*plain)->impl_name();
+    EXPECT_EQ(bias_mismatch, 0);
+    EXPECT_LE(sum_sq_err, 1.5 * 1.5 * sum_variance)
+        << "rms error " << std::sqrt(sum_sq_err / (m * shape.out)) << " expected "
+        << std::sqrt(sum_variance / (m * shape.out));
+    std::vector<float> again(m * shape.out, std::nanf(""));
+    (*plain)->Forward(x.data(), m, again.data());
+    EXPECT_EQ(y, again);
+  }
+}
+
+// Worst case for the kernels' s16 pair sums: every activation at the top of its range and every
+// weight at the top of its range. With 8-bit weights (or 8-bit weights and 8-bit activations)
+// on a CPU without VNNI, oneDNN's u8·s8 pair sums would saturate and y would be about half the
+// true value.
+TEST(LinearTest, Int8ExtremeValuesDoNotSaturate) {
+  constexpr int64_t kIn = 960, kOut = 64;
+  std::vector<float> w(kOut * kIn);
+  for (int64_t o = 0; o < kOut; ++o) {
+    for (int64_t k = 0; k < kIn; ++k) w[o * kIn + k] = (o % 2 == 0 ? 1.0f : -1.0f);
+  }
+  absl::StatusOr<std::unique_ptr<Linear>> linear =
+      Linear::Create(w.data(), kOut, kIn, WeightDType::kInt8);
+  ASSERT_TRUE(linear.ok()) << linear.status();
+  for (const float sign : {1.0f, -1.0f}) {
+    for (const int64_t m : {1, 8, 64}) {
+      const std::vector<float> x(m * kIn, sign * 2.0f);
+      std::vector<float> y(m * kOut);
+      (*linear)->Forward(x.data(), m, y.data());
+      for (int64_t i = 0; i < m * kOut; ++i) {
+        const float want = sign * 2.0f * kIn * ((i % kOut) % 2 == 0 ? 1.0f : -1.0f);
+        ASSERT_NEAR(y[i], want, 1e-4 * kIn) << "m=" << m << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST(LinearTest, Int8ZeroRowsGiveBias) {
+  const std::vector<float> w(4 * 6, 0.0f);
+  const float bias[4] = {0.5f, -1.0f, 2.0f, 0.0f};
+  absl::StatusOr<std::unique_ptr<Linear>> linear =
+      Linear::Create(w.data(), 4, 6, WeightDType::kInt8, bias);
+  ASSERT_TRUE(linear.ok()) << linear.status();
+  const std::vector<float> x = {0, 0, 0, 0, 0, 0, 1, -2, 3, 0, 5, 6};
+  std::vector<float> y(8);
+  (*linear)->Forward(x.data(), 2, y.data());
+  EXPECT_EQ(y, (std::vector<float>{0.5f, -1.0f, 2.0f, 0.0f, 0.5f, -1.0f, 2.0f, 0.0f}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, LinearTest,
                          ::testing::Values(Shape{3, 5}, Shape{960, 1600}, Shape{2560, 960}),
                          [](const ::testing::TestParamInfo<Shape>& info) {
@@ -175,15 +319,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LinearTest,
 
 TEST(LinearTest, LargeShapesUseOptimizedKernels) {
   const std::vector<float> w = RandomVector(1600 * 960, 4);
-  absl::StatusOr<std::unique_ptr<Linear>> linear =
-      Linear::Create(w.data(), 1600, 960, WeightDType::kF32);
-  ASSERT_TRUE(linear.ok()) << linear.status();
-  const std::vector<float> x = RandomVector(64 * 960, 5);
-  std::vector<float> y(64 * 1600);
-  for (const int64_t m : {1, 8, 32, 64}) {
-    (*linear)->Forward(x.data(), m, y.data());
-    EXPECT_EQ((*linear)->impl_name().find("ref"), std::string_view::npos)
-        << "m=" << m << " impl " << (*linear)->impl_name();
+  const std::vector<float> x = RandomVector(300 * 960, 5);
+  std::vector<float> y(300 * 1600);
+  for (const WeightDType dtype : {WeightDType::kF32, WeightDType::kInt8}) {
+    absl::StatusOr<std::unique_ptr<Linear>> linear = Linear::Create(w.data(), 1600, 960, dtype);
+    ASSERT_TRUE(linear.ok()) << linear.status();
+    for (const int64_t m : {1, 8, 32, 64, 300}) {
+      (*linear)->Forward(x.data(), m, y.data());
+      EXPECT_EQ((*linear)->impl_name().find("ref"), std::string_view::npos)
+          << WeightDTypeName(dtype) << " m=" << m << " impl " << (*linear)->impl_name();
+    }
   }
 }
 
@@ -202,6 +347,7 @@ TEST(WeightDTypeTest, DefaultFollowsCpuBf16Support) {
             CpuFeatures().avx512_bf16 ? WeightDType::kBF16 : WeightDType::kF32);
   EXPECT_EQ(WeightDTypeName(WeightDType::kF32), "f32");
   EXPECT_EQ(WeightDTypeName(WeightDType::kBF16), "bf16");
+  EXPECT_EQ(WeightDTypeName(WeightDType::kInt8), "int8");
 }
 
 // The test's own bf16 rounding, checked on hand-derived cases.
