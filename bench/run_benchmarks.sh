@@ -128,6 +128,13 @@ for n in ${NS//,/ }; do
   oracle "$q8" "$n" "$T" "$P" >> "$res/load_llamacpp.jsonl" 2>> "$res/load_llamacpp.err" ||
     log "  llama.cpp failed at N=$n"
 done
+# 3d. The same concurrency table through the gRPC server (the gap is the server's cost).
+log "concurrency kvserve over gRPC N=$NS"
+cmake --build "$build" -j2 --target kvserve kvserve_proto >&2
+"$py" "$here/bench/grpc_load_bench.py" --kvserve "$build/server/kvserve" --model "$q8" \
+  --pb-dir "$build/proto/python" --n "$NS" --prompt-len "$P" --gen "$T" \
+  > "$res/load_grpc.jsonl" 2> "$res/load_grpc.err" ||
+  log "  gRPC load bench failed: $(tail -1 "$res/load_grpc.err")"
 uptime > "$res/load_after.txt"
 
 # 4. The report.

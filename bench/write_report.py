@@ -219,6 +219,28 @@ def main():
           + f"{l['mean_ttft_ms'] if l else '—'} | {k['steps'] if k else '—'} |")
     w("")
 
+    # Through gRPC.
+    gr = {r["n"]: r for r in read_json_lines(os.path.join(res, "load_grpc.jsonl"))}
+    if gr:
+        w(f"## Concurrency through the gRPC server (issue 5): same workload")
+        w("")
+        w("`bench/grpc_load_bench.py`: `kvserve serve` on loopback, N concurrent streaming "
+          "`Generate` calls from Python grpcio threads, timestamps taken by the client. The gap to "
+          "the in-process table is the cost of the server (and of the Python client).")
+        w("")
+        w("| N | gRPC tok/s | in-process tok/s | gRPC / in-process | llama.cpp tok/s | gRPC / llama.cpp "
+          "| TTFT p50 / p99 ms | ITL p50 / p99 ms |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n in sorted(gr):
+            g, k, l = gr[n], kv.get(n), lc.get(n)
+            gt = g["tokens_per_s"]
+            kt = k["tokens_per_s"] if k else None
+            lt = l["tokens_per_s"] if l else None
+            w(f"| {n} | {fmt(gt)} | {fmt(kt)} | {f'{gt / kt:.2f}' if kt else '—'} | {fmt(lt)} | "
+              f"{f'{gt / lt:.2f}×' if lt else '—'} | {g['ttft_ms_p50']:.0f} / {g['ttft_ms_p99']:.0f} | "
+              f"{g['itl_ms_p50']:.1f} / {g['itl_ms_p99']:.1f} |")
+        w("")
+
     # Profile.
     w("## Where kvserve's step time goes")
     w("")
