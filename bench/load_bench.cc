@@ -54,7 +54,7 @@ ABSL_FLAG(int, kv_page_size, 16, "tokens per KV page");
 ABSL_FLAG(int, max_num_seqs, 256, "scheduler: running requests at once");
 ABSL_FLAG(int, max_num_batched_tokens, 2048, "scheduler: tokens computed per step");
 ABSL_FLAG(bool, enable_prefix_caching, true, "scheduler: reuse cached prompt pages");
-ABSL_FLAG(std::string, weight_dtype, "auto", "f32, bf16, or auto (bf16 with AVX-512 BF16)");
+ABSL_FLAG(std::string, weight_dtype, "auto", "f32, bf16, int8, or auto (bf16 with AVX-512 BF16)");
 ABSL_FLAG(bool, warmup, true,
           "first run the same N requests (other prompts) for 2 tokens, untimed, so oneDNN "
           "primitives for this run's row counts exist before timing");
@@ -214,18 +214,11 @@ int Main() {
         "--n, --gen and --kv-page-size must be >= 1 and --prompt-len >= 0"));
   }
   const int max_n = *std::max_element(ns.begin(), ns.end());
-  const std::string dtype_flag = absl::GetFlag(FLAGS_weight_dtype);
   engine::LoadOptions options;
-  if (dtype_flag == "auto") {
-    options.weight_dtype = engine::DefaultWeightDType();
-  } else if (dtype_flag == "f32") {
-    options.weight_dtype = engine::WeightDType::kF32;
-  } else if (dtype_flag == "bf16") {
-    options.weight_dtype = engine::WeightDType::kBF16;
-  } else {
-    return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--weight-dtype must be f32, bf16 or auto, not '", dtype_flag, "'")));
-  }
+  absl::StatusOr<engine::WeightDType> dtype =
+      engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  if (!dtype.ok()) return Fail(dtype.status());
+  options.weight_dtype = *dtype;
 
   absl::StatusOr<std::unique_ptr<engine::GgufFile>> file =
       engine::GgufFile::Open(absl::GetFlag(FLAGS_model));

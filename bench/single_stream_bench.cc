@@ -16,7 +16,7 @@
 #include "engine/llama_model.h"
 
 ABSL_FLAG(std::string, model, "", "GGUF model");
-ABSL_FLAG(std::string, weight_dtype, "auto", "f32, bf16, or auto (bf16 with AVX-512 BF16)");
+ABSL_FLAG(std::string, weight_dtype, "auto", "f32, bf16, int8, or auto (bf16 with AVX-512 BF16)");
 ABSL_FLAG(int, prompt_len, 16, "prompt tokens");
 ABSL_FLAG(int, gen, 64, "generated tokens");
 ABSL_FLAG(int, reps, 3, "repetitions (the best is reported)");
@@ -31,14 +31,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   LoadOptions opts;
-  const std::string dtype = absl::GetFlag(FLAGS_weight_dtype);
-  if (dtype != "f32" && dtype != "bf16" && dtype != "auto") {
-    std::fprintf(stderr, "--weight_dtype must be f32, bf16 or auto, not '%s'\n", dtype.c_str());
+  absl::StatusOr<WeightDType> dtype = ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  if (!dtype.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(dtype.status().message()).c_str());
     return 1;
   }
-  opts.weight_dtype = dtype == "auto"  ? DefaultWeightDType()
-                      : dtype == "f32" ? WeightDType::kF32
-                                       : WeightDType::kBF16;
+  opts.weight_dtype = *dtype;
   auto t_load = std::chrono::steady_clock::now();
   auto model = LlamaModel::Load(std::shared_ptr<const GgufFile>(std::move(*file)), opts);
   if (!model.ok()) {

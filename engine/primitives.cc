@@ -254,6 +254,15 @@ WeightDType DefaultWeightDType() {
   return CpuFeatures().avx512_bf16 ? WeightDType::kBF16 : WeightDType::kF32;
 }
 
+absl::StatusOr<WeightDType> ParseWeightDType(std::string_view name) {
+  if (name == "auto") return DefaultWeightDType();
+  if (name == "f32") return WeightDType::kF32;
+  if (name == "bf16") return WeightDType::kBF16;
+  if (name == "int8") return WeightDType::kInt8;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "weight dtype must be f32, bf16, int8 or auto, not '", std::string(name), "'"));
+}
+
 struct Linear::Impl {
   // A matmul for one row count, with memory objects whose data handles are set per call.
   struct Entry {

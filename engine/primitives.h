@@ -32,6 +32,10 @@ std::string_view WeightDTypeName(WeightDType dtype);
 // Default weight dtype for this CPU: bf16 where it has AVX-512 BF16, else f32.
 WeightDType DefaultWeightDType();
 
+// "f32", "bf16", "int8", or "auto" (= DefaultWeightDType()). InvalidArgument naming the accepted
+// values otherwise. (Whether this CPU can run bf16 shows when a Linear is created.)
+absl::StatusOr<WeightDType> ParseWeightDType(std::string_view name);
+
 class Linear {
  public:
   // `weight` is [out_features, in_features] row-major f32 (one output per row — how GGUF stores

@@ -53,20 +53,6 @@ using engine::LlamaModel;
 
 constexpr int kPageSize = 16;
 
-absl::StatusOr<engine::WeightDType> ParseWeightDType(const std::string& s) {
-  if (s == "auto") return engine::DefaultWeightDType();
-  if (s == "f32") return engine::WeightDType::kF32;
-  if (s == "int8") return engine::WeightDType::kInt8;
-  if (s == "bf16") {
-    if (!engine::CpuFeatures().avx512_bf16) {
-      std::fprintf(stderr, "kvserve: warning: this CPU has no AVX-512 BF16; bf16 weights are slow\n");
-    }
-    return engine::WeightDType::kBF16;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("--weight-dtype must be f32, bf16, int8 or auto, not '", s, "'"));
-}
-
 absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
   if (s.empty()) return absl::InvalidArgumentError("--prompt-ids is empty; give e.g. 1,450,22");
   std::vector<int32_t> ids;
@@ -83,7 +69,7 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel() {
   const std::string path = absl::GetFlag(FLAGS_model);
   if (path.empty()) return absl::InvalidArgumentError("--model is required");
-  absl::StatusOr<engine::WeightDType> dtype = ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  absl::StatusOr<engine::WeightDType> dtype = engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!dtype.ok()) return dtype.status();
   absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
   if (!file.ok()) return file.status();

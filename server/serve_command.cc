@@ -101,15 +101,6 @@ absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& t
   return static_cast<int64_t>(value * static_cast<double>(scale));
 }
 
-absl::StatusOr<engine::WeightDType> WeightDTypeFromFlag() {
-  const std::string s = absl::GetFlag(FLAGS_weight_dtype);
-  if (s == "auto") return engine::DefaultWeightDType();
-  if (s == "f32") return engine::WeightDType::kF32;
-  if (s == "bf16") return engine::WeightDType::kBF16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--weight-dtype must be f32, bf16 or auto, not '", s, "'"));
-}
-
 // Loads the model and starts the engine loop.
 absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   std::string path = absl::GetFlag(FLAGS_model);
@@ -123,7 +114,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
                      "byte-level vocabulary) from ",
                      path, "; pass --model FILE.gguf to serve a real model"));
   }
-  absl::StatusOr<engine::WeightDType> weight_dtype = WeightDTypeFromFlag();
+  absl::StatusOr<engine::WeightDType> weight_dtype = engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!weight_dtype.ok()) return weight_dtype.status();
   const std::string kv_dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
   engine::KvDType kv_dtype;
