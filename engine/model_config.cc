@@ -11,8 +11,9 @@ namespace {
 absl::StatusOr<int64_t> PositiveInt(const GgufFile& file, const std::string& key) {
   absl::StatusOr<int64_t> v = file.GetInt(key);
   if (!v.ok()) return v.status();
-  if (*v <= 0) return absl::InvalidArgumentError(absl::StrCat("metadata key '", key, "' is ", *v,
-                                                              ", expected a positive integer"));
+  if (*v <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata key '", key, "' is ", *v, ", expected a positive integer"));
   return *v;
 }
 
@@ -29,19 +30,19 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     c.rope_style = RopeStyle::kHalves;
     c.qkv_bias = true;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unsupported architecture '", c.architecture,
-        "' (general.architecture); kvserve supports llama (incl. Mistral) and qwen2"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported architecture '", c.architecture,
+                     "' (general.architecture); kvserve supports llama (incl. Mistral) and qwen2"));
   }
   absl::StatusOr<std::string> name = file.GetString("general.name");
   c.name = name.ok() ? *name : std::filesystem::path(file.path()).stem().string();
 
   const std::string p = c.architecture + ".";
-#define KVSERVE_ASSIGN_INT(field, key)                   \
-  do {                                                   \
+#define KVSERVE_ASSIGN_INT(field, key)                      \
+  do {                                                      \
     absl::StatusOr<int64_t> v = PositiveInt(file, p + key); \
-    if (!v.ok()) return v.status();                      \
-    c.field = *v;                                        \
+    if (!v.ok()) return v.status();                         \
+    c.field = *v;                                           \
   } while (0)
   KVSERVE_ASSIGN_INT(hidden_size, "embedding_length");
   KVSERVE_ASSIGN_INT(num_layers, "block_count");
@@ -58,9 +59,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     c.num_kv_heads = c.num_heads;
   }
   if (c.hidden_size % c.num_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%sattention.head_count (%d) does not divide %sembedding_length (%d)", p, c.num_heads, p,
-        c.hidden_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%sattention.head_count (%d) does not divide %sembedding_length (%d)", p,
+                        c.num_heads, p, c.hidden_size));
   }
   if (c.num_heads % c.num_kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -98,8 +99,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     absl::StatusOr<double> base = file.GetFloat(p + "rope.freq_base");
     if (!base.ok()) return base.status();
     if (!(*base > 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(p, "rope.freq_base is ", *base,
-                                                     ", expected a value above 1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(p, "rope.freq_base is ", *base, ", expected a value above 1"));
     }
     c.rope_base = static_cast<float>(*base);
   }

@@ -28,8 +28,8 @@ struct ModelConfig {
   float rms_norm_eps = 1e-5f;
   float rope_base = 10000.f;
   RopeStyle rope_style = RopeStyle::kAdjacentPairs;
-  bool qkv_bias = false;          // qwen2 has biases on Q, K and V
-  bool tied_embeddings = false;   // LM head reuses token_embd when output.weight is absent
+  bool qkv_bias = false;         // qwen2 has biases on Q, K and V
+  bool tied_embeddings = false;  // LM head reuses token_embd when output.weight is absent
 
   int64_t q_size() const { return num_heads * head_dim; }
   int64_t kv_size() const { return num_kv_heads * head_dim; }

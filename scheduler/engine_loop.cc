@@ -15,7 +15,8 @@ absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(
   const ExecutorShape shape = executor->shape();
   config.scheduler.page_size = shape.page_size;
   config.scheduler.num_pages = shape.num_pages;
-  if (config.scheduler.max_model_len <= 0 || config.scheduler.max_model_len > shape.context_length) {
+  if (config.scheduler.max_model_len <= 0 ||
+      config.scheduler.max_model_len > shape.context_length) {
     config.scheduler.max_model_len = shape.context_length;
   }
   if (config.max_queued_requests < 1) {
@@ -30,8 +31,8 @@ absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(
   return loop;
 }
 
-EngineLoop::EngineLoop(std::unique_ptr<StepExecutor> executor,
-                       std::unique_ptr<Scheduler> scheduler, EngineLoopConfig config)
+EngineLoop::EngineLoop(std::unique_ptr<StepExecutor> executor, std::unique_ptr<Scheduler> scheduler,
+                       EngineLoopConfig config)
     : executor_(std::move(executor)),
       scheduler_(std::move(scheduler)),
       config_(std::move(config)),
@@ -45,9 +46,9 @@ absl::StatusOr<std::shared_ptr<OutputChannel>> EngineLoop::Submit(GenerationRequ
   for (int32_t i = 0; i < n; ++i) {
     const int32_t id = request.prompt[i];
     if (id < 0 || id >= shape_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "prompt token id %d (at index %d) is outside the vocabulary [0, %d)", id, i,
-          shape_.vocab_size));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("prompt token id %d (at index %d) is outside the vocabulary [0, %d)", id,
+                          i, shape_.vocab_size));
     }
   }
   if (request.stop.max_tokens < 1) {
@@ -65,9 +66,9 @@ absl::StatusOr<std::shared_ptr<OutputChannel>> EngineLoop::Submit(GenerationRequ
   const int64_t pages_needed =
       (static_cast<int64_t>(n) + request.stop.max_tokens + shape_.page_size - 1) / shape_.page_size;
   if (pages_needed > shape_.num_pages) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "prompt + max_tokens need %d KV pages but the whole KV cache has %d", pages_needed,
-        shape_.num_pages));
+    return absl::OutOfRangeError(
+        absl::StrFormat("prompt + max_tokens need %d KV pages but the whole KV cache has %d",
+                        pages_needed, shape_.num_pages));
   }
 
   absl::MutexLock lock(&mu_);
@@ -120,8 +121,7 @@ void EngineLoop::Shutdown() {
   if (thread_.joinable()) thread_.join();
 }
 
-void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending,
-                                  std::vector<std::string>& aborts) {
+void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending, std::vector<std::string>& aborts) {
   for (Pending& p : pending) {
     const std::string id = p.request.request_id;
     Live& live = live_[id];
@@ -130,7 +130,8 @@ void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending,
     live.num_logprobs = p.request.sampling.num_logprobs;
     live.stats.num_prompt_tokens = static_cast<int32_t>(p.request.prompt.size());
     executor_->AddSequence(id, p.request.sampling, p.request.prompt);
-    auto req = std::make_unique<Request>(id, std::move(p.request.prompt), std::move(p.request.stop));
+    auto req =
+        std::make_unique<Request>(id, std::move(p.request.prompt), std::move(p.request.stop));
     absl::Status s = scheduler_->AddRequest(std::move(req));
     if (!s.ok()) Finish(id, FinishReason::kAborted, s);
   }

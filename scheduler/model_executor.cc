@@ -35,17 +35,14 @@ ExecutorShape ModelExecutor::shape() const {
   return s;
 }
 
-void ModelExecutor::AddSequence(const std::string& request_id,
-                                const engine::SamplingParams& params,
+void ModelExecutor::AddSequence(const std::string& request_id, const engine::SamplingParams& params,
                                 absl::Span<const int32_t> prompt) {
   Sequence& seq = sequences_[request_id];
   seq.params = params;
   seq.state = std::make_unique<engine::SamplerState>(params.seed, prompt);
 }
 
-void ModelExecutor::RemoveSequence(const std::string& request_id) {
-  sequences_.erase(request_id);
-}
+void ModelExecutor::RemoveSequence(const std::string& request_id) { sequences_.erase(request_id); }
 
 absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExecutor::Execute(
     const StepPlan& plan) {

@@ -38,7 +38,7 @@ struct RequestStats {
   int32_t num_output_tokens = 0;
   int32_t num_cached_prompt_tokens = 0;
   int32_t num_preemptions = 0;
-  double queue_seconds = 0;          // arrival to first scheduled step
+  double queue_seconds = 0;  // arrival to first scheduled step
   double time_to_first_token_seconds = 0;
   double total_seconds = 0;
 };

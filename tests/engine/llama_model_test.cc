@@ -26,7 +26,8 @@ std::unique_ptr<LlamaModel> LoadOrDie(const SyntheticSpec& spec) {
 absl::Status LoadStatus(const SyntheticSpec& spec) {
   auto file = GgufFile::Open(WriteSyntheticModel(spec));
   if (!file.ok()) return file.status();
-  return LlamaModel::Load(std::shared_ptr<const GgufFile>(std::move(*file)), LoadOptions{}).status();
+  return LlamaModel::Load(std::shared_ptr<const GgufFile>(std::move(*file)), LoadOptions{})
+      .status();
 }
 
 std::vector<int32_t> Tokens(int n, int salt, int vocab) {

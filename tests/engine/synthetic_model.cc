@@ -62,8 +62,7 @@ std::string WriteSyntheticModel(const SyntheticSpec& s) {
     add(b + "ffn_norm.weight", {s.hidden}, 1.f, 0.1f);
     add(b + "ffn_gate.weight", {s.hidden, s.ffn}, 0.f, in_std);
     add(b + "ffn_up.weight", {s.hidden, s.ffn}, 0.f, in_std);
-    add(b + "ffn_down.weight", {s.ffn, s.hidden}, 0.f,
-        1.0f / std::sqrt(static_cast<float>(s.ffn)));
+    add(b + "ffn_down.weight", {s.ffn, s.hidden}, 0.f, 1.0f / std::sqrt(static_cast<float>(s.ffn)));
   }
   add("output_norm.weight", {s.hidden}, 1.f, 0.1f);
   if (!s.tied) add("output.weight", {s.hidden, s.vocab}, 0.f, 2.0f * in_std);

@@ -146,8 +146,8 @@ BatchResult RunConcurrentAndCompare(const LoopOptions& o) {
   for (size_t i = 0; i < channels.size(); ++i) {
     RequestOutput final_out;
     std::vector<int32_t> ids = Collect(*channels[i], &final_out);
-    EXPECT_EQ(ids, AloneOutputs()[i]) << "request " << i << " (prompt length "
-                                      << prompts[i].size() << ")";
+    EXPECT_EQ(ids, AloneOutputs()[i])
+        << "request " << i << " (prompt length " << prompts[i].size() << ")";
     EXPECT_EQ(final_out.finish_reason, FinishReason::kLength);
     EXPECT_EQ(final_out.stats.num_output_tokens, 12);
     EXPECT_EQ(final_out.stats.num_prompt_tokens, static_cast<int32_t>(prompts[i].size()));
@@ -200,8 +200,10 @@ TEST(EngineLoopTest, RandomAbortsLeaveNoLeakedPage) {
   for (auto& c : channels) {
     RequestOutput final_out;
     Collect(*c, &final_out);
-    if (final_out.finish_reason == FinishReason::kAborted) ++aborted;
-    else EXPECT_EQ(final_out.finish_reason, FinishReason::kLength);
+    if (final_out.finish_reason == FinishReason::kAborted)
+      ++aborted;
+    else
+      EXPECT_EQ(final_out.finish_reason, FinishReason::kLength);
   }
   EXPECT_GT(aborted, 0);
   ExpectAllPagesFree(*loop);
@@ -246,8 +248,10 @@ TEST(EngineLoopTest, FullQueueIsResourceExhausted) {
   absl::Status last;
   for (int i = 0; i < 10 && last.ok(); ++i) {
     auto c = (*loop)->Submit(Greedy({1, 2, 3}, 300));
-    if (c.ok()) accepted.push_back(*c);
-    else last = c.status();
+    if (c.ok())
+      accepted.push_back(*c);
+    else
+      last = c.status();
   }
   EXPECT_EQ(last.code(), absl::StatusCode::kResourceExhausted) << last;
   EXPECT_GE(accepted.size(), 2u);
