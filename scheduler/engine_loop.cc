@@ -83,7 +83,7 @@ absl::StatusOr<std::shared_ptr<OutputChannel>> EngineLoop::Submit(GenerationRequ
         "the waiting queue is full (%d requests); retry later", config_.max_queued_requests));
   }
   auto channel = std::make_shared<OutputChannel>(request.request_id);
-  ids_in_use_[request.request_id] = true;
+  ids_in_use_.insert(request.request_id);
   ++num_unfinished_;
   pending_.push_back(Pending{std::move(request), channel, absl::Now()});
   return channel;
