@@ -7,30 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "engine/attention.h"
 #include "engine/kernels.h"
 #include "engine/step_profile.h"
 
 namespace kvserve::engine {
 namespace {
-
-// Reads a whole tensor as f32, checking its shape (ggml order) and that its type is one
-// kvserve converts.
-absl::StatusOr<std::vector<float>> ReadTensorF32(const GgufFile& file, const std::string& name,
-                                                 const std::vector<int64_t>& dims) {
-  absl::StatusOr<const GgufTensorInfo*> t = file.GetTensor(name, dims);
-  if (!t.ok()) return t.status();
-  const GgufTensorInfo& info = **t;
-  if (!IsSupportedWeightType(info.type)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "' has type ", std::string(GgmlTypeName(info.type)),
-                     ", which kvserve does not support (supported: F32, F16, BF16, Q8_0)"));
-  }
-  std::vector<float> out(info.num_elements);
-  absl::Status s = ConvertToF32(info.type, info.data, out.data(), info.num_elements);
-  if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", s.message()));
-  return out;
-}
 
 // Concatenates row blocks of several [rows_i, in] matrices into one [sum rows_i, in] matrix.
 std::vector<float> ConcatRows(std::initializer_list<const std::vector<float>*> parts) {
@@ -49,34 +33,175 @@ void Grow(std::vector<T>& v, size_t n) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(std::shared_ptr<const GgufFile> file, ModelConfig config,
+// A tensor's raw rows in a mapping.
+struct RawTensor {
+  GgmlType type = GgmlType::kF32;
+  const uint8_t* data = nullptr;
+};
+
+// Tensors by their GGUF names ("blk.3.attn_q.weight") and ggml-order dims ({in, out}); each
+// source translates to its own naming and layout.
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  // The whole tensor as f32, shape-checked; errors name the tensor as the file names it.
+  virtual absl::StatusOr<std::vector<float>> ReadF32(const std::string& name,
+                                                     const std::vector<int64_t>& dims) const = 0;
+  // The embedding table's rows, left in the mapping.
+  virtual absl::StatusOr<RawTensor> Raw(const std::string& name,
+                                        const std::vector<int64_t>& dims) const = 0;
+};
+
+namespace {
+
+absl::Status UnsupportedType(absl::string_view name, GgmlType type) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("tensor '", name, "' has type ", std::string(GgmlTypeName(type)),
+                   ", which kvserve does not support (supported: F32, F16, BF16, Q8_0)"));
+}
+
+absl::StatusOr<std::vector<float>> ToF32(absl::string_view name, RawTensor raw, int64_t n) {
+  std::vector<float> out(n);
+  absl::Status s = ConvertToF32(raw.type, raw.data, out.data(), n);
+  if (!s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", s.message()));
+  return out;
+}
+
+int64_t NumElements(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+class GgufWeightSource : public WeightSource {
+ public:
+  explicit GgufWeightSource(const GgufFile& file) : file_(file) {}
+
+  absl::StatusOr<RawTensor> Raw(const std::string& name,
+                                const std::vector<int64_t>& dims) const override {
+    absl::StatusOr<const GgufTensorInfo*> t = file_.GetTensor(name, dims);
+    if (!t.ok()) return t.status();
+    if (!IsSupportedWeightType((*t)->type)) return UnsupportedType(name, (*t)->type);
+    return RawTensor{(*t)->type, (*t)->data};
+  }
+  absl::StatusOr<std::vector<float>> ReadF32(const std::string& name,
+                                             const std::vector<int64_t>& dims) const override {
+    absl::StatusOr<RawTensor> raw = Raw(name, dims);
+    if (!raw.ok()) return raw.status();
+    return ToF32(name, *raw, NumElements(dims));
+  }
+
+ private:
+  const GgufFile& file_;
+};
+
+// Hugging Face names and [out, in] shapes (the reverse of ggml's dims; same bytes).
+class HfWeightSource : public WeightSource {
+ public:
+  explicit HfWeightSource(const HfModel& model) : model_(model) {}
+
+  static std::string HfName(const std::string& gguf_name) {
+    static const std::pair<absl::string_view, absl::string_view> kGlobal[] = {
+        {"token_embd.weight", "model.embed_tokens.weight"},
+        {"output_norm.weight", "model.norm.weight"},
+        {"output.weight", "lm_head.weight"},
+    };
+    for (const auto& [g, h] : kGlobal) {
+      if (gguf_name == g) return std::string(h);
+    }
+    static const std::pair<absl::string_view, absl::string_view> kLayer[] = {
+        {"attn_norm.", "input_layernorm."},    {"attn_q.", "self_attn.q_proj."},
+        {"attn_k.", "self_attn.k_proj."},      {"attn_v.", "self_attn.v_proj."},
+        {"attn_output.", "self_attn.o_proj."}, {"ffn_norm.", "post_attention_layernorm."},
+        {"ffn_gate.", "mlp.gate_proj."},       {"ffn_up.", "mlp.up_proj."},
+        {"ffn_down.", "mlp.down_proj."},
+    };
+    // "blk.N.ROLE.weight" -> "model.layers.N.HF_ROLE.weight"
+    if (gguf_name.rfind("blk.", 0) == 0) {
+      const size_t dot = gguf_name.find('.', 4);
+      if (dot != std::string::npos) {
+        const std::string layer = gguf_name.substr(4, dot - 4);
+        const std::string rest = gguf_name.substr(dot + 1);
+        for (const auto& [g, h] : kLayer) {
+          if (absl::StartsWith(rest, g)) {
+            return absl::StrCat("model.layers.", layer, ".", h, rest.substr(g.size()));
+          }
+        }
+      }
+    }
+    return gguf_name;
+  }
+
+  absl::StatusOr<RawTensor> Raw(const std::string& gguf_name,
+                                const std::vector<int64_t>& dims) const override {
+    const std::string name = HfName(gguf_name);
+    const SafetensorsTensor* t = model_.Find(name);
+    if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor '", name, "'"));
+    const std::vector<int64_t> shape(dims.rbegin(), dims.rend());
+    if (t->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape [",
+                                                     absl::StrJoin(t->shape, ", "), "], expected [",
+                                                     absl::StrJoin(shape, ", "), "]"));
+    }
+    absl::StatusOr<GgmlType> type = SafetensorsDTypeToGgml(t->dtype);
+    if (!type.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "': ", type.status().message()));
+    }
+    return RawTensor{*type, t->data};
+  }
+  absl::StatusOr<std::vector<float>> ReadF32(const std::string& gguf_name,
+                                             const std::vector<int64_t>& dims) const override {
+    absl::StatusOr<RawTensor> raw = Raw(gguf_name, dims);
+    if (!raw.ok()) return raw.status();
+    return ToF32(HfName(gguf_name), *raw, NumElements(dims));
+  }
+
+ private:
+  const HfModel& model_;
+};
+
+}  // namespace
+
+LlamaModel::LlamaModel(std::shared_ptr<const void> weights_owner, ModelConfig config,
                        LoadOptions options)
-    : file_(std::move(file)), config_(std::move(config)), options_(options) {}
+    : weights_owner_(std::move(weights_owner)), config_(std::move(config)), options_(options) {}
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<const GgufFile> file,
                                                              const LoadOptions& options) {
   absl::StatusOr<ModelConfig> config = ModelConfigFromGguf(*file);
   if (!config.ok()) return config.status();
-  const ModelConfig& c = *config;
-  std::unique_ptr<LlamaModel> m(new LlamaModel(file, c, options));
+  GgufWeightSource source(*file);
+  return LoadFrom(source, file, *config, options);
+}
 
-  absl::StatusOr<const GgufTensorInfo*> embd =
-      file->GetTensor("token_embd.weight", {c.hidden_size, c.vocab_size});
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<const HfModel> model,
+                                                             const LoadOptions& options) {
+  ModelConfig config = model->config();
+  // Checkpoints saved with tied embeddings usually omit lm_head.weight.
+  if (model->Find("lm_head.weight") == nullptr) config.tied_embeddings = true;
+  HfWeightSource source(*model);
+  return LoadFrom(source, model, config, options);
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadFrom(const WeightSource& source,
+                                                                 std::shared_ptr<const void> owner,
+                                                                 const ModelConfig& c,
+                                                                 const LoadOptions& options) {
+  std::unique_ptr<LlamaModel> m(new LlamaModel(std::move(owner), c, options));
+  absl::StatusOr<RawTensor> embd = source.Raw("token_embd.weight", {c.hidden_size, c.vocab_size});
   if (!embd.ok()) return embd.status();
-  if (!IsSupportedWeightType((*embd)->type)) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor 'token_embd.weight' has type ",
-                                                   std::string(GgmlTypeName((*embd)->type)),
-                                                   ", which kvserve does not support"));
-  }
-  m->token_embd_ = *embd;
+  m->embd_type_ = embd->type;
+  m->embd_data_ = embd->data;
 
   const int64_t d = c.hidden_size, q = c.q_size(), kv = c.kv_size(), f = c.intermediate_size;
   const WeightDType wt = options.weight_dtype;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::string b = absl::StrCat("blk.", l, ".");
     Layer layer;
-#define KVSERVE_READ(var, name, ...)                                      \
-  absl::StatusOr<std::vector<float>> var = ReadTensorF32(*file, b + name, {__VA_ARGS__}); \
+#define KVSERVE_READ(var, name, ...)                                                \
+  absl::StatusOr<std::vector<float>> var = source.ReadF32(b + name, {__VA_ARGS__}); \
   if (!var.ok()) return var.status();
     KVSERVE_READ(attn_norm, "attn_norm.weight", d);
     KVSERVE_READ(wq, "attn_q.weight", d, q);
@@ -114,11 +239,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<con
     layer.down = std::move(*down);
     m->layers_.push_back(std::move(layer));
   }
-  absl::StatusOr<std::vector<float>> out_norm = ReadTensorF32(*file, "output_norm.weight", {d});
+  absl::StatusOr<std::vector<float>> out_norm = source.ReadF32("output_norm.weight", {d});
   if (!out_norm.ok()) return out_norm.status();
   m->output_norm_ = std::move(*out_norm);
-  absl::StatusOr<std::vector<float>> head = ReadTensorF32(
-      *file, c.tied_embeddings ? "token_embd.weight" : "output.weight", {d, c.vocab_size});
+  absl::StatusOr<std::vector<float>> head =
+      source.ReadF32(c.tied_embeddings ? "token_embd.weight" : "output.weight", {d, c.vocab_size});
   if (!head.ok()) return head.status();
   auto lm_head = Linear::Create(head->data(), c.vocab_size, d, wt);
   if (!lm_head.ok()) return lm_head.status();
@@ -140,11 +265,10 @@ KvPoolShape LlamaModel::KvShape(int page_size, int num_pages, KvDType dtype) con
 
 absl::Status LlamaModel::EmbedTokens(absl::Span<const int32_t> ids, float* out) const {
   const int64_t d = config_.hidden_size;
-  absl::StatusOr<int64_t> row_bytes = GgmlRowBytes(token_embd_->type, d);
+  absl::StatusOr<int64_t> row_bytes = GgmlRowBytes(embd_type_, d);
   if (!row_bytes.ok()) return row_bytes.status();
   for (size_t i = 0; i < ids.size(); ++i) {
-    absl::Status s = ConvertToF32(token_embd_->type, token_embd_->data + ids[i] * *row_bytes,
-                                  out + i * d, d);
+    absl::Status s = ConvertToF32(embd_type_, embd_data_ + ids[i] * *row_bytes, out + i * d, d);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -172,9 +296,9 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
     }
     const int64_t pages_needed = (run.start_position + n + page_size - 1) / page_size;
     if (static_cast<int64_t>(run.page_table.size()) < pages_needed) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "run %d needs %d pages for %d positions but its page table has %d", r, pages_needed,
-          run.start_position + n, run.page_table.size()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("run %d needs %d pages for %d positions but its page table has %d", r,
+                          pages_needed, run.start_position + n, run.page_table.size()));
     }
     for (int64_t i = 0; i < pages_needed; ++i) {
       if (run.page_table[i] < 0 || run.page_table[i] >= num_pages) {
@@ -275,7 +399,8 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
     const AttentionSequence& seq = seqs[r];
     const LogitsMode mode = batch.runs[r].logits;
     if (mode == LogitsMode::kNone) continue;
-    const int64_t first = mode == LogitsMode::kAll ? seq.first_row : seq.first_row + seq.num_rows - 1;
+    const int64_t first =
+        mode == LogitsMode::kAll ? seq.first_row : seq.first_row + seq.num_rows - 1;
     const int64_t count = mode == LogitsMode::kAll ? seq.num_rows : 1;
     std::memcpy(sel_.data() + out_row * d, x_.data() + first * d, count * d * sizeof(float));
     out_row += count;

@@ -5,10 +5,10 @@
 // its own page table into the KvPagePool: its new keys/values are written there and its
 // queries attend to everything its sequence has cached.
 //
-// Ownership: owns its packed weights; keeps the GgufFile (the embedding table is read from the
-// mapping row by row) alive through a shared_ptr. The KvPagePool is the caller's.
-// Thread-safety: Forward() must be called from one thread at a time (the engine thread); it
-// uses OpenMP/oneDNN threads internally.
+// Ownership: owns its packed weights; keeps the model file (a GgufFile or an HfModel: the
+// embedding table is read from its mapping row by row) alive through a shared_ptr. The KvPagePool
+// is the caller's. Thread-safety: Forward() must be called from one thread at a time (the engine
+// thread); it uses OpenMP/oneDNN threads internally.
 #ifndef KVSERVE_ENGINE_LLAMA_MODEL_H_
 #define KVSERVE_ENGINE_LLAMA_MODEL_H_
 
@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/gguf.h"
+#include "engine/hf_model.h"
 #include "engine/kv_page_pool.h"
 #include "engine/model_config.h"
 #include "engine/primitives.h"
@@ -36,14 +37,17 @@ enum class LogitsMode {
 // Consecutive tokens of one sequence computed in a step.
 struct ForwardRun {
   absl::Span<const int32_t> token_ids;
-  int32_t start_position = 0;              // position of token_ids[0]; earlier ones are cached
-  absl::Span<const int32_t> page_table;    // pages covering positions [0, start + size)
+  int32_t start_position = 0;            // position of token_ids[0]; earlier ones are cached
+  absl::Span<const int32_t> page_table;  // pages covering positions [0, start + size)
   LogitsMode logits = LogitsMode::kLast;
 };
 
 struct ForwardBatch {
   std::vector<ForwardRun> runs;
 };
+
+// Where Load() reads tensors from (GGUF or a Hugging Face folder); defined in llama_model.cc.
+class WeightSource;
 
 struct LoadOptions {
   WeightDType weight_dtype = WeightDType::kF32;
@@ -54,6 +58,10 @@ class LlamaModel {
   // Validates every tensor's presence, type and shape against the config; errors name the
   // tensor ("tensor 'blk.3.ffn_up.weight' has shape [64, 100], expected [64, 128]").
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(std::shared_ptr<const GgufFile> file,
+                                                          const LoadOptions& options);
+  // The same from a Hugging Face folder (HF tensor names; Q/K in rotate-halves order). Errors
+  // name the HF tensor ("tensor 'model.layers.0.mlp.up_proj.weight' has shape ...").
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(std::shared_ptr<const HfModel> model,
                                                           const LoadOptions& options);
 
   const ModelConfig& config() const { return config_; }
@@ -77,13 +85,18 @@ class LlamaModel {
     std::unique_ptr<Linear> down;
   };
 
-  LlamaModel(std::shared_ptr<const GgufFile> file, ModelConfig config, LoadOptions options);
+  LlamaModel(std::shared_ptr<const void> weights_owner, ModelConfig config, LoadOptions options);
+  static absl::StatusOr<std::unique_ptr<LlamaModel>> LoadFrom(const WeightSource& source,
+                                                              std::shared_ptr<const void> owner,
+                                                              const ModelConfig& config,
+                                                              const LoadOptions& options);
   absl::Status EmbedTokens(absl::Span<const int32_t> ids, float* out) const;
 
-  std::shared_ptr<const GgufFile> file_;
+  std::shared_ptr<const void> weights_owner_;  // the GgufFile or HfModel mapping embd_data_
   ModelConfig config_;
   LoadOptions options_;
-  const GgufTensorInfo* token_embd_ = nullptr;
+  GgmlType embd_type_ = GgmlType::kF32;
+  const uint8_t* embd_data_ = nullptr;  // [vocab, hidden] rows, in the mapping
   std::vector<Layer> layers_;
   std::vector<float> output_norm_;
   std::unique_ptr<Linear> lm_head_;

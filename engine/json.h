@@ -1,0 +1,44 @@
+// A small JSON reader for model metadata (safetensors headers, Hugging Face config.json).
+//
+// ParseJson() turns a complete JSON text into a JsonValue tree; every malformation is an
+// InvalidArgument error naming the byte offset. Numbers keep their integer value when written
+// without fraction or exponent (safetensors offsets exceed 2^53 only in theory, but ids and
+// sizes must stay exact). Nesting is limited to 64 levels so no input can exhaust the stack.
+//
+// Ownership: JsonValue is a plain value tree. Thread-safety: parsing is pure; const access is
+// safe from any thread.
+#ifndef KVSERVE_ENGINE_JSON_H_
+#define KVSERVE_ENGINE_JSON_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kvserve::engine {
+
+struct JsonValue {
+  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
+  Type type = Type::kNull;
+  bool boolean = false;
+  double number = 0;
+  bool is_integer = false;  // a number written as an integer that fits int64_t
+  int64_t integer = 0;      // meaningful when is_integer
+  std::string string;
+  std::vector<JsonValue> array;
+  std::vector<std::pair<std::string, JsonValue>> object;  // in file order
+
+  // The member `key` of an object, or nullptr (also when this is not an object).
+  const JsonValue* Find(absl::string_view key) const;
+};
+
+absl::string_view JsonTypeName(JsonValue::Type type);
+
+absl::StatusOr<JsonValue> ParseJson(absl::string_view text);
+
+}  // namespace kvserve::engine
+
+#endif  // KVSERVE_ENGINE_JSON_H_
