@@ -288,21 +288,24 @@ class CancellationTest(unittest.TestCase):
 class QueueTest(unittest.TestCase):
     def test_full_queue_is_resource_exhausted_while_others_stream(self):
         with Server("--max-num-seqs", "1", "--max-queued-requests", "1") as server:
-            running = server.stub.Generate(greedy_request(1500, prompt="running"))
+            # Long enough (the demo model's context is 2048) that it is still running when the
+            # third request arrives, even on a fast machine.
+            running = server.stub.Generate(greedy_request(2000, prompt="running"))
             next(running)
             waiting = server.stub.Generate(greedy_request(8, prompt="waiting"))
             waiting_result = concurrent.futures.ThreadPoolExecutor(1).submit(collect, waiting)
             deadline = time.monotonic() + 5
             while server.server_info().waiting_requests < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            self.assertEqual(server.server_info().waiting_requests, 1)
             with self.assertRaises(grpc.RpcError) as e:
                 collect(server.stub.Generate(greedy_request(8, prompt="refused"), timeout=10))
             self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
             # The running stream was not disturbed, and the waiting one runs afterwards.
             ids, _, last = collect(running)
-            self.assertEqual(len(ids), 1500 - 1)  # the first message was consumed above
+            self.assertEqual(len(ids), 2000 - 1)  # the first message was consumed above
             self.assertEqual(last.finish_reason, pb.FINISH_REASON_LENGTH)
-            self.assertEqual(last.usage.completion_tokens, 1500)
+            self.assertEqual(last.usage.completion_tokens, 2000)
             self.assertEqual(len(waiting_result.result(timeout=30)[0]), 8)
 
 
