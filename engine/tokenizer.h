@@ -88,8 +88,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromGguf(const GgufFile&
 // tokenizer_config.json for bos_token / eos_token / add_bos_token) and builds the same tokenizer
 // LoadTokenizerFromGguf builds from a GGUF converted from those files. Supported: model BPE with a
 // ByteLevel pre-tokenizer, alone (GPT-2 regex) or after a Split whose regex is Llama 3's or
-// Qwen2's, or after Digits(individual_digits) (SmolLM). Errors name the file and the unsupported
-// or malformed part.
+// Qwen2's, or after Digits(individual_digits) (SmolLM) -> BpeTokenizer; and Llama-2-style BPE
+// with byte_fallback and the Prepend/Replace("\u2581") normalizer -> SpmTokenizer, scored by merge
+// rank. An NFC normalizer is accepted but not applied (llama.cpp does not apply it either). Errors
+// name the file and the unsupported or malformed part.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
     const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = "");
 

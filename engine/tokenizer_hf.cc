@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/bpe_tokenizer.h"
 #include "engine/json.h"
+#include "engine/spm_tokenizer.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_vocab.h"
 
@@ -119,6 +120,38 @@ std::string SpecialTokenText(const JsonValue& config, std::string_view key) {
   return v != nullptr && v->is_string() ? v->string() : "";
 }
 
+// Llama-2 style: normalizer Prepend("\u2581") + Replace(" " -> "\u2581"), no pre-tokenizer.
+absl::Status CheckSpmNormalizer(const JsonValue* normalizer, const JsonValue* pre) {
+  if (pre != nullptr && !pre->is_null()) {
+    return absl::UnimplementedError("byte_fallback BPE with a pre_tokenizer is not supported");
+  }
+  const JsonValue* list = normalizer != nullptr ? normalizer->Find("normalizers") : nullptr;
+  bool prepend = false, replace = false;
+  if (list != nullptr && list->is_array()) {
+    for (const JsonValue& n : list->array()) {
+      const JsonValue* pattern = n.Find("pattern");
+      const JsonValue* str = pattern != nullptr ? pattern->Find("String") : nullptr;
+      const JsonValue* content = n.Find("content");
+      const JsonValue* with = n.Find("prepend");
+      if (TypeOf(n) == "Prepend" && with != nullptr && with->string() == "\xE2\x96\x81") {
+        prepend = true;
+      } else if (TypeOf(n) == "Replace" && str != nullptr && str->string() == " " &&
+                 content != nullptr && content->string() == "\xE2\x96\x81") {
+        replace = true;
+      } else {
+        return absl::UnimplementedError(
+            absl::StrCat("unsupported normalizer step '", TypeOf(n), "' for byte_fallback BPE"));
+      }
+    }
+  }
+  if (!prepend || !replace) {
+    return absl::UnimplementedError(
+        "byte_fallback BPE needs the normalizer Sequence[Prepend(\"\u2581\"), Replace(\" \", "
+        "\"\u2581\")] (Llama 2 style)");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
@@ -134,25 +167,30 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
     return absl::UnimplementedError(absl::StrCat(tokenizer_json_path, ": model type '",
                                                  TypeOf(*model), "' (kvserve supports BPE)"));
   }
-  if (BoolMember(*model, "byte_fallback", false)) {
-    return absl::UnimplementedError(absl::StrCat(
-        tokenizer_json_path, ": BPE with byte_fallback (Llama-2 style) is not supported yet"));
-  }
-  // NFC (Qwen) is accepted and not applied: llama.cpp does not normalize either, and the ids
-  // must equal the GGUF path's.
-  const JsonValue* normalizer = json->Find("normalizer");
-  if (normalizer != nullptr && !normalizer->is_null() && TypeOf(*normalizer) != "NFC") {
-    return absl::UnimplementedError(absl::StrCat(tokenizer_json_path, ": normalizer '",
-                                                 TypeOf(*normalizer), "' is not supported"));
-  }
-  absl::StatusOr<std::string> pre = ByteLevelPreTokenizerName(json->Find("pre_tokenizer"));
-  if (!pre.ok()) {
-    return absl::Status(pre.status().code(),
-                        absl::StrCat(tokenizer_json_path, ": ", pre.status().message()));
+  const bool byte_fallback = BoolMember(*model, "byte_fallback", false);
+  absl::StatusOr<std::string> pre = std::string();
+  if (byte_fallback) {
+    if (absl::Status s = CheckSpmNormalizer(json->Find("normalizer"), json->Find("pre_tokenizer"));
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(tokenizer_json_path, ": ", s.message()));
+    }
+  } else {
+    // NFC (Qwen) is accepted and not applied: llama.cpp does not normalize either, and the ids
+    // must equal the GGUF path's.
+    const JsonValue* normalizer = json->Find("normalizer");
+    if (normalizer != nullptr && !normalizer->is_null() && TypeOf(*normalizer) != "NFC") {
+      return absl::UnimplementedError(absl::StrCat(tokenizer_json_path, ": normalizer '",
+                                                   TypeOf(*normalizer), "' is not supported"));
+    }
+    pre = ByteLevelPreTokenizerName(json->Find("pre_tokenizer"));
+    if (!pre.ok()) {
+      return absl::Status(pre.status().code(),
+                          absl::StrCat(tokenizer_json_path, ": ", pre.status().message()));
+    }
   }
 
   GgufVocabulary v;
-  v.model = "gpt2";
+  v.model = byte_fallback ? "llama" : "gpt2";
   v.pre = *pre;
   const JsonValue* vocab = model->Find("vocab");
   if (vocab == nullptr || !vocab->is_object()) return fail("model.vocab is not an object");
@@ -200,6 +238,23 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
     if (v.types[i] == TokenType::kUnused) v.texts[i] = absl::StrCat("[PAD", i, "]");
     if (v.texts[i].empty()) v.texts[i] = absl::StrCat("[EMPTY_", i, "]");
   }
+  if (byte_fallback) {
+    // SentencePiece conventions, as llama.cpp's converter writes them: <0xXX> byte tokens, the
+    // unknown token, and spaces shown as U+2581 with one prepended.
+    v.add_space_prefix = true;
+    const JsonValue* unk = model->Find("unk_token");
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string& t = v.texts[i];
+      if (v.types[i] == TokenType::kNormal && t.size() == 6 && t.rfind("<0x", 0) == 0 &&
+          t[5] == '>') {
+        v.types[i] = TokenType::kByte;
+      }
+      if (unk != nullptr && unk->is_string() && t == unk->string()) {
+        v.types[i] = TokenType::kUnknown;
+        v.unk_id = static_cast<int32_t>(i);
+      }
+    }
+  }
   const JsonValue* merges = model->Find("merges");
   if (merges == nullptr || !merges->is_array()) return fail("model.merges is not an array");
   v.merges.reserve(merges->array().size());
@@ -212,6 +267,22 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
     } else {
       return fail(absl::StrCat("model.merges entry ", v.merges.size(),
                                " is neither \"a b\" nor [\"a\", \"b\"]"));
+    }
+  }
+  if (byte_fallback) {
+    // SPM merges the adjacent pair whose result scores highest; scoring each token by minus the
+    // rank of the first merge that forms it makes that BPE's lowest-rank-first order.
+    const TokenIndex index = BuildTokenIndex(v.texts);
+    std::vector<bool> scored(n, false);
+    for (size_t rank = 0; rank < v.merges.size(); ++rank) {
+      const std::string& m = v.merges[rank];
+      const size_t space = m.find(' ', 1);
+      if (space == std::string::npos) continue;
+      const int32_t id = FindToken(index, m.substr(0, space) + m.substr(space + 1));
+      if (id >= 0 && !scored[id]) {
+        scored[id] = true;
+        v.scores[id] = -static_cast<float>(rank);
+      }
     }
   }
   if (const JsonValue* ignore = model->Find("ignore_merges"); ignore != nullptr) {
@@ -234,6 +305,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
     v.add_bos = add_bos != nullptr && add_bos->is_bool() ? add_bos->bool_value() : v.bos_id >= 0;
   }
   PromoteSpecialTokensByText(&v);
+  if (byte_fallback) {
+    absl::StatusOr<std::unique_ptr<SpmTokenizer>> t = SpmTokenizer::Create(std::move(v));
+    if (!t.ok()) return t.status();
+    return std::unique_ptr<Tokenizer>(std::move(*t));
+  }
   absl::StatusOr<std::unique_ptr<BpeTokenizer>> t = BpeTokenizer::Create(std::move(v));
   if (!t.ok()) return t.status();
   return std::unique_ptr<Tokenizer>(std::move(*t));

