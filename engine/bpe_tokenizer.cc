@@ -48,7 +48,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(GgufVocabular
 
 BpeTokenizer::BpeTokenizer(GgufVocabulary vocab, BpePreTokenizer pre)
     : pre_(pre),
-      ignore_merges_(pre == BpePreTokenizer::kLlama3),
+      ignore_merges_(vocab.ignore_merges.value_or(pre == BpePreTokenizer::kLlama3)),
       index_(BuildTokenIndex(vocab.texts)),
       splitter_(vocab.texts, vocab.types) {
   texts_ = std::move(vocab.texts);

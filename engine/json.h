@@ -33,6 +33,13 @@ struct JsonValue {
 
   // The member `key` of an object, or nullptr (also when this is not an object).
   const JsonValue* Find(absl::string_view key) const;
+
+  bool is_null() const { return type == Type::kNull; }
+  bool is_bool() const { return type == Type::kBool; }
+  bool is_number() const { return type == Type::kNumber; }
+  bool is_string() const { return type == Type::kString; }
+  bool is_array() const { return type == Type::kArray; }
+  bool is_object() const { return type == Type::kObject; }
 };
 
 absl::string_view JsonTypeName(JsonValue::Type type);

@@ -6,7 +6,6 @@
 #include "engine/tokenizer_vocab.h"
 
 namespace kvserve::engine {
-namespace {
 
 // llama.cpp recognises some special tokens by their text, whatever type the file gives them:
 // it makes them CONTROL (so they are matched in text and decode to nothing) and the
@@ -76,8 +75,6 @@ void PromoteSpecialTokensByText(GgufVocabulary* v) {
     }
   }
 }
-
-}  // namespace
 
 std::string Tokenizer::Decode(absl::Span<const int32_t> ids) const {
   std::string text;

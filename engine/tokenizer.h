@@ -84,6 +84,17 @@ class Tokenizer {
 // missing or malformed key, or the unsupported tokenizer.ggml.model / tokenizer.ggml.pre.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromGguf(const GgufFile& file);
 
+// Reads a Hugging Face tokenizer.json (and, when `tokenizer_config_path` is not empty, its
+// tokenizer_config.json for bos_token / eos_token / add_bos_token) and builds the same tokenizer
+// LoadTokenizerFromGguf builds from a GGUF converted from those files. Supported: model BPE with a
+// ByteLevel pre-tokenizer, alone (GPT-2 regex) or after a Split whose regex is Llama 3's or
+// Qwen2's, or after Digits(individual_digits) (SmolLM) -> BpeTokenizer; and Llama-2-style BPE
+// with byte_fallback and the Prepend/Replace("\u2581") normalizer -> SpmTokenizer, scored by merge
+// rank. An NFC normalizer is accepted but not applied (llama.cpp does not apply it either). Errors
+// name the file and the unsupported or malformed part.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
+    const std::string& tokenizer_json_path, const std::string& tokenizer_config_path = "");
+
 }  // namespace kvserve::engine
 
 #endif  // KVSERVE_ENGINE_TOKENIZER_H_

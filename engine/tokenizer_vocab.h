@@ -34,9 +34,16 @@ struct GgufVocabulary {
   absl::flat_hash_set<int32_t> eos_ids;  // eos, eot and eom ids present in the file
   std::optional<bool> add_bos;           // tokenizer.ggml.add_bos_token
   std::optional<bool> add_space_prefix;  // tokenizer.ggml.add_space_prefix
+  // BPE: take a pre-tokenized word whole when it is a token (tokenizer.json model.ignore_merges;
+  // GGUF has no key, so it defaults to on for the Llama 3 pre-tokenizer, as in llama.cpp).
+  std::optional<bool> ignore_merges;
 };
 
 absl::StatusOr<GgufVocabulary> ReadGgufVocabulary(const GgufFile& file);
+
+// llama.cpp's by-text promotion of well-known special tokens (end-of-turn, fill-in-the-middle
+// markers) to CONTROL, adding the end-of-generation ones to eos_ids. Every loader applies it.
+void PromoteSpecialTokensByText(GgufVocabulary* v);
 
 // text -> id, the later id winning for duplicate texts (as in llama.cpp).
 using TokenIndex = absl::flat_hash_map<std::string, int32_t>;

@@ -1,5 +1,7 @@
 // Test driver: tokenizes many strings with kvserve's tokenizer and checks decoding.
-//   tokenizer_corpus_tool MODEL.gguf STRINGS.hex OUT.tsv [--bench]
+//   tokenizer_corpus_tool MODEL.gguf|tokenizer.json STRINGS.hex OUT.tsv [--bench]
+// A path ending in ".json" is loaded with LoadTokenizerFromHfJson, with the tokenizer_config.json
+// next to it when there is one.
 // STRINGS.hex holds one hex-encoded UTF-8 string per line. OUT.tsv gets, per string:
 //   comma-separated ids <TAB> 1 if Decode(ids) == string else 0 <TAB> 1 if the streamed deltas
 //   concatenate to Decode(ids) else 0
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "engine/detokenizer.h"
 #include "engine/gguf.h"
@@ -34,12 +37,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s MODEL.gguf STRINGS.hex OUT.tsv [--bench]\n", argv[0]);
     return 2;
   }
-  auto file = kvserve::engine::GgufFile::Open(argv[1]);
-  if (!file.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(file.status().message()).c_str());
-    return 1;
+  const std::string model = argv[1];
+  absl::StatusOr<std::unique_ptr<kvserve::engine::Tokenizer>> tokenizer;
+  if (absl::EndsWith(model, ".json")) {
+    const size_t slash = model.rfind('/');
+    const std::string config =
+        (slash == std::string::npos ? "" : model.substr(0, slash + 1)) + "tokenizer_config.json";
+    tokenizer = kvserve::engine::LoadTokenizerFromHfJson(
+        model, std::ifstream(config).good() ? config : std::string());
+  } else {
+    auto file = kvserve::engine::GgufFile::Open(model);
+    if (!file.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(file.status().message()).c_str());
+      return 1;
+    }
+    tokenizer = kvserve::engine::LoadTokenizerFromGguf(**file);
   }
-  auto tokenizer = kvserve::engine::LoadTokenizerFromGguf(**file);
   if (!tokenizer.ok()) {
     std::fprintf(stderr, "%s\n", std::string(tokenizer.status().message()).c_str());
     return 1;
