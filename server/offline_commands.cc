@@ -1,8 +1,8 @@
 #include "server/offline_commands.h"
 
 #include <algorithm>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -25,7 +25,8 @@
 #include "scheduler/engine_loop.h"
 #include "scheduler/model_executor.h"
 
-ABSL_FLAG(std::string, model, "", "Model: a GGUF file or a Hugging Face folder (config.json + safetensors)");
+ABSL_FLAG(std::string, model, "",
+          "Model: a GGUF file or a Hugging Face folder (config.json + safetensors)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
 ABSL_FLAG(std::string, prompt, "",
           "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");
@@ -61,7 +62,8 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
   for (absl::string_view part : absl::StrSplit(s, ',')) {
     int32_t id;
     if (!absl::SimpleAtoi(part, &id)) {
-      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: '", part, "' is not a token id"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--prompt-ids: '", part, "' is not a token id"));
     }
     ids.push_back(id);
   }
@@ -71,7 +73,8 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
 absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel() {
   const std::string path = absl::GetFlag(FLAGS_model);
   if (path.empty()) return absl::InvalidArgumentError("--model is required");
-  absl::StatusOr<engine::WeightDType> dtype = engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  absl::StatusOr<engine::WeightDType> dtype =
+      engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!dtype.ok()) return dtype.status();
   engine::LoadOptions options;
   options.weight_dtype = *dtype;
@@ -151,9 +154,14 @@ std::string JsonString(const std::string& s) {
 absl::StatusOr<std::unique_ptr<engine::Tokenizer>> LoadTokenizer(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("--model is required");
   if (std::filesystem::is_directory(path)) {
-    return absl::UnimplementedError(absl::StrCat(
-        "no tokenizer for the Hugging Face folder '", path,
-        "' yet (tokenizer.json is not read); give the prompt as --prompt-ids"));
+    const std::filesystem::path dir(path);
+    if (!std::filesystem::exists(dir / "tokenizer.json")) {
+      return absl::NotFoundError(absl::StrCat("the Hugging Face folder '", path,
+                                              "' has no tokenizer.json; give --prompt-ids"));
+    }
+    const std::filesystem::path config = dir / "tokenizer_config.json";
+    return engine::LoadTokenizerFromHfJson((dir / "tokenizer.json").string(),
+                                           std::filesystem::exists(config) ? config.string() : "");
   }
   absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
   if (!file.ok()) return file.status();
@@ -177,7 +185,8 @@ int RunTokenize(const std::vector<char*>& positional) {
 
 int RunGenerate(const std::vector<char*>& positional) {
   if (!positional.empty()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
   }
   // Prompts: --prompt-ids, or one comma-separated prompt per line of --prompt-ids-file; all are
   // submitted at once, so they run as one continuous batch.
@@ -218,11 +227,12 @@ int RunGenerate(const std::vector<char*>& positional) {
   absl::StatusOr<std::unique_ptr<LlamaModel>> model = LoadModel();
   if (!model.ok()) return Fail(model.status());
   int64_t tokens_needed = 0;
-  for (const auto& p : prompts) tokens_needed += (p.size() + max_tokens + kPageSize) / kPageSize * kPageSize;
-  const int32_t num_pages = absl::GetFlag(FLAGS_kv_pages) > 0
-                                ? absl::GetFlag(FLAGS_kv_pages)
-                                : static_cast<int32_t>(
-                                      std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
+  for (const auto& p : prompts)
+    tokens_needed += (p.size() + max_tokens + kPageSize) / kPageSize * kPageSize;
+  const int32_t num_pages =
+      absl::GetFlag(FLAGS_kv_pages) > 0
+          ? absl::GetFlag(FLAGS_kv_pages)
+          : static_cast<int32_t>(std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
   absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
       scheduler::ModelExecutor::Create(std::move(*model), kPageSize, num_pages,
                                        engine::KvDType::kF32);
@@ -236,15 +246,19 @@ int RunGenerate(const std::vector<char*>& positional) {
       scheduler::EngineLoop::Create(std::move(*executor), config);
   if (!loop.ok()) return Fail(loop.status());
 
+  // A Hugging Face folder names its EOS ids in generation_config.json / config.json (Llama 3
+  // ends turns with <|eot_id|>); add the tokenizer's own.
   absl::flat_hash_set<int32_t> eos_ids;
-  if (tokenizer.ok()) {
-    eos_ids = (*tokenizer)->eos_ids();
-  } else if (std::filesystem::is_directory(absl::GetFlag(FLAGS_model))) {
+  if (tokenizer.ok()) eos_ids = (*tokenizer)->eos_ids();
+  if (std::filesystem::is_directory(absl::GetFlag(FLAGS_model))) {
     absl::StatusOr<std::unique_ptr<engine::HfModel>> hf =
         engine::HfModel::Open(absl::GetFlag(FLAGS_model));
     if (!hf.ok()) return Fail(hf.status());
-    eos_ids = (*hf)->eos_ids();
-  } else if (absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Open(absl::GetFlag(FLAGS_model));
+    for (int32_t id : (*hf)->eos_ids()) eos_ids.insert(id);
+  } else if (tokenizer.ok()) {
+    // The GGUF tokenizer's EOS set already came from the file.
+  } else if (absl::StatusOr<std::unique_ptr<GgufFile>> f =
+                 GgufFile::Open(absl::GetFlag(FLAGS_model));
              f.ok()) {
     if (absl::StatusOr<int64_t> eos = (*f)->GetInt("tokenizer.ggml.eos_token_id"); eos.ok()) {
       eos_ids.insert(static_cast<int32_t>(*eos));
@@ -280,8 +294,8 @@ int RunGenerate(const std::vector<char*>& positional) {
       text += detokenizer.Finish();
       text_field = absl::StrCat(",\"text\":", JsonString(text));
     }
-    std::printf("{\"ids\":[%s]%s,\"finish_reason\":\"%s\"}\n",
-                absl::StrJoin(ids, ",").c_str(), text_field.c_str(),
+    std::printf("{\"ids\":[%s]%s,\"finish_reason\":\"%s\"}\n", absl::StrJoin(ids, ",").c_str(),
+                text_field.c_str(),
                 std::string(scheduler::FinishReasonName(out.finish_reason)).c_str());
   }
   // Scheduling figures of the run, for tests and curious users (stderr keeps stdout clean).
@@ -297,7 +311,8 @@ int RunGenerate(const std::vector<char*>& positional) {
 
 int RunLogits(const std::vector<char*>& positional) {
   if (!positional.empty()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
   }
   const std::string out_path = absl::GetFlag(FLAGS_out);
   if (out_path.empty()) return Fail(absl::InvalidArgumentError("--out is required"));
