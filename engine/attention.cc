@@ -42,28 +42,8 @@ struct AttentionScratch {
 
 }  // namespace
 
-namespace simd_scalar {
-#include "engine/attention_simd.inc"
-}  // namespace simd_scalar
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace simd_avx2 {
-#include "engine/attention_simd.inc"
-}  // namespace simd_avx2
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
-// GCC 12 false positive on the _mm512_undefined_* idiom inside its own intrinsics.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-namespace simd_avx512 {
-#include "engine/attention_simd.inc"
-}  // namespace simd_avx512
-#pragma GCC diagnostic pop
-#pragma GCC pop_options
+#define KVSERVE_SIMD_BODY "engine/attention_simd.inc"
+#include "engine/simd_instantiate.inc"
 
 namespace {
 
