@@ -7,8 +7,6 @@
 // run to completion for up to --drain-timeout seconds, then the server stops and exits 0.
 #include "server/serve_command.h"
 
-#include "engine/tokenizer.h"
-
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -30,6 +28,7 @@
 #include "engine/cpu_features.h"
 #include "engine/gguf.h"
 #include "engine/llama_model.h"
+#include "engine/tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -37,6 +36,7 @@
 #include "grpcpp/server_builder.h"
 #include "scheduler/engine_loop.h"
 #include "scheduler/model_executor.h"
+#include "scheduler/step_delay_executor.h"
 #include "server/demo_model.h"
 #include "server/generation_service.h"
 #include "server/text_codec.h"
@@ -57,6 +57,9 @@ ABSL_FLAG(std::string, kv_cache_dtype, "f32", "KV cache element type: f32 or bf1
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Requests waiting for a batch slot before new ones get RESOURCE_EXHAUSTED");
 ABSL_FLAG(double, drain_timeout, 30, "Seconds in-flight requests get to finish on SIGTERM");
+ABSL_FLAG(int32_t, debug_step_delay_ms, 0,
+          "Testing only: sleep this many milliseconds before every engine step, so that tests "
+          "can observe requests running and waiting with a tiny model");
 
 namespace kvserve::server {
 namespace {
@@ -114,7 +117,8 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
                      "byte-level vocabulary) from ",
                      path, "; pass --model FILE.gguf to serve a real model"));
   }
-  absl::StatusOr<engine::WeightDType> weight_dtype = engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  absl::StatusOr<engine::WeightDType> weight_dtype =
+      engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!weight_dtype.ok()) return weight_dtype.status();
   const std::string kv_dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
   engine::KvDType kv_dtype;
@@ -196,8 +200,14 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   loop_config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   loop_config.scheduler.max_model_len = static_cast<int32_t>(config.context_length);
   loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  std::unique_ptr<scheduler::StepExecutor> step_executor = std::move(*executor);
+  if (const int32_t delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms); delay_ms > 0) {
+    Log(absl::StrCat("debug: every engine step sleeps ", delay_ms, " ms first"));
+    step_executor = std::make_unique<scheduler::StepDelayExecutor>(std::move(step_executor),
+                                                                   absl::Milliseconds(delay_ms));
+  }
   absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
-      scheduler::EngineLoop::Create(std::move(*executor), loop_config);
+      scheduler::EngineLoop::Create(std::move(step_executor), loop_config);
   if (!loop.ok()) return loop.status();
   backend->loop = std::move(*loop);
   Log(absl::StrFormat("scheduler: max %d running, %d tokens per step, %d queued",

@@ -241,7 +241,9 @@ class CancellationTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server()
+        # 2 ms per step: a 2000-token stream lasts at least 4 s, so it is surely still running
+        # when the test cancels it, however fast the machine.
+        cls.server = Server("--debug-step-delay-ms", "2")
 
     @classmethod
     def tearDownClass(cls):
@@ -287,10 +289,12 @@ class CancellationTest(unittest.TestCase):
 
 class QueueTest(unittest.TestCase):
     def test_full_queue_is_resource_exhausted_while_others_stream(self):
-        with Server("--max-num-seqs", "1", "--max-queued-requests", "1") as server:
-            # Long enough (the demo model's context is 2048) that it is still running when the
-            # third request arrives, even on a fast machine.
-            running = server.stub.Generate(greedy_request(2000, prompt="running"))
+        # 10 ms per step: the 400-token stream runs for at least 4 s, so it still holds the only
+        # batch slot when the third request arrives, however fast the machine (the demo model
+        # alone makes 2000 tokens in about a second).
+        with Server("--max-num-seqs", "1", "--max-queued-requests", "1",
+                    "--debug-step-delay-ms", "10") as server:
+            running = server.stub.Generate(greedy_request(400, prompt="running"))
             next(running)
             waiting = server.stub.Generate(greedy_request(8, prompt="waiting"))
             waiting_result = concurrent.futures.ThreadPoolExecutor(1).submit(collect, waiting)
@@ -303,15 +307,17 @@ class QueueTest(unittest.TestCase):
             self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
             # The running stream was not disturbed, and the waiting one runs afterwards.
             ids, _, last = collect(running)
-            self.assertEqual(len(ids), 2000 - 1)  # the first message was consumed above
+            self.assertEqual(len(ids), 400 - 1)  # the first message was consumed above
             self.assertEqual(last.finish_reason, pb.FINISH_REASON_LENGTH)
-            self.assertEqual(last.usage.completion_tokens, 2000)
+            self.assertEqual(last.usage.completion_tokens, 400)
             self.assertEqual(len(waiting_result.result(timeout=30)[0]), 8)
 
 
 class DrainTest(unittest.TestCase):
     def test_sigterm_drains_in_flight_streams_and_exits_zero(self):
-        server = Server("--drain-timeout", "30")
+        # 5 ms per step: the three 400-token streams last at least 2 s, so SIGTERM surely
+        # arrives mid-stream.
+        server = Server("--drain-timeout", "30", "--debug-step-delay-ms", "5")
         calls = [server.stub.Generate(greedy_request(400, prompt=f"drain {k}")) for k in range(3)]
         for c in calls:
             next(c)
