@@ -33,9 +33,9 @@ enum class RopeStyle {
 
 // Precomputed inverse frequencies for RoPE: theta_i = base^(-2i/d) / divisor_i, i < head_dim/2
 // (computed in double, stored as f32); the divisors scale the frequencies for long contexts
-// (Llama 3's rope_scaling, GGUF rope_freqs.weight) and default to 1. The constructor also caches cos/sin of the angles of positions
-// below kCachedPositions (immutable afterwards, so a table may be shared across threads);
-// ApplyRope computes other positions on the fly, identically.
+// (Llama 3's rope_scaling, GGUF rope_freqs.weight) and default to 1. The constructor also caches
+// cos/sin of the angles of positions below kCachedPositions (immutable afterwards, so a table may
+// be shared across threads); ApplyRope computes other positions on the fly, identically.
 struct RopeTable {
   static constexpr int kCachedPositions = 4096;
   // `freq_divisors`: empty, or head_dim / 2 positive values.

@@ -142,9 +142,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   if (const GgufTensorInfo* freqs = file.FindTensor("rope_freqs.weight"); freqs != nullptr) {
     if (freqs->type != GgmlType::kF32 || freqs->dims.size() != 1 ||
         freqs->dims[0] != c.head_dim / 2) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("tensor 'rope_freqs.weight' must be F32 with %d values (head_dim / 2)",
-                          c.head_dim / 2));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "tensor 'rope_freqs.weight' must be F32 with %d values (head_dim / 2)", c.head_dim / 2));
     }
     c.rope_freq_divisors.resize(c.head_dim / 2);
     std::memcpy(c.rope_freq_divisors.data(), freqs->data, c.rope_freq_divisors.size() * 4);

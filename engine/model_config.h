@@ -34,8 +34,8 @@ struct ModelConfig {
   // scaling. Empty: no scaling.
   std::vector<float> rope_freq_divisors;
   std::string rope_scaling = "none";  // "none", "llama3", "linear", "rope_freqs": for logs
-  bool qkv_bias = false;         // qwen2 has biases on Q, K and V
-  bool tied_embeddings = false;  // LM head reuses token_embd when output.weight is absent
+  bool qkv_bias = false;              // qwen2 has biases on Q, K and V
+  bool tied_embeddings = false;       // LM head reuses token_embd when output.weight is absent
 
   int64_t q_size() const { return num_heads * head_dim; }
   int64_t kv_size() const { return num_kv_heads * head_dim; }

@@ -124,8 +124,7 @@ struct Transfer {
 
 size_t OnHeader(char* data, size_t size, size_t count, void* user) {
   Transfer& t = *static_cast<Transfer*>(user);
-  const absl::string_view line =
-      absl::StripAsciiWhitespace(absl::string_view(data, size * count));
+  const absl::string_view line = absl::StripAsciiWhitespace(absl::string_view(data, size * count));
   if (absl::StartsWith(line, "HTTP/")) {
     t.status = 0;
     t.content_length.clear();
@@ -309,8 +308,8 @@ absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
   if (t.range_mismatch) {
     std::error_code ec;
     fs::remove(partial, ec);
-    return absl::UnavailableError(absl::StrCat(url, ": the server resumed at the wrong offset (",
-                                               t.content_range, ")"));
+    return absl::UnavailableError(
+        absl::StrCat(url, ": the server resumed at the wrong offset (", t.content_range, ")"));
   }
   if (code >= 500) {
     return absl::UnavailableError(absl::StrCat(url, ": HTTP ", code));
@@ -320,8 +319,8 @@ absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
   }
   if (rc != CURLE_OK) {
     return absl::UnavailableError(absl::StrCat("download of ", url, " interrupted after ",
-                                               FileSize(partial), " bytes: ",
-                                               curl_easy_strerror(rc)));
+                                               FileSize(partial),
+                                               " bytes: ", curl_easy_strerror(rc)));
   }
   if (close_failed) {
     return absl::DataLossError(absl::StrCat("cannot write '", partial.string(), "'"));
@@ -454,9 +453,8 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string
   }
   fs::create_directories(dest.parent_path(), ec);
   if (ec) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create the cache folder '",
-                                                    dest.parent_path().string(),
-                                                    "': ", ec.message()));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "cannot create the cache folder '", dest.parent_path().string(), "': ", ec.message()));
   }
   // Another process may be downloading the same file: wait for it, then look again.
   FileLock lock(fs::path(dest.string() + ".lock"));
@@ -501,16 +499,16 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string
     if (!sha.ok()) return sha.status();
     if (*sha != expected->sha256) {
       fs::remove(partial, ec);
-      return absl::DataLossError(absl::StrCat(
-          where, ": SHA-256 mismatch: the server announced ", expected->sha256, " but ", url,
-          " gave ", *sha, "; the corrupted download was removed"));
+      return absl::DataLossError(absl::StrCat(where, ": SHA-256 mismatch: the server announced ",
+                                              expected->sha256, " but ", url, " gave ", *sha,
+                                              "; the corrupted download was removed"));
     }
     checked = ", SHA-256 verified";
   }
   fs::rename(partial, dest, ec);
   if (ec) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot rename '", partial.string(),
-                                                    "' to '", dest.string(), "': ", ec.message()));
+    return absl::PermissionDeniedError(absl::StrCat("cannot rename '", partial.string(), "' to '",
+                                                    dest.string(), "': ", ec.message()));
   }
   Log(absl::StrCat("downloaded ", where, " (", size, " bytes", checked, ") from ", url, " to ",
                    dest.string()));

@@ -74,7 +74,8 @@ absl::Status LoadFolder(const ModelSourceOptions& options, LoadedModel& m) {
     m.hf = std::shared_ptr<const engine::HfModel>(std::move(*hf));
     engine::LoadOptions load;
     load.weight_dtype = options.weight_dtype;
-    absl::StatusOr<std::unique_ptr<engine::LlamaModel>> model = engine::LlamaModel::Load(m.hf, load);
+    absl::StatusOr<std::unique_ptr<engine::LlamaModel>> model =
+        engine::LlamaModel::Load(m.hf, load);
     if (!model.ok()) return model.status();
     m.model = std::move(*model);
     // generation_config.json's list (Llama 3 ends turns with <|eot_id|>), then the tokenizer's.

@@ -19,9 +19,9 @@
 #include "engine/kv_page_pool.h"
 #include "engine/llama_model.h"
 #include "engine/tokenizer.h"
-#include "server/model_source.h"
 #include "scheduler/engine_loop.h"
 #include "scheduler/model_executor.h"
+#include "server/model_source.h"
 
 ABSL_FLAG(std::string, model, "",
           "Model: a GGUF file, a Hugging Face folder (config.json + safetensors), or "

@@ -149,10 +149,12 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   const engine::ModelConfig config = model->config();
   Log(absl::StrFormat(
       "model %s (%s): %d layers, hidden %d, heads %d/%d, FFN %d, vocab %d, context %d; weights "
-      "%s; loaded in %.2f s",
+      "%s%s; loaded in %.2f s",
       loaded->name, config.architecture, config.num_layers, config.hidden_size, config.num_heads,
       config.num_kv_heads, config.intermediate_size, config.vocab_size, config.context_length,
-      engine::WeightDTypeName(*weight_dtype), absl::ToDoubleSeconds(absl::Now() - start)));
+      engine::WeightDTypeName(*weight_dtype),
+      config.rope_scaling == "none" ? "" : absl::StrCat("; RoPE scaling ", config.rope_scaling),
+      absl::ToDoubleSeconds(absl::Now() - start)));
 
   auto backend = std::make_shared<ServingBackend>();
   if (demo) {
@@ -167,7 +169,9 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
     backend->codec = loaded->TakeCodec(static_cast<int32_t>(config.vocab_size));
   }
   Log(absl::StrCat("vocabulary: ", backend->codec->name()));
-  if (backend->codec->vocab_size() != config.vocab_size) {
+  // Hugging Face checkpoints often pad the embedding past the tokenizer's last id (Qwen2: 151936
+  // rows, 151665 tokens); ids the tokenizer cannot produce are simply never sent.
+  if (backend->codec->vocab_size() > config.vocab_size) {
     return absl::FailedPreconditionError(
         absl::StrCat("the model has ", config.vocab_size, " tokens but its vocabulary (",
                      backend->codec->name(), ") has ", backend->codec->vocab_size()));

@@ -83,8 +83,8 @@ class TokenIdsOnlyCodec final : public TextCodec {
   absl::flat_hash_set<int32_t> eos_ids_;
 };
 
-// A model's own tokenizer (SentencePiece or byte-level BPE, from GGUF or tokenizer.json). Pieces keep the
-// SPM leading space: generated text continues the prompt.
+// A model's own tokenizer (SentencePiece or byte-level BPE, from GGUF or tokenizer.json). Pieces
+// keep the SPM leading space: generated text continues the prompt.
 class TokenizerCodec final : public TextCodec {
  public:
   // EOS: the tokenizer's own set.

@@ -1,11 +1,12 @@
 // hf: reference parsing and chat template selection (the downloads themselves are tested
 // against a local fake Hub in hf_hub_test.py).
+#include "server/model_source.h"
+
 #include <string>
 
 #include "engine/json.h"
 #include "gtest/gtest.h"
 #include "server/hf_hub.h"
-#include "server/model_source.h"
 
 namespace kvserve::server {
 namespace {
@@ -24,10 +25,10 @@ TEST(ParseHfModelRefTest, FolderAndFile) {
 }
 
 TEST(ParseHfModelRefTest, RejectsWhatCouldEscapeTheCache) {
-  for (const char* bad : {"hf:", "hf:owner", "hf:/repo", "hf:owner/", "hf:../repo", "hf:owner/..",
-                          "hf:owner/re po", "hf:owner/repo:", "hf:owner/repo:../x.gguf",
-                          "hf:owner/repo:/etc/passwd", "hf:owner/repo:a//b", "hf:owner/repo:a?b",
-                          "hf:owner/sub/repo"}) {
+  for (const char* bad :
+       {"hf:", "hf:owner", "hf:/repo", "hf:owner/", "hf:../repo", "hf:owner/..", "hf:owner/re po",
+        "hf:owner/repo:", "hf:owner/repo:../x.gguf", "hf:owner/repo:/etc/passwd",
+        "hf:owner/repo:a//b", "hf:owner/repo:a?b", "hf:owner/sub/repo"}) {
     absl::StatusOr<HfModelRef> ref = ParseHfModelRef(bad);
     EXPECT_FALSE(ref.ok()) << bad;
     if (!ref.ok()) {
