@@ -280,7 +280,12 @@ absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
   }
   const CURLcode rc = curl_easy_perform(c);
   const bool close_failed = std::fclose(t.out) != 0;
-  if (t.progress) std::fprintf(stderr, "\n");
+  if (t.progress) {
+    // The last state (a fast transfer may end before the first timed redraw).
+    t.last_draw = absl::InfinitePast();
+    OnProgress(&t, rc == CURLE_OK ? t.written : 0, t.written, 0, 0);
+    std::fprintf(stderr, "\n");
+  }
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 
