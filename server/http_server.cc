@@ -1,9 +1,17 @@
 #include "server/http_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -76,7 +84,8 @@ class CivetResponseWriter final : public HttpResponseWriter {
       client_gone_ = true;
       return;
     }
-    if (!body.empty() && mg_write(conn_, body.data(), body.size()) != static_cast<int>(body.size())) {
+    if (!body.empty() &&
+        mg_write(conn_, body.data(), body.size()) != static_cast<int>(body.size())) {
       client_gone_ = true;
     }
   }
@@ -203,8 +212,33 @@ absl::Status HttpServer::Start(const Options& options) {
 
 void HttpServer::Stop() {
   if (context_ == nullptr) return;
+  // civetweb's listener thread notices the stop flag only when its poll() returns, which without
+  // traffic takes up to 2 s; a throw-away connection made while mg_stop waits wakes it at once.
+  std::atomic<bool> stopped{false};
+  std::thread waker([this, &stopped] {
+    for (int attempt = 0; attempt < 100 && !stopped.load(); ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      PokeListener();
+    }
+  });
   mg_stop(context_);  // joins the workers, so every handler has returned
+  stopped = true;
+  waker.join();
   context_ = nullptr;
+}
+
+void HttpServer::PokeListener() const {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  if (options_.host.empty() || options_.host == "0.0.0.0" ||
+      inet_pton(AF_INET, options_.host.c_str(), &addr.sin_addr) != 1) {
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
+  (void)connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  close(fd);
 }
 
 int HttpServer::Dispatch(mg_connection* conn, void* self) {
@@ -270,11 +304,11 @@ void HttpServer::Serve(mg_connection* conn) {
     request.body.append(buffer, n);
     if (request.body.size() > options_.max_body_bytes) {  // chunked upload without a length
       mg_disable_connection_keep_alive(conn);
-      writer.Send(413, "application/json",
-                  ErrorJson(absl::StrFormat("the request body exceeds %d bytes",
-                                            options_.max_body_bytes),
-                            "invalid_request_error", "request_too_large"),
-                  {});
+      writer.Send(
+          413, "application/json",
+          ErrorJson(absl::StrFormat("the request body exceeds %d bytes", options_.max_body_bytes),
+                    "invalid_request_error", "request_too_large"),
+          {});
       report(writer.Finish());
       return;
     }

@@ -91,6 +91,8 @@ class HttpServer {
  private:
   static int Dispatch(mg_connection* conn, void* self);
   void Serve(mg_connection* conn);
+  // Connects to the listening port and hangs up, to wake civetweb's listener thread.
+  void PokeListener() const;
 
   Options options_;
   // path → method → handler. Immutable after Start(), so workers read it without a lock.

@@ -124,7 +124,8 @@ TEST_F(HttpServerTest, RoutesByExactPathAndMethod) {
   {
     RawClient client(server_.port());
     ASSERT_TRUE(client.connected());
-    client.SendAll("GET /hello?a=1&b=2 HTTP/1.1\r\nHost: x\r\nX-Name: Ann\r\nConnection: close\r\n\r\n");
+    client.SendAll(
+        "GET /hello?a=1&b=2 HTTP/1.1\r\nHost: x\r\nX-Name: Ann\r\nConnection: close\r\n\r\n");
     std::string response = client.ReadToEof();
     EXPECT_EQ(StatusOf(response), 200) << response;
     EXPECT_EQ(BodyOf(response), "hi a=1&b=2 Ann GET");
@@ -151,7 +152,8 @@ TEST_F(HttpServerTest, RoutesByExactPathAndMethod) {
   }
   {
     RawClient client(server_.port());
-    client.SendAll("POST /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    client.SendAll(
+        "POST /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     std::string response = client.ReadToEof();
     EXPECT_EQ(StatusOf(response), 405) << response;
     EXPECT_NE(response.find("Allow: GET"), std::string::npos) << response;
