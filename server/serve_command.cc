@@ -354,10 +354,10 @@ int RunServe(const std::vector<char*>& positional) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  state = ServingState::kDraining;  // before the log line, which tests wait for
   Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
                       signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
   SetHealth(*server, false);
-  state = ServingState::kDraining;
   service.SetDraining();
   scheduler::EngineLoop& loop = *(*backend)->loop;
   loop.StopAccepting();
