@@ -113,7 +113,7 @@ std::string ModelsBody(absl::string_view model_id, int64_t created);
 
 // "data: <json>\n\n" and the stream's end, "data: [DONE]\n\n".
 std::string SseEvent(absl::string_view json);
-inline constexpr absl::string_view kSseDone = "data: [DONE]\n\n";
+inline constexpr char kSseDone[] = "data: [DONE]\n\n";
 
 // Whether an Authorization header value carries `api_key` as a Bearer token.
 bool BearerTokenMatches(absl::string_view authorization, absl::string_view api_key);

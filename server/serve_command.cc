@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,8 @@
 #include "scheduler/step_delay_executor.h"
 #include "server/demo_model.h"
 #include "server/generation_service.h"
+#include "server/http_server.h"
+#include "server/openai_handlers.h"
 #include "server/text_codec.h"
 
 // Shared with the offline commands (defined in offline_commands.cc).
@@ -57,6 +60,10 @@ ABSL_FLAG(std::string, kv_cache_dtype, "f32", "KV cache element type: f32 or bf1
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Requests waiting for a batch slot before new ones get RESOURCE_EXHAUSTED");
 ABSL_FLAG(double, drain_timeout, 30, "Seconds in-flight requests get to finish on SIGTERM");
+ABSL_FLAG(int32_t, http_port, 8080, "HTTP port (0: pick a free one; the log says which)");
+ABSL_FLAG(std::string, api_key, "",
+          "If set (or env KVSERVE_API_KEY), required as 'Authorization: Bearer KEY' on /v1/* and "
+          "as gRPC metadata 'authorization: Bearer KEY' on kvserve.v1.Generation");
 ABSL_FLAG(int32_t, debug_step_delay_ms, 0,
           "Testing only: sleep this many milliseconds before every engine step, so that tests "
           "can observe requests running and waiting with a tiny model");
@@ -261,7 +268,14 @@ int RunServe(const std::vector<char*>& positional) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  GenerationService service;
+  std::string api_key = absl::GetFlag(FLAGS_api_key);
+  if (api_key.empty()) {
+    if (const char* env = std::getenv("KVSERVE_API_KEY"); env != nullptr) api_key = env;
+  }
+  GenerationService service(api_key);
+  OpenAiFrontend openai_frontend(api_key);
+  HttpServer http_server;
+  openai_frontend.Register(http_server);
   grpc::ServerBuilder builder;
   const std::string address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_grpc_port));
@@ -275,6 +289,11 @@ int RunServe(const std::vector<char*>& positional) {
   SetHealth(*server, false);
   Log(absl::StrFormat("gRPC listening on %s:%d (health NOT_SERVING while the model loads)",
                       absl::GetFlag(FLAGS_host), port));
+  HttpServer::Options http_options;
+  http_options.host = absl::GetFlag(FLAGS_host);
+  http_options.port = absl::GetFlag(FLAGS_http_port);
+  if (absl::Status started = http_server.Start(http_options); !started.ok()) return Fail(started);
+  Log(absl::StrFormat("HTTP listening on %s:%d", http_options.host, http_server.port()));
 
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = LoadBackend();
   if (!backend.ok()) {
@@ -282,6 +301,7 @@ int RunServe(const std::vector<char*>& positional) {
     return Fail(backend.status());
   }
   service.SetBackend(*backend);
+  openai_frontend.SetBackend(*backend);
   SetHealth(*server, true);
   Log(absl::StrFormat("ready: serving kvserve.v1.Generation on %s:%d", absl::GetFlag(FLAGS_host),
                       port));
@@ -301,6 +321,7 @@ int RunServe(const std::vector<char*>& positional) {
   loop.Shutdown();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(idle ? 5 : 1)));
   server->Wait();
+  http_server.Stop();
   Log("stopped");
   return 0;
 }
