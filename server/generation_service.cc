@@ -116,13 +116,13 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
  private:
   // Aborts the engine request unless it already finished (its id may be reused afterwards).
   // The stream lives as long as the reactor, so it is used outside the lock.
-  void AbortInEngine() {
+  void AbortInEngine(scheduler::FinishCause cause = scheduler::FinishCause::kCancelled) {
     GenerationStream* stream;
     {
       absl::MutexLock lock(&mu_);
       stream = stream_.get();
     }
-    if (stream != nullptr) stream->AbortEngine();
+    if (stream != nullptr) stream->AbortEngine(cause);
   }
 
   // Sends what is ready, if no write is in flight. Called from the notifier, OnWriteDone and
@@ -152,7 +152,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       if (action == Action::kWrite) write_in_flight_ = true;
       if (action == Action::kFinish || action == Action::kWriteAndFinish) finish_called_ = true;
     }
-    if (abort) AbortInEngine();
+    if (abort) AbortInEngine(scheduler::FinishCause::kStopString);
     switch (action) {
       case Action::kNone:
         break;

@@ -41,9 +41,9 @@ GenerationStream::GenerationStream(scheduler::EngineLoop* loop, const TextCodec*
       channel_(std::move(channel)),
       matcher_(options_.stop_strings, options_.include_stop_str_in_output) {}
 
-void GenerationStream::AbortEngine() {
+void GenerationStream::AbortEngine(scheduler::FinishCause cause) {
   if (engine_finished_ || channel_->finished_pushed()) return;
-  loop_->Abort(channel_->request_id());
+  loop_->Abort(channel_->request_id(), cause);
 }
 
 absl::StatusOr<bool> GenerationStream::Drain(StreamEvent* event) {

@@ -54,7 +54,7 @@ struct StreamEvent {
   std::string text;
   std::vector<int32_t> token_ids;
   std::vector<TokenLogprobs> logprobs;  // one per entry of token_ids
-  bool abort_engine = false;            // a stop string matched: call AbortEngine()
+  bool abort_engine = false;  // a stop string matched: call AbortEngine(kStopString)
 
   bool finished = false;  // the last event of the request; the fields below are set
   StreamFinishReason finish_reason = StreamFinishReason::kStop;
@@ -81,8 +81,9 @@ class GenerationStream {
 
   // True once the finishing output was drained.
   bool finished() const { return engine_finished_; }
-  // Aborts the engine request unless the engine already finished it.
-  void AbortEngine();
+  // Aborts the engine request unless the engine already finished it. `cause` tells the engine
+  // (and its metrics) why: kStopString after `abort_engine`, kCancelled when the client left.
+  void AbortEngine(scheduler::FinishCause cause = scheduler::FinishCause::kCancelled);
 
   const std::string& request_id() const { return channel_->request_id(); }
   scheduler::OutputChannel& channel() { return *channel_; }

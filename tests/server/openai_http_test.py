@@ -27,10 +27,6 @@ def clients_dir():
     return out.stdout.strip().splitlines()[-1]
 
 
-def http_port(server):
-    return int(server.wait_for_line(r"HTTP listening on 127\.0\.0\.1:(\d+)", 10)[1])
-
-
 def node(script, *args, timeout=120):
     """Runs a test script under tests/server with node; fails the test with its output."""
     proc = subprocess.run(["node", os.path.join(HERE, script), *map(str, args)],
@@ -59,8 +55,8 @@ class OpenAiClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.clients = clients_dir()
-        cls.server = Server("--http-port", "0", "--api-key", API_KEY, "--debug-step-delay-ms", "3")
-        cls.base = f"http://127.0.0.1:{http_port(cls.server)}"
+        cls.server = Server("--api-key", API_KEY, "--debug-step-delay-ms", "3")
+        cls.base = f"http://{cls.server.http_address}"
         cls.auth = (("authorization", f"Bearer {API_KEY}"),)
 
     @classmethod
@@ -110,9 +106,9 @@ class OpenAiQueueTest(unittest.TestCase):
 
     def test_full_queue_is_429(self):
         clients = clients_dir()
-        with Server("--http-port", "0", "--max-num-seqs", "1", "--max-queued-requests", "1",
+        with Server("--max-num-seqs", "1", "--max-queued-requests", "1",
                     "--debug-step-delay-ms", "10") as server:
-            base = f"http://127.0.0.1:{http_port(server)}"
+            base = f"http://{server.http_address}"
             out = node("openai_client_test.mjs", clients, base + "/v1", "unused", "queue")
             self.assertIn("429 when the queue is full", out)
             info = wait_no_running(server)
@@ -125,8 +121,8 @@ class ChatPageTest(unittest.TestCase):
     def test_chat_page_streams_and_stops(self):
         clients = clients_dir()
         screenshot = os.path.join(os.environ.get("KVSERVE_ARTIFACTS", "/tmp"), "chat_page.png")
-        with Server("--http-port", "0", "--debug-step-delay-ms", "30") as server:
-            base = f"http://127.0.0.1:{http_port(server)}"
+        with Server("--debug-step-delay-ms", "30") as server:
+            base = f"http://{server.http_address}"
             result = json.loads(node("chat_page_test.mjs", clients, base, screenshot)
                                 .strip().splitlines()[-1])
             self.assertGreaterEqual(len(result["lengths"]), 3)
