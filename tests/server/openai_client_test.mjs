@@ -106,7 +106,7 @@ async function main() {
   }
   log("completions logprobs");
 
-  if (process.env.SKIP_CHAT !== "1") await chatChecks(model);
+  await chatChecks(model);
   await errorsAndAbort(model);
 }
 
@@ -176,6 +176,14 @@ async function queue() {
   const it = first[Symbol.asyncIterator]();
   await it.next();  // running
   const second = await client.completions.create(long);  // waits: max-num-seqs 1
+  // The engine publishes its queue length after each step: wait until it counts the second one.
+  const metricsURL = new URL("/metrics", baseURL);
+  for (let i = 0; ; ++i) {
+    const text = await (await fetch(metricsURL)).text();
+    if (/^kvserve_requests_waiting 1$/m.test(text)) break;
+    assert.ok(i < 500, "the second request never showed as waiting in /metrics");
+    await new Promise((r) => setTimeout(r, 10));
+  }
   const full = await expectError(client.completions.create({ ...long, stream: false }), OpenAI.RateLimitError, 429);
   assert.equal(full.code, "queue_full");
   await expectError(client.completions.create(long), OpenAI.RateLimitError, 429);
