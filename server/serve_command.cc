@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,7 @@
 #include "scheduler/engine_loop.h"
 #include "scheduler/model_executor.h"
 #include "scheduler/step_delay_executor.h"
+#include "server/chat_template.h"
 #include "server/demo_model.h"
 #include "server/generation_service.h"
 #include "server/grpc_metrics_interceptor.h"
@@ -119,6 +121,38 @@ absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& t
   return static_cast<int64_t>(value * static_cast<double>(scale));
 }
 
+// The text of the token whose id is at `id_key`, or "".
+std::string TokenTextFromGguf(const engine::GgufFile& gguf, const std::string& id_key) {
+  absl::StatusOr<int64_t> id = gguf.GetInt(id_key);
+  if (!id.ok()) return "";
+  absl::StatusOr<std::vector<std::string>> tokens = gguf.GetStringArray("tokenizer.ggml.tokens");
+  if (!tokens.ok() || *id < 0 || *id >= static_cast<int64_t>(tokens->size())) return "";
+  return (*tokens)[*id];
+}
+
+// The model's chat template, for Chat. A model without one, or with one outside the Jinja
+// subset, is still served: Chat then answers FAILED_PRECONDITION saying why.
+void LoadChatTemplate(const engine::GgufFile& gguf, ServingBackend* backend) {
+  absl::StatusOr<std::optional<std::string>> source = ChatTemplateFromGgufMetadata(gguf);
+  if (!source.ok()) {
+    backend->chat_template_error = std::string(source.status().message());
+  } else if (source->has_value()) {
+    absl::StatusOr<std::unique_ptr<ChatTemplate>> parsed = ChatTemplate::Parse(**source);
+    if (parsed.ok()) {
+      backend->chat_template = std::move(*parsed);
+    } else {
+      backend->chat_template_error =
+          absl::StrCat("the model's chat template is not supported: ", parsed.status().message());
+    }
+  }
+  backend->bos_token = TokenTextFromGguf(gguf, "tokenizer.ggml.bos_token_id");
+  backend->eos_token = TokenTextFromGguf(gguf, "tokenizer.ggml.eos_token_id");
+  Log(backend->chat_template != nullptr
+          ? std::string("chat template: loaded (Chat is available)")
+          : absl::StrCat("chat template: none usable (", backend->chat_template_error,
+                         "); Chat is unavailable"));
+}
+
 // Loads the model and starts the engine loop, which reports to `metrics`.
 absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   std::string path = absl::GetFlag(FLAGS_model);
@@ -191,6 +225,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
                                                          std::move(eos));
   }
   Log(absl::StrCat("vocabulary: ", backend->codec->name()));
+  LoadChatTemplate(gguf, backend.get());
   if (backend->codec->vocab_size() != config.vocab_size) {
     return absl::FailedPreconditionError(
         absl::StrCat("the model has ", config.vocab_size, " tokens but its vocabulary (",
