@@ -54,7 +54,7 @@ struct StreamEvent {
   std::string text;
   std::vector<int32_t> token_ids;
   std::vector<TokenLogprobs> logprobs;  // one per entry of token_ids
-  bool abort_engine = false;  // a stop string matched: call AbortEngine(kStopString)
+  bool abort_engine = false;            // a stop string matched: call AbortEngine(kStopString)
 
   bool finished = false;  // the last event of the request; the fields below are set
   StreamFinishReason finish_reason = StreamFinishReason::kStop;
