@@ -13,6 +13,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libdnnl-dev prometheus-cpp-dev libcivetweb-dev
   libicu-dev  # Unicode categories for the tokenizers' pre-tokenizer regexes
+  libcurl4-openssl-dev libssl-dev  # hf: model downloads (libcurl) and their SHA-256 checks
   # tests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2

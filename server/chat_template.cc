@@ -10,6 +10,7 @@
 #include "engine/gguf.h"
 #include "engine/json.h"
 #include "server/jinja/interpreter.h"
+#include "server/model_source.h"
 
 namespace kvserve::server {
 namespace {
@@ -109,27 +110,12 @@ absl::StatusOr<std::optional<std::string>> ChatTemplateFromTokenizerConfig(
   if (!json->is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": top level is not an object"));
   }
-  const engine::JsonValue* chat = json->Find("chat_template");
-  if (chat == nullptr || chat->is_null()) return std::nullopt;
-  if (chat->is_string()) return chat->string;
-  if (!chat->is_array()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": chat_template must be a string or a list of {name, template}, not ",
-                     engine::JsonTypeName(chat->type)));
+  // One implementation of the string-or-named-list rule, shared with the model loader.
+  absl::StatusOr<std::optional<std::string>> source = ChatTemplateFromTokenizerConfig(*json);
+  if (!source.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", source.status().message()));
   }
-  std::string names;
-  for (const engine::JsonValue& entry : chat->array) {
-    const engine::JsonValue* name = entry.Find("name");
-    const engine::JsonValue* body = entry.Find("template");
-    if (name == nullptr || !name->is_string() || body == nullptr || !body->is_string()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": each chat_template entry needs string \"name\" and \"template\""));
-    }
-    if (name->string == "default") return body->string;
-    absl::StrAppend(&names, names.empty() ? "" : ", ", "'", name->string, "'");
-  }
-  return absl::InvalidArgumentError(absl::StrCat(path, ": chat_template lists named templates (",
-                                                 names, ") but none is named 'default'"));
+  return source;
 }
 
 }  // namespace kvserve::server
