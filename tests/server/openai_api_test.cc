@@ -272,7 +272,7 @@ TEST(ModelsTest, ListsTheModel) {
 
 TEST(SseTest, EventFraming) {
   EXPECT_EQ(SseEvent("{}"), "data: {}\n\n");
-  EXPECT_EQ(kSseDone, "data: [DONE]\n\n");
+  EXPECT_EQ(std::string(kSseDone), "data: [DONE]\n\n");
 }
 
 TEST(BearerTest, MatchesOnlyTheExactKey) {
