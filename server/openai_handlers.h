@@ -7,7 +7,9 @@
 // tokens arrive (or one JSON body at the end). A write that fails (the client closed the
 // connection, e.g. a Stop button) aborts the request in the engine loop, which frees its KV
 // pages before its next step. While a stream waits for its first token (queued behind others) a
-// comment line is written every second, so a vanished client is noticed then too.
+// comment line is written every second, so a vanished client is noticed then too. A
+// non-streamed request writes nothing until it ends, so it runs to completion even if its client
+// has left.
 //
 // With a non-empty API key every /v1/* request must carry `Authorization: Bearer KEY` (401
 // otherwise); the chat page itself is public and asks for the key.
