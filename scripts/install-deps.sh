@@ -18,6 +18,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2
   prometheus  # promtool and a real Prometheus server for the /metrics tests
+  chromium  # the chat page test (driven by npm playwright-core)
 )
 # Node.js and npm run the llama.cpp oracle (node-llama-cpp). Machines of this kind ship them
 # (from NodeSource); install Debian's only where they are absent, since the two conflict.
