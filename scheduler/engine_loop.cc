@@ -78,7 +78,8 @@ absl::StatusOr<std::shared_ptr<OutputChannel>> EngineLoop::Submit(GenerationRequ
     return absl::AlreadyExistsError(
         absl::StrCat("request_id '", request.request_id, "' is already in use"));
   }
-  if (load_.waiting + static_cast<int32_t>(pending_.size()) >= config_.max_queued_requests) {
+  if (load_.waiting + in_transit_ + static_cast<int32_t>(pending_.size()) >=
+      config_.max_queued_requests) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "the waiting queue is full (%d requests); retry later", config_.max_queued_requests));
   }
@@ -97,7 +98,7 @@ void EngineLoop::Abort(const std::string& request_id, FinishCause cause) {
 EngineLoad EngineLoop::Load() const {
   absl::MutexLock lock(&mu_);
   EngineLoad load = load_;
-  load.waiting += static_cast<int32_t>(pending_.size());
+  load.waiting += in_transit_ + static_cast<int32_t>(pending_.size());
   return load;
 }
 
@@ -217,6 +218,7 @@ void EngineLoop::PublishLoad() {
   load.prefix_hit_tokens = scheduler_->prefix_hit_tokens();
   absl::MutexLock lock(&mu_);
   load_ = load;
+  in_transit_ = 0;  // every request taken from pending_ is in the scheduler's counts now
 }
 
 void EngineLoop::Run() {
@@ -233,6 +235,7 @@ void EngineLoop::Run() {
       };
       mu_.Await(absl::Condition(&has_work));
       pending.swap(pending_);
+      in_transit_ = static_cast<int32_t>(pending.size());
       aborts.swap(aborts_);
       stop = stop_;
     }
@@ -258,6 +261,9 @@ void EngineLoop::Run() {
 
     const absl::Time step_start = absl::Now();
     StepPlan plan = scheduler_->Schedule();
+    // Submit's queue limit must count the requests just handed over as waiting (or not, once
+    // admitted) during this step, not one step later.
+    if (!pending.empty()) PublishLoad();
     const absl::Time scheduled_at = absl::Now();
     EngineStepStats& step = step_stats_;
     step.num_scheduled_tokens = plan.total_tokens;

@@ -132,6 +132,9 @@ class EngineLoop {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   EngineLoad load_ ABSL_GUARDED_BY(mu_);
+  // Requests the engine thread has taken from pending_ but not yet published in load_.waiting;
+  // counted so that Submit's queue limit has no window in which they are invisible.
+  int32_t in_transit_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::flat_hash_map<std::string, Live> live_;  // engine thread only
   int64_t steps_ = 0;                            // engine thread only
