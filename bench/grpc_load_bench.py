@@ -88,8 +88,8 @@ def main():
 
     ns = [int(x) for x in a.n.split(",")]
     server = subprocess.Popen(
-        [a.kvserve, "serve", "--model", a.model, "--grpc-port", "0", "--host", "127.0.0.1",
-         "--weight-dtype", a.weight_dtype, "--max-num-seqs", str(max(ns)),
+        [a.kvserve, "serve", "--model", a.model, "--grpc-port", "0", "--http-port", "0",
+         "--host", "127.0.0.1", "--weight-dtype", a.weight_dtype, "--max-num-seqs", str(max(ns)),
          "--max-queued-requests", str(4 * max(ns))],
         stderr=subprocess.PIPE, text=True)
     port = None
@@ -98,7 +98,7 @@ def main():
         line = server.stderr.readline()
         if not line:
             break
-        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        m = re.search(r"gRPC listening on 127\.0\.0\.1:(\d+)", line)
         if m:
             port = int(m.group(1))
         if "ready: serving" in line:

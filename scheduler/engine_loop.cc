@@ -89,9 +89,9 @@ absl::StatusOr<std::shared_ptr<OutputChannel>> EngineLoop::Submit(GenerationRequ
   return channel;
 }
 
-void EngineLoop::Abort(const std::string& request_id) {
+void EngineLoop::Abort(const std::string& request_id, FinishCause cause) {
   absl::MutexLock lock(&mu_);
-  aborts_.push_back(request_id);
+  aborts_.emplace_back(request_id, cause);
 }
 
 EngineLoad EngineLoop::Load() const {
@@ -121,7 +121,8 @@ void EngineLoop::Shutdown() {
   if (thread_.joinable()) thread_.join();
 }
 
-void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending, std::vector<std::string>& aborts) {
+void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending,
+                                  std::vector<std::pair<std::string, FinishCause>>& aborts) {
   for (Pending& p : pending) {
     const std::string id = p.request.request_id;
     Live& live = live_[id];
@@ -135,14 +136,34 @@ void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending, std::vector<std
     absl::Status s = scheduler_->AddRequest(std::move(req));
     if (!s.ok()) Finish(id, FinishReason::kAborted, s);
   }
-  for (const std::string& id : aborts) {
+  for (const auto& [id, cause] : aborts) {
     if (!live_.contains(id)) continue;
     // NotFound means it finished in the meantime; its final output is already out.
-    if (scheduler_->Abort(id).ok()) Finish(id, FinishReason::kAborted, absl::OkStatus());
+    if (scheduler_->Abort(id).ok()) Finish(id, FinishReason::kAborted, absl::OkStatus(), cause);
   }
 }
 
-void EngineLoop::Finish(const std::string& id, FinishReason reason, absl::Status error) {
+namespace {
+
+FinishCause CauseOf(FinishReason reason, const absl::Status& error, FinishCause abort_cause) {
+  if (!error.ok()) return FinishCause::kError;
+  switch (reason) {
+    case FinishReason::kStop:
+      return FinishCause::kStop;
+    case FinishReason::kLength:
+      return FinishCause::kLength;
+    case FinishReason::kContextLength:
+      return FinishCause::kContextLength;
+    case FinishReason::kAborted:
+      return abort_cause;
+  }
+  return FinishCause::kError;
+}
+
+}  // namespace
+
+void EngineLoop::Finish(const std::string& id, FinishReason reason, absl::Status error,
+                        FinishCause abort_cause) {
   auto it = live_.find(id);
   if (it == live_.end()) return;
   Live& live = it->second;
@@ -165,7 +186,19 @@ void EngineLoop::Finish(const std::string& id, FinishReason reason, absl::Status
   std::shared_ptr<OutputChannel> channel = std::move(live.channel);
   live_.erase(it);
   executor_->RemoveSequence(id);
+  EngineRequestStats observed;
+  if (config_.observer != nullptr) {
+    observed.cause = CauseOf(reason, out.error, abort_cause);
+    observed.num_prompt_tokens = st.num_prompt_tokens;
+    observed.num_generated_tokens = st.num_output_tokens;
+    observed.num_cached_prompt_tokens = st.num_cached_prompt_tokens;
+    observed.queue_seconds = st.queue_seconds;
+    observed.time_to_first_token_seconds =
+        st.num_output_tokens > 0 ? st.time_to_first_token_seconds : -1;
+    observed.e2e_seconds = st.total_seconds;
+  }
   channel->Push(std::move(out));
+  if (config_.observer != nullptr) config_.observer->OnRequestFinished(observed);
   absl::MutexLock lock(&mu_);
   ids_in_use_.erase(id);
   --num_unfinished_;
@@ -189,7 +222,7 @@ void EngineLoop::PublishLoad() {
 void EngineLoop::Run() {
   for (;;) {
     std::vector<Pending> pending;
-    std::vector<std::string> aborts;
+    std::vector<std::pair<std::string, FinishCause>> aborts;
     bool stop;
     {
       // Only the engine thread changes the scheduler, so this stays true while we wait.
@@ -223,8 +256,18 @@ void EngineLoop::Run() {
     engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
     ApplyPendingWork(pending, aborts);
 
+    const absl::Time step_start = absl::Now();
     StepPlan plan = scheduler_->Schedule();
     const absl::Time scheduled_at = absl::Now();
+    EngineStepStats& step = step_stats_;
+    step.num_scheduled_tokens = plan.total_tokens;
+    step.num_scheduled_requests = static_cast<int32_t>(plan.scheduled.size());
+    step.num_preempted_requests = static_cast<int32_t>(plan.preempted_ids.size());
+    step.num_generated_tokens = 0;
+    step.num_prompt_tokens_completed = 0;
+    step.queue_seconds.clear();
+    step.time_to_first_token_seconds.clear();
+    step.inter_token_seconds.clear();
     absl::flat_hash_map<std::string, engine::SampleResult> results;
     absl::flat_hash_map<std::string, int32_t> sampled;
     if (!plan.empty()) {
@@ -232,7 +275,10 @@ void EngineLoop::Run() {
         auto it = live_.find(r.request_id);
         if (it == live_.end()) continue;
         Live& live = it->second;
-        if (live.first_scheduled == absl::InfinitePast()) live.first_scheduled = scheduled_at;
+        if (live.first_scheduled == absl::InfinitePast()) {
+          live.first_scheduled = scheduled_at;
+          step.queue_seconds.push_back(absl::ToDoubleSeconds(scheduled_at - live.arrival));
+        }
         if (const Request* req = scheduler_->GetRequest(r.request_id); req != nullptr) {
           live.stats.num_cached_prompt_tokens = std::max(0, req->num_cached_prompt_tokens());
           live.stats.num_preemptions = req->num_preemptions();
@@ -278,7 +324,15 @@ void EngineLoop::Run() {
           }
           out.tokens.push_back(std::move(token));
           ++live.stats.num_output_tokens;
-          if (live.first_token == absl::InfinitePast()) live.first_token = now;
+          ++step.num_generated_tokens;
+          if (live.first_token == absl::InfinitePast()) {
+            live.first_token = now;
+            step.time_to_first_token_seconds.push_back(absl::ToDoubleSeconds(now - live.arrival));
+            step.num_prompt_tokens_completed += live.stats.num_prompt_tokens;
+          } else {
+            step.inter_token_seconds.push_back(absl::ToDoubleSeconds(now - live.last_token));
+          }
+          live.last_token = now;
         }
         if (!out.tokens.empty()) live.channel->Push(std::move(out));
         if (event.finish_reason.has_value()) {
@@ -288,6 +342,10 @@ void EngineLoop::Run() {
     }
     ++steps_;
     PublishLoad();
+    if (config_.observer != nullptr && !plan.empty()) {
+      step.duration_seconds = absl::ToDoubleSeconds(absl::Now() - step_start);
+      config_.observer->OnStep(step);
+    }
     timer.Lap(engine::StepPhase::kSchedule);
     timer.EndStep();
   }

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -26,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/sampling.h"
+#include "scheduler/engine_observer.h"
 #include "scheduler/output_channel.h"
 #include "scheduler/scheduler.h"
 #include "scheduler/step_executor.h"
@@ -37,6 +39,9 @@ struct EngineLoopConfig {
   // Requests waiting for admission (handed over or queued in the scheduler) before Submit
   // answers ResourceExhausted.
   int32_t max_queued_requests = 1024;
+  // Told about every step and every finished request, on the engine thread (metrics). Not owned;
+  // must outlive the loop. Optional.
+  EngineObserver* observer = nullptr;
 };
 
 struct GenerationRequest {
@@ -73,7 +78,8 @@ class EngineLoop {
   absl::StatusOr<std::shared_ptr<OutputChannel>> Submit(GenerationRequest request);
 
   // Aborts a request wherever it is; applied before the next step. Unknown ids are ignored.
-  void Abort(const std::string& request_id);
+  // `cause` is what the observer is told (kStopString when the server matched a stop string).
+  void Abort(const std::string& request_id, FinishCause cause = FinishCause::kCancelled);
 
   EngineLoad Load() const;
   const ExecutorShape& shape() const { return shape_; }
@@ -97,6 +103,7 @@ class EngineLoop {
     absl::Time arrival;
     absl::Time first_scheduled = absl::InfinitePast();
     absl::Time first_token = absl::InfinitePast();
+    absl::Time last_token = absl::InfinitePast();
     int32_t num_logprobs = 0;
     RequestStats stats;  // token counts kept up to date by the engine thread
   };
@@ -104,8 +111,11 @@ class EngineLoop {
   EngineLoop(std::unique_ptr<StepExecutor> executor, std::unique_ptr<Scheduler> scheduler,
              EngineLoopConfig config);
   void Run();
-  void ApplyPendingWork(std::vector<Pending>& pending, std::vector<std::string>& aborts);
-  void Finish(const std::string& id, FinishReason reason, absl::Status error);
+  void ApplyPendingWork(std::vector<Pending>& pending,
+                        std::vector<std::pair<std::string, FinishCause>>& aborts);
+  // `abort_cause` says who aborted, when reason is kAborted and error is OK.
+  void Finish(const std::string& id, FinishReason reason, absl::Status error,
+              FinishCause abort_cause = FinishCause::kCancelled);
   void PublishLoad();
 
   std::unique_ptr<StepExecutor> executor_;
@@ -115,7 +125,7 @@ class EngineLoop {
 
   mutable absl::Mutex mu_;
   std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, FinishCause>> aborts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> ids_in_use_ ABSL_GUARDED_BY(mu_);
   int32_t num_unfinished_ ABSL_GUARDED_BY(mu_) = 0;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
@@ -125,6 +135,7 @@ class EngineLoop {
 
   absl::flat_hash_map<std::string, Live> live_;  // engine thread only
   int64_t steps_ = 0;                            // engine thread only
+  EngineStepStats step_stats_;                   // engine thread only; reused every step
   std::thread thread_;
 };
 

@@ -150,7 +150,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       if (action == Action::kWrite) write_in_flight_ = true;
       if (action == Action::kFinish || action == Action::kWriteAndFinish) finish_called_ = true;
     }
-    if (abort) backend_->loop->Abort(channel_->request_id());
+    if (abort) backend_->loop->Abort(channel_->request_id(), scheduler::FinishCause::kStopString);
     switch (action) {
       case Action::kNone:
         break;

@@ -1,10 +1,11 @@
 // `kvserve serve`: loads the model (or writes and loads the built-in demo model), starts the
-// engine loop, and serves gRPC until SIGTERM/SIGINT.
+// engine loop, and serves gRPC and HTTP (/metrics, /health) until SIGTERM/SIGINT.
 //
-// Start-up: the gRPC server listens first with health NOT_SERVING (so orchestrators can probe a
-// loading server), then the model loads, then health turns SERVING.
-// Shutdown on SIGTERM/SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests
-// run to completion for up to --drain-timeout seconds, then the server stops and exits 0.
+// Start-up: the gRPC and HTTP servers listen first with health NOT_SERVING / 503 (so
+// orchestrators can probe a loading server), then the model loads, then health turns SERVING.
+// Shutdown on SIGTERM/SIGINT: health NOT_SERVING / 503, new requests UNAVAILABLE, in-flight
+// requests run to completion for up to --drain-timeout seconds, then the servers stop (HTTP
+// after the drain, so /metrics stays scrapeable while draining) and the process exits 0.
 #include "server/serve_command.h"
 
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -39,6 +41,9 @@
 #include "scheduler/step_delay_executor.h"
 #include "server/demo_model.h"
 #include "server/generation_service.h"
+#include "server/grpc_metrics_interceptor.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
 #include "server/text_codec.h"
 
 // Shared with the offline commands (defined in offline_commands.cc).
@@ -46,7 +51,12 @@ ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, weight_dtype);
 
 ABSL_FLAG(int32_t, grpc_port, 50051, "gRPC port (0: pick a free one; the log says which)");
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
+ABSL_FLAG(int32_t, http_port, 8080,
+          "HTTP port for /metrics, /health (and the HTTP API) (0: pick a free one; the log says "
+          "which)");
+ABSL_FLAG(int32_t, http_threads, 64,
+          "HTTP worker threads: the most HTTP requests (streams included) served at once");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on (gRPC and HTTP)");
 ABSL_DECLARE_FLAG(int32_t, max_num_seqs);  // shared with generate (offline_commands.cc)
 ABSL_DECLARE_FLAG(int32_t, max_num_batched_tokens);
 ABSL_DECLARE_FLAG(bool, enable_prefix_caching);
@@ -104,8 +114,8 @@ absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& t
   return static_cast<int64_t>(value * static_cast<double>(scale));
 }
 
-// Loads the model and starts the engine loop.
-absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
+// Loads the model and starts the engine loop, which reports to `metrics`.
+absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   std::string path = absl::GetFlag(FLAGS_model);
   const bool demo = path.empty();
   if (demo) {
@@ -200,6 +210,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   loop_config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   loop_config.scheduler.max_model_len = static_cast<int32_t>(config.context_length);
   loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  loop_config.observer = &metrics;
   std::unique_ptr<scheduler::StepExecutor> step_executor = std::move(*executor);
   if (const int32_t delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms); delay_ms > 0) {
     Log(absl::StrCat("debug: every engine step sleeps ", delay_ms, " ms first"));
@@ -230,6 +241,8 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend() {
   info.set_bos_token_id(backend->codec->bos_id());
   info.set_kv_page_size(page_size);
   info.set_demo(demo);
+  metrics.SetModelInfo(config.name, config.architecture,
+                       std::string(engine::WeightDTypeName(*weight_dtype)), kv_dtype_name);
   return backend;
 }
 
@@ -238,6 +251,29 @@ void SetHealth(grpc::Server& server, bool serving) {
   if (health == nullptr) return;
   health->SetServingStatus("", serving);
   health->SetServingStatus("kvserve.v1.Generation", serving);
+}
+
+// What GET /health answers.
+enum class ServingState { kLoading, kServing, kDraining };
+
+void AddHealthAndMetricsRoutes(HttpServer& http, const std::atomic<ServingState>& state,
+                               const Metrics& metrics) {
+  http.Handle("GET", "/health", [&state](const HttpRequest&, HttpResponseWriter& writer) {
+    switch (state.load()) {
+      case ServingState::kServing:
+        writer.Send(200, "application/json", R"({"status":"serving"})");
+        return;
+      case ServingState::kLoading:
+        writer.Send(503, "application/json", R"({"status":"loading"})");
+        return;
+      case ServingState::kDraining:
+        writer.Send(503, "application/json", R"({"status":"draining"})");
+        return;
+    }
+  });
+  http.Handle("GET", "/metrics", [&metrics](const HttpRequest&, HttpResponseWriter& writer) {
+    writer.Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics.SerializeText());
+  });
 }
 
 }  // namespace
@@ -259,10 +295,19 @@ int RunServe(const std::vector<char*>& positional) {
   if (!(drain_timeout >= 0))
     return Fail(absl::InvalidArgumentError("--drain-timeout must be >= 0"));
 
+  // Declared first: outlives the engine loop (which reports to it) and both servers.
+  Metrics metrics;
+  std::atomic<ServingState> state{ServingState::kLoading};
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   GenerationService service;
   grpc::ServerBuilder builder;
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(NewGrpcMetricsInterceptorFactory(&metrics));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   const std::string address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_grpc_port));
   int port = 0;
@@ -276,13 +321,34 @@ int RunServe(const std::vector<char*>& positional) {
   Log(absl::StrFormat("gRPC listening on %s:%d (health NOT_SERVING while the model loads)",
                       absl::GetFlag(FLAGS_host), port));
 
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = LoadBackend();
+  // Routes are registered before Start(); handlers that need the model wait for `state`.
+  HttpServer http;
+  AddHealthAndMetricsRoutes(http, state, metrics);
+  HttpServer::Options http_options;
+  http_options.host = absl::GetFlag(FLAGS_host);
+  http_options.port = absl::GetFlag(FLAGS_http_port);
+  http_options.num_threads = absl::GetFlag(FLAGS_http_threads);
+  http_options.on_response = [&metrics](const std::string& path, int status) {
+    metrics.CountHttpResponse(path, status);
+  };
+  if (absl::Status started = http.Start(http_options); !started.ok()) {
+    server->Shutdown(absl::ToChronoTime(absl::Now()));
+    return Fail(started);
+  }
+  Log(absl::StrFormat("HTTP listening on %s:%d (GET /metrics, GET /health: 503 while loading)",
+                      http_options.host, http.port()));
+
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = LoadBackend(metrics);
   if (!backend.ok()) {
+    http.Stop();
     server->Shutdown(absl::ToChronoTime(absl::Now()));
     return Fail(backend.status());
   }
+  const scheduler::EngineLoop* loop_for_metrics = (*backend)->loop.get();
+  metrics.SetLoadSource([loop_for_metrics] { return loop_for_metrics->Load(); });
   service.SetBackend(*backend);
   SetHealth(*server, true);
+  state = ServingState::kServing;
   Log(absl::StrFormat("ready: serving kvserve.v1.Generation on %s:%d", absl::GetFlag(FLAGS_host),
                       port));
 
@@ -291,6 +357,7 @@ int RunServe(const std::vector<char*>& positional) {
   Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
                       signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
   SetHealth(*server, false);
+  state = ServingState::kDraining;
   service.SetDraining();
   scheduler::EngineLoop& loop = *(*backend)->loop;
   loop.StopAccepting();
@@ -301,6 +368,8 @@ int RunServe(const std::vector<char*>& positional) {
   loop.Shutdown();
   server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(idle ? 5 : 1)));
   server->Wait();
+  http.Stop();
+  metrics.SetLoadSource(nullptr);
   Log("stopped");
   return 0;
 }

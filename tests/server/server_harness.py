@@ -1,8 +1,12 @@
-"""Starts the real `kvserve serve` binary on a free loopback port for integration tests.
+"""Starts the real `kvserve serve` binary on free loopback ports for integration tests.
+
+Server(...) listens for gRPC on `port` and for HTTP (/metrics, /health, the HTTP API) on
+`http_port`, both picked by the kernel; `http_get(path)` fetches from the HTTP port.
 
 Environment (set by ctest): KVSERVE_BIN (the kvserve binary), PYTHONPATH containing the
 generated stubs, KVSERVE_CACHE (where the demo model file is written).
 """
+import http.client
 import os
 import re
 import signal
@@ -26,13 +30,17 @@ class Server:
     def __init__(self, *flags, ready_timeout=60):
         self.lines = []
         self._cond = threading.Condition()
-        args = [KVSERVE_BIN, "serve", "--grpc-port", "0", "--host", "127.0.0.1",
-                "--kv-cache-memory", "64MiB", "--weight-dtype", "f32", *flags]
+        args = [KVSERVE_BIN, "serve", "--grpc-port", "0", "--http-port", "0",
+                "--host", "127.0.0.1", "--kv-cache-memory", "64MiB", "--weight-dtype", "f32", *flags]
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      text=True)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
-        self.port = int(self.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)", ready_timeout)[1])
+        self.port = int(self.wait_for_line(r"gRPC listening on 127\.0\.0\.1:(\d+)",
+                                           ready_timeout)[1])
+        self.http_port = int(self.wait_for_line(r"HTTP listening on 127\.0\.0\.1:(\d+)",
+                                                ready_timeout)[1])
+        self.http_address = f"127.0.0.1:{self.http_port}"
         self.wait_for_line(r"ready: serving", ready_timeout)
         self.model_path = None
         if "--model" not in flags:
@@ -66,6 +74,16 @@ class Server:
                         raise RuntimeError("kvserve exited: " + "\n".join(self.lines))
                     return None
                 self._cond.wait(left)
+
+    def http_get(self, path, timeout=10):
+        """(status, body text) of GET http://127.0.0.1:http_port/path."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8")
+        finally:
+            conn.close()
 
     def server_info(self):
         return self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=5)
