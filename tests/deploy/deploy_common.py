@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import subprocess
-import urllib.request
 
 from server_harness import KVSERVE_BIN, Server
 
@@ -32,23 +31,11 @@ def kvserve_flags():
 
 
 class HttpServer(Server):
-    """`kvserve serve` on free gRPC and HTTP ports; `http_port` is the HTTP one."""
-
-    def __init__(self, *flags, **kwargs):
-        super().__init__("--http-port", "0", *flags, **kwargs)
-        m = self.wait_for_line(r"HTTP listening on \S+?:(\d+)", 10)
-        if m is None:
-            raise RuntimeError("kvserve printed no HTTP port:\n" + "\n".join(self.lines))
-        self.http_port = int(m[1])
+    """`kvserve serve` (the harness: free gRPC and HTTP ports) with parsed /metrics."""
 
     def get(self, path, timeout=5):
         """(status, body) of GET http://127.0.0.1:http_port/path."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
-                                        timeout=timeout) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        return self.http_get(path, timeout=timeout)
 
     def metrics(self):
         status, body = self.get("/metrics")

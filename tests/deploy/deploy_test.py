@@ -272,11 +272,13 @@ class MonitoringTest(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
 
             port = free_port()
+            log_file = open(os.path.join(tmp, "log"), "w")
+            self.addCleanup(log_file.close)
             prometheus = subprocess.Popen(
                 ["prometheus", f"--config.file={config_path}",
                  f"--storage.tsdb.path={tmp}/data", f"--web.listen-address=127.0.0.1:{port}",
                  "--log.level=warn"],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "log"), "w"))
+                stdout=subprocess.DEVNULL, stderr=log_file)
             try:
                 api = f"http://127.0.0.1:{port}/api/v1"
 
@@ -296,7 +298,8 @@ class MonitoringTest(unittest.TestCase):
                             break
                     except OSError:
                         pass
-                    self.assertLess(time.monotonic(), deadline, open(f"{tmp}/log").read())
+                    with open(f"{tmp}/log") as f:
+                        self.assertLess(time.monotonic(), deadline, f.read())
                     time.sleep(0.5)
                 # The relabeling put the pod's labels and the annotated port on the target.
                 self.assertEqual(up[0]["metric"]["pod"], "kvserve-0")
@@ -367,7 +370,7 @@ def streams_with_a_kill(test, stub, replicas, count, tokens, victim):
         futures = [pool.submit(stream, i) for i in range(count)]
         for _ in range(count):
             test.assertTrue(first_tokens.acquire(timeout=60), "a stream never started")
-        running = [r.metrics().value("kvserve_requests_running") for r in replicas]
+        running = [int(r.metrics().value("kvserve_requests_running")) for r in replicas]
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=10)
         return running, [f.result(timeout=120) for f in futures]
@@ -443,13 +446,19 @@ class ReplicaTest(unittest.TestCase):
             channel = grpc.insecure_channel(
                 "ipv4:" + ",".join(f"127.0.0.1:{r.port}" for r in live),
                 options=[("grpc.lb_policy_name", "round_robin")])
-            grpc.channel_ready_future(channel).result(timeout=20)
-            running, results = streams_with_a_kill(
-                self, pb_grpc.GenerationStub(channel), live, 30, self.TOKENS, live[0])
+            stub = pb_grpc.GenerationStub(channel)
+            # round_robin only picks connected replicas: wait until calls reach all three.
+            deadline = time.monotonic() + 20
+            while not all(r.metrics().value("kvserve_grpc_requests_total",
+                                            method="GetServerInfo") > 0 for r in live):
+                self.assertLess(time.monotonic(), deadline, "round_robin never reached all")
+                for _ in range(3):
+                    stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10)
+            running, results = streams_with_a_kill(self, stub, live, 30, self.TOKENS, live[0])
+            self.check_kill(running, results, 0, {(code, d) for code, d, _ in results
+                                                   if code != grpc.StatusCode.OK})
             self.assertEqual({code for code, _, _ in results if code != grpc.StatusCode.OK},
                              {grpc.StatusCode.UNAVAILABLE})
-            self.check_kill(running, results, 0, {(code, d) for code, d, _ in results
-                                                   if code == grpc.StatusCode.UNAVAILABLE})
             channel.close()
         finally:
             if nginx is not None:
