@@ -154,9 +154,41 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfConfig(const JsonValue& config, std
     if (type == nullptr) type = v->Find("type");
     const std::string kind =
         type != nullptr && type->type == JsonValue::Type::kString ? type->string : "?";
-    if (kind != "default") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config.json: rope_scaling type '", kind, "' is not supported yet"));
+    // A required positive number of rope_scaling.
+    const auto param = [&](absl::string_view key) -> absl::StatusOr<double> {
+      const JsonValue* p = v->Find(key);
+      if (p == nullptr || p->type != JsonValue::Type::kNumber || !(p->number > 0)) {
+        return absl::InvalidArgumentError(absl::StrCat("config.json: rope_scaling type '", kind,
+                                                       "' needs a positive number '", key, "'"));
+      }
+      return p->number;
+    };
+    if (kind == "llama3") {
+      absl::StatusOr<double> factor = param("factor");
+      if (!factor.ok()) return factor.status();
+      absl::StatusOr<double> low = param("low_freq_factor");
+      if (!low.ok()) return low.status();
+      absl::StatusOr<double> high = param("high_freq_factor");
+      if (!high.ok()) return high.status();
+      absl::StatusOr<double> original = param("original_max_position_embeddings");
+      if (!original.ok()) return original.status();
+      absl::StatusOr<std::vector<float>> divisors =
+          Llama3RopeDivisors(c.head_dim, *theta, *factor, *low, *high, *original);
+      if (!divisors.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.json: ", divisors.status().message()));
+      }
+      c.rope_freq_divisors = std::move(*divisors);
+      c.rope_scaling = "llama3";
+    } else if (kind == "linear") {
+      absl::StatusOr<double> factor = param("factor");
+      if (!factor.ok()) return factor.status();
+      c.rope_freq_divisors.assign(c.head_dim / 2, static_cast<float>(*factor));
+      c.rope_scaling = "linear";
+    } else if (kind != "default") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.json: rope_scaling type '", kind,
+          "' is not supported (default, linear and llama3 are)"));
     }
   }
   if (const JsonValue* v = config.Find("tie_word_embeddings"); v != nullptr) {

@@ -180,13 +180,17 @@ void ComputeCosSin(const RopeTable& table, int64_t position, float* cos_sin) {
 
 }  // namespace
 
-RopeTable::RopeTable(int head_dim_in, float base) : head_dim(head_dim_in) {
+RopeTable::RopeTable(int head_dim_in, float base, const std::vector<float>& freq_divisors)
+    : head_dim(head_dim_in) {
   KVSERVE_KERNEL_CHECK(head_dim > 0 && head_dim % 2 == 0, "RoPE head_dim must be even");
   const int half = head_dim / 2;
+  KVSERVE_KERNEL_CHECK(freq_divisors.empty() || static_cast<int>(freq_divisors.size()) == half,
+                       "RoPE frequency divisors must number head_dim / 2");
   inv_freq.resize(half);
   for (int i = 0; i < half; ++i) {
+    const double divisor = freq_divisors.empty() ? 1.0 : static_cast<double>(freq_divisors[i]);
     inv_freq[i] = static_cast<float>(
-        std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / head_dim));
+        std::pow(static_cast<double>(base), -2.0 * static_cast<double>(i) / head_dim) / divisor);
   }
   cos_sin.resize(static_cast<size_t>(kCachedPositions) * head_dim);
   for (int p = 0; p < kCachedPositions; ++p) {

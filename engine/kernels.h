@@ -31,13 +31,15 @@ enum class RopeStyle {
   kHalves,         // (x[i], x[i + d/2]) rotate together: NeoX / Hugging Face / GGUF `qwen2`
 };
 
-// Precomputed inverse frequencies for RoPE: theta_i = base^(-2i/d), i < head_dim/2 (computed
-// in double, stored as f32). The constructor also caches cos/sin of the angles of positions
-// below kCachedPositions (immutable afterwards, so a table may be shared across threads);
-// ApplyRope computes other positions on the fly, identically.
+// Precomputed inverse frequencies for RoPE: theta_i = base^(-2i/d) / divisor_i, i < head_dim/2
+// (computed in double, stored as f32); the divisors scale the frequencies for long contexts
+// (Llama 3's rope_scaling, GGUF rope_freqs.weight) and default to 1. The constructor also caches
+// cos/sin of the angles of positions below kCachedPositions (immutable afterwards, so a table may
+// be shared across threads); ApplyRope computes other positions on the fly, identically.
 struct RopeTable {
   static constexpr int kCachedPositions = 4096;
-  RopeTable(int head_dim, float base);
+  // `freq_divisors`: empty, or head_dim / 2 positive values.
+  RopeTable(int head_dim, float base, const std::vector<float>& freq_divisors = {});
   int head_dim;
   std::vector<float> inv_freq;
   // [kCachedPositions][head_dim / 2] pairs (cos, sin) of position * inv_freq[i].

@@ -248,7 +248,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadFrom(const WeightSou
   auto lm_head = Linear::Create(head->data(), c.vocab_size, d, wt);
   if (!lm_head.ok()) return lm_head.status();
   m->lm_head_ = std::move(*lm_head);
-  m->rope_ = std::make_unique<RopeTable>(static_cast<int>(c.head_dim), c.rope_base);
+  m->rope_ = std::make_unique<RopeTable>(static_cast<int>(c.head_dim), c.rope_base,
+                                         c.rope_freq_divisors);
   return m;
 }
 

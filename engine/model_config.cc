@@ -1,5 +1,7 @@
 #include "engine/model_config.h"
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,38 @@ absl::StatusOr<int64_t> PositiveInt(const GgufFile& file, const std::string& key
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<float>> Llama3RopeDivisors(int64_t head_dim, double base, double factor,
+                                                      double low_freq_factor,
+                                                      double high_freq_factor,
+                                                      double original_context) {
+  if (!(factor > 0) || !(original_context > 0) || !(low_freq_factor > 0) ||
+      !(high_freq_factor > low_freq_factor)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "llama3 rope_scaling needs factor > 0, original_max_position_embeddings > 0 and "
+        "high_freq_factor > low_freq_factor > 0; got factor %g, original %g, low %g, high %g",
+        factor, original_context, low_freq_factor, high_freq_factor));
+  }
+  const double low_freq_wavelen = original_context / low_freq_factor;
+  const double high_freq_wavelen = original_context / high_freq_factor;
+  std::vector<float> divisors(head_dim / 2);
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const double freq = std::pow(base, -2.0 * static_cast<double>(i) / head_dim);
+    const double wavelen = 2 * M_PI / freq;
+    double divisor;
+    if (wavelen < high_freq_wavelen) {
+      divisor = 1;
+    } else if (wavelen > low_freq_wavelen) {
+      divisor = factor;
+    } else {
+      const double smooth =
+          (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      divisor = 1 / ((1 - smooth) / factor + smooth);
+    }
+    divisors[i] = static_cast<float>(divisor);
+  }
+  return divisors;
+}
 
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   ModelConfig c;
@@ -104,12 +138,44 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     }
     c.rope_base = static_cast<float>(*base);
   }
+  // llama.cpp's converter stores Llama 3's rope_scaling as the divisors themselves.
+  if (const GgufTensorInfo* freqs = file.FindTensor("rope_freqs.weight"); freqs != nullptr) {
+    if (freqs->type != GgmlType::kF32 || freqs->dims.size() != 1 ||
+        freqs->dims[0] != c.head_dim / 2) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "tensor 'rope_freqs.weight' must be F32 with %d values (head_dim / 2)", c.head_dim / 2));
+    }
+    c.rope_freq_divisors.resize(c.head_dim / 2);
+    std::memcpy(c.rope_freq_divisors.data(), freqs->data, c.rope_freq_divisors.size() * 4);
+    for (float d : c.rope_freq_divisors) {
+      if (!(d > 0) || !std::isfinite(d)) {
+        return absl::InvalidArgumentError(
+            "tensor 'rope_freqs.weight' holds a value that is not a positive number");
+      }
+    }
+    c.rope_scaling = "rope_freqs";
+  }
   if (const GgufValue* scaling = file.FindMetadata(p + "rope.scaling.type"); scaling != nullptr) {
     absl::StatusOr<std::string> type = file.GetString(p + "rope.scaling.type");
     if (!type.ok()) return type.status();
-    if (*type != "none") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(p, "rope.scaling.type '", *type, "' is not supported"));
+    if (*type == "linear") {
+      absl::StatusOr<double> factor = file.GetFloat(p + "rope.scaling.factor");
+      if (!factor.ok()) return factor.status();
+      if (!(*factor > 0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(p, "rope.scaling.factor is ", *factor, ", expected a positive value"));
+      }
+      if (c.rope_freq_divisors.empty()) c.rope_freq_divisors.assign(c.head_dim / 2, 1.0f);
+      for (float& d : c.rope_freq_divisors) d *= static_cast<float>(*factor);
+      c.rope_scaling = "linear";
+    } else if (*type == "llama3") {
+      if (c.rope_freq_divisors.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            p, "rope.scaling.type is 'llama3' but the file has no 'rope_freqs.weight' tensor"));
+      }
+    } else if (*type != "none") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          p, "rope.scaling.type '", *type, "' is not supported (none, linear, llama3 are)"));
     }
   }
 

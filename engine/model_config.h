@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/gguf.h"
@@ -28,12 +29,27 @@ struct ModelConfig {
   float rms_norm_eps = 1e-5f;
   float rope_base = 10000.f;
   RopeStyle rope_style = RopeStyle::kAdjacentPairs;
-  bool qkv_bias = false;         // qwen2 has biases on Q, K and V
-  bool tied_embeddings = false;  // LM head reuses token_embd when output.weight is absent
+  // RoPE frequency divisors, head_dim / 2 of them (frequency i is base^(-2i/d) / divisor[i]):
+  // Llama 3 rope_scaling (from config.json, or GGUF's rope_freqs.weight tensor) or linear
+  // scaling. Empty: no scaling.
+  std::vector<float> rope_freq_divisors;
+  std::string rope_scaling = "none";  // "none", "llama3", "linear", "rope_freqs": for logs
+  bool qkv_bias = false;              // qwen2 has biases on Q, K and V
+  bool tied_embeddings = false;       // LM head reuses token_embd when output.weight is absent
 
   int64_t q_size() const { return num_heads * head_dim; }
   int64_t kv_size() const { return num_kv_heads * head_dim; }
 };
+
+// Llama 3's frequency divisors (transformers' rope_type "llama3", as llama.cpp's converter
+// writes them into rope_freqs.weight): with wavelength w_i = 2 pi / base^(-2i/d), L =
+// original_context, divisor 1 where w_i < L / high_freq_factor, `factor` where w_i > L /
+// low_freq_factor, and in between 1 / ((1 - s) / factor + s) with s = (L / w_i - low) / (high -
+// low). InvalidArgument unless factor > 0, original_context > 0 and high > low.
+absl::StatusOr<std::vector<float>> Llama3RopeDivisors(int64_t head_dim, double base, double factor,
+                                                      double low_freq_factor,
+                                                      double high_freq_factor,
+                                                      double original_context);
 
 // Reads and validates the config. Errors name the metadata key or tensor at fault, e.g.
 // "unsupported architecture 'gpt2'", "missing metadata key 'llama.block_count'",

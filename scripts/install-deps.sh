@@ -23,6 +23,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libdnnl-dev prometheus-cpp-dev libcivetweb-dev
   libicu-dev  # Unicode categories for the tokenizers' pre-tokenizer regexes
+  libcurl4-openssl-dev libssl-dev  # hf: model downloads (libcurl) and their SHA-256 checks
 )
 if [ "$mode" = all ]; then
   PACKAGES+=(

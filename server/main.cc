@@ -22,7 +22,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: kvserve <command> [flags]\n"
     "commands:\n"
-    "  serve    [--model FILE] [--grpc-port 50051]                gRPC server (demo model if no "
+    "  serve    [--model M] [--grpc-port 50051]                   gRPC server (demo model if no "
     "--model)\n"
     "  client   --prompt TEXT [--target HOST:PORT] [--json]       stream a generation from a "
     "server\n"
@@ -33,6 +33,8 @@ constexpr char kUsage[] =
     "  tokenize --model FILE [--add-special-tokens] \"text\"        token ids as JSON\n"
     "  logits   --model FILE --prompt-ids 1,2,3 --out FILE        raw f32 logits of every "
     "position\n"
+    "M is a GGUF file, a Hugging Face folder, or hf:OWNER/REPO[:FILE.gguf] (downloaded; "
+    "--offline: cache only)\n"
     "run `kvserve <command> --help` for its flags";
 
 }  // namespace

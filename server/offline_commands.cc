@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -17,16 +16,18 @@
 #include "absl/strings/str_split.h"
 #include "engine/cpu_features.h"
 #include "engine/detokenizer.h"
-#include "engine/gguf.h"
-#include "engine/hf_model.h"
 #include "engine/kv_page_pool.h"
 #include "engine/llama_model.h"
 #include "engine/tokenizer.h"
 #include "scheduler/engine_loop.h"
 #include "scheduler/model_executor.h"
+#include "server/model_source.h"
 
 ABSL_FLAG(std::string, model, "",
-          "Model: a GGUF file or a Hugging Face folder (config.json + safetensors)");
+          "Model: a GGUF file, a Hugging Face folder (config.json + safetensors), or "
+          "hf:OWNER/REPO[:FILE.gguf] (downloaded into $KVSERVE_CACHE, default ~/.cache/kvserve)");
+ABSL_FLAG(bool, offline, false,
+          "hf: models come from the cache only, with no network (also HF_HUB_OFFLINE=1)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
 ABSL_FLAG(std::string, prompt, "",
           "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");
@@ -50,7 +51,6 @@ namespace {
 
 using engine::ForwardBatch;
 using engine::ForwardRun;
-using engine::GgufFile;
 using engine::KvPagePool;
 using engine::LlamaModel;
 
@@ -70,35 +70,27 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& s) {
   return ids;
 }
 
-absl::StatusOr<std::unique_ptr<LlamaModel>> LoadModel() {
-  const std::string path = absl::GetFlag(FLAGS_model);
-  if (path.empty()) return absl::InvalidArgumentError("--model is required");
+// Loads --model through the one model-source loader; with `load_weights`, logs the model's shape.
+absl::StatusOr<LoadedModel> LoadSource(bool load_weights) {
   absl::StatusOr<engine::WeightDType> dtype =
       engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
   if (!dtype.ok()) return dtype.status();
-  engine::LoadOptions options;
+  ModelSourceOptions options;
   options.weight_dtype = *dtype;
-  absl::StatusOr<std::unique_ptr<LlamaModel>> model;
-  if (std::filesystem::is_directory(path)) {
-    absl::StatusOr<std::unique_ptr<engine::HfModel>> hf = engine::HfModel::Open(path);
-    if (!hf.ok()) return hf.status();
-    model = LlamaModel::Load(std::shared_ptr<const engine::HfModel>(std::move(*hf)), options);
-  } else {
-    absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
-    if (!file.ok()) return file.status();
-    model = LlamaModel::Load(std::shared_ptr<const GgufFile>(std::move(*file)), options);
-  }
-  if (model.ok()) {
-    const engine::ModelConfig& c = (*model)->config();
+  options.load_weights = load_weights;
+  options.offline = absl::GetFlag(FLAGS_offline);
+  absl::StatusOr<LoadedModel> loaded = LoadModelSource(absl::GetFlag(FLAGS_model), options);
+  if (loaded.ok() && loaded->model != nullptr) {
+    const engine::ModelConfig& c = loaded->model->config();
     std::fprintf(stderr,
                  "kvserve: model %s (%s): %lld layers, hidden %lld, heads %lld/%lld, vocab %lld, "
                  "weights %s\n",
-                 c.name.c_str(), c.architecture.c_str(), (long long)c.num_layers,
+                 loaded->name.c_str(), c.architecture.c_str(), (long long)c.num_layers,
                  (long long)c.hidden_size, (long long)c.num_heads, (long long)c.num_kv_heads,
                  (long long)c.vocab_size,
                  std::string(engine::WeightDTypeName(options.weight_dtype)).c_str());
   }
-  return model;
+  return loaded;
 }
 
 // A pool just big enough for one sequence of `tokens` positions, pages in order.
@@ -151,34 +143,17 @@ std::string JsonString(const std::string& s) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<engine::Tokenizer>> LoadTokenizer(const std::string& path) {
-  if (path.empty()) return absl::InvalidArgumentError("--model is required");
-  if (std::filesystem::is_directory(path)) {
-    const std::filesystem::path dir(path);
-    if (!std::filesystem::exists(dir / "tokenizer.json")) {
-      return absl::NotFoundError(absl::StrCat("the Hugging Face folder '", path,
-                                              "' has no tokenizer.json; give --prompt-ids"));
-    }
-    const std::filesystem::path config = dir / "tokenizer_config.json";
-    return engine::LoadTokenizerFromHfJson((dir / "tokenizer.json").string(),
-                                           std::filesystem::exists(config) ? config.string() : "");
-  }
-  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path);
-  if (!file.ok()) return file.status();
-  return engine::LoadTokenizerFromGguf(**file);
-}
-
 }  // namespace
 
 int RunTokenize(const std::vector<char*>& positional) {
   if (positional.size() != 1) {
     return Fail(absl::InvalidArgumentError("usage: kvserve tokenize --model FILE \"text\""));
   }
-  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
-      LoadTokenizer(absl::GetFlag(FLAGS_model));
-  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  absl::StatusOr<LoadedModel> loaded = LoadSource(/*load_weights=*/false);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (loaded->tokenizer == nullptr) return Fail(loaded->tokenizer_status);
   const std::vector<int32_t> ids =
-      (*tokenizer)->Encode(positional[0], absl::GetFlag(FLAGS_add_special_tokens));
+      loaded->tokenizer->Encode(positional[0], absl::GetFlag(FLAGS_add_special_tokens));
   std::printf("{\"ids\":[%s]}\n", absl::StrJoin(ids, ",").c_str());
   return 0;
 }
@@ -192,20 +167,23 @@ int RunGenerate(const std::vector<char*>& positional) {
   // submitted at once, so they run as one continuous batch.
   // Token-id prompts work without a tokenizer (e.g. the demo model's byte vocabulary, or a
   // file without tokenizer metadata); text needs one.
-  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
-      LoadTokenizer(absl::GetFlag(FLAGS_model));
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
-  if (!tokenizer.ok() && !prompt_text.empty()) return Fail(tokenizer.status());
   const int given = !prompt_text.empty() + !absl::GetFlag(FLAGS_prompt_ids).empty() +
                     !absl::GetFlag(FLAGS_prompt_ids_file).empty();
   if (given != 1) {
     return Fail(absl::InvalidArgumentError(
         "give exactly one of --prompt, --prompt-ids or --prompt-ids-file"));
   }
+  const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  if (max_tokens < 1) return Fail(absl::InvalidArgumentError("--max-tokens must be >= 1"));
+  absl::StatusOr<LoadedModel> loaded = LoadSource(/*load_weights=*/true);
+  if (!loaded.ok()) return Fail(loaded.status());
+  const engine::Tokenizer* tokenizer = loaded->tokenizer.get();
+  if (tokenizer == nullptr && !prompt_text.empty()) return Fail(loaded->tokenizer_status);
   std::vector<std::vector<int32_t>> prompts;
   const std::string file = absl::GetFlag(FLAGS_prompt_ids_file);
   if (!prompt_text.empty()) {
-    prompts.push_back((*tokenizer)->Encode(prompt_text, /*add_special_tokens=*/true));
+    prompts.push_back(tokenizer->Encode(prompt_text, /*add_special_tokens=*/true));
     if (prompts.back().empty()) return Fail(absl::InvalidArgumentError("the prompt has no tokens"));
   } else if (!file.empty()) {
     std::ifstream in(file);
@@ -222,10 +200,6 @@ int RunGenerate(const std::vector<char*>& positional) {
     if (!ids.ok()) return Fail(ids.status());
     prompts.push_back(*ids);
   }
-  const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
-  if (max_tokens < 1) return Fail(absl::InvalidArgumentError("--max-tokens must be >= 1"));
-  absl::StatusOr<std::unique_ptr<LlamaModel>> model = LoadModel();
-  if (!model.ok()) return Fail(model.status());
   int64_t tokens_needed = 0;
   for (const auto& p : prompts)
     tokens_needed += (p.size() + max_tokens + kPageSize) / kPageSize * kPageSize;
@@ -234,7 +208,7 @@ int RunGenerate(const std::vector<char*>& positional) {
           ? absl::GetFlag(FLAGS_kv_pages)
           : static_cast<int32_t>(std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
   absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
-      scheduler::ModelExecutor::Create(std::move(*model), kPageSize, num_pages,
+      scheduler::ModelExecutor::Create(std::move(loaded->model), kPageSize, num_pages,
                                        engine::KvDType::kF32);
   if (!executor.ok()) return Fail(executor.status());
   scheduler::EngineLoopConfig config;
@@ -246,24 +220,8 @@ int RunGenerate(const std::vector<char*>& positional) {
       scheduler::EngineLoop::Create(std::move(*executor), config);
   if (!loop.ok()) return Fail(loop.status());
 
-  // A Hugging Face folder names its EOS ids in generation_config.json / config.json (Llama 3
-  // ends turns with <|eot_id|>); add the tokenizer's own.
-  absl::flat_hash_set<int32_t> eos_ids;
-  if (tokenizer.ok()) eos_ids = (*tokenizer)->eos_ids();
-  if (std::filesystem::is_directory(absl::GetFlag(FLAGS_model))) {
-    absl::StatusOr<std::unique_ptr<engine::HfModel>> hf =
-        engine::HfModel::Open(absl::GetFlag(FLAGS_model));
-    if (!hf.ok()) return Fail(hf.status());
-    for (int32_t id : (*hf)->eos_ids()) eos_ids.insert(id);
-  } else if (tokenizer.ok()) {
-    // The GGUF tokenizer's EOS set already came from the file.
-  } else if (absl::StatusOr<std::unique_ptr<GgufFile>> f =
-                 GgufFile::Open(absl::GetFlag(FLAGS_model));
-             f.ok()) {
-    if (absl::StatusOr<int64_t> eos = (*f)->GetInt("tokenizer.ggml.eos_token_id"); eos.ok()) {
-      eos_ids.insert(static_cast<int32_t>(*eos));
-    }
-  }
+  // The loader's EOS set: a folder's generation_config.json plus the tokenizer's, or the GGUF's.
+  const absl::flat_hash_set<int32_t>& eos_ids = loaded->eos_ids;
   std::vector<std::shared_ptr<scheduler::OutputChannel>> channels;
   for (auto& prompt : prompts) {
     scheduler::GenerationRequest r;
@@ -286,9 +244,9 @@ int RunGenerate(const std::vector<char*>& positional) {
     }
     if (!out.error.ok()) return Fail(out.error);
     std::string text_field;
-    if (tokenizer.ok()) {
+    if (tokenizer != nullptr) {
       // The generated text continues the prompt, so an SPM leading space is kept.
-      engine::Detokenizer detokenizer(**tokenizer, /*continuation=*/true);
+      engine::Detokenizer detokenizer(*tokenizer, /*continuation=*/true);
       std::string text;
       for (int32_t id : ids) text += detokenizer.Add(id);
       text += detokenizer.Finish();
@@ -318,19 +276,20 @@ int RunLogits(const std::vector<char*>& positional) {
   if (out_path.empty()) return Fail(absl::InvalidArgumentError("--out is required"));
   absl::StatusOr<std::vector<int32_t>> prompt = ParseIds(absl::GetFlag(FLAGS_prompt_ids));
   if (!prompt.ok()) return Fail(prompt.status());
-  absl::StatusOr<std::unique_ptr<LlamaModel>> model = LoadModel();
-  if (!model.ok()) return Fail(model.status());
-  if (static_cast<int64_t>(prompt->size()) > (*model)->config().context_length) {
+  absl::StatusOr<LoadedModel> loaded = LoadSource(/*load_weights=*/true);
+  if (!loaded.ok()) return Fail(loaded.status());
+  LlamaModel& model = *loaded->model;
+  if (static_cast<int64_t>(prompt->size()) > model.config().context_length) {
     return Fail(absl::OutOfRangeError("prompt is longer than the context length"));
   }
   std::vector<int32_t> page_table;
   absl::StatusOr<std::unique_ptr<KvPagePool>> pool =
-      MakePool(**model, static_cast<int64_t>(prompt->size()), &page_table);
+      MakePool(model, static_cast<int64_t>(prompt->size()), &page_table);
   if (!pool.ok()) return Fail(pool.status());
   ForwardBatch batch;
   batch.runs.push_back(ForwardRun{*prompt, 0, page_table, engine::LogitsMode::kAll});
   std::vector<float> logits;
-  absl::Status s = (*model)->Forward(batch, **pool, &logits);
+  absl::Status s = model.Forward(batch, **pool, &logits);
   if (!s.ok()) return Fail(s);
   std::ofstream out(out_path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(logits.data()), logits.size() * sizeof(float));

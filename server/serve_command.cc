@@ -28,7 +28,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "engine/cpu_features.h"
-#include "engine/gguf.h"
 #include "engine/llama_model.h"
 #include "engine/tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -44,11 +43,13 @@
 #include "server/grpc_metrics_interceptor.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/model_source.h"
 #include "server/text_codec.h"
 
 // Shared with the offline commands (defined in offline_commands.cc).
 ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, weight_dtype);
+ABSL_DECLARE_FLAG(bool, offline);
 
 ABSL_FLAG(int32_t, grpc_port, 50051, "gRPC port (0: pick a free one; the log says which)");
 ABSL_FLAG(int32_t, http_port, 8080,
@@ -125,7 +126,9 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
     Log(
         absl::StrCat("no --model given: serving the built-in demo model (random weights, "
                      "byte-level vocabulary) from ",
-                     path, "; pass --model FILE.gguf to serve a real model"));
+                     path,
+                     "; pass --model FILE.gguf, a Hugging Face folder or hf:OWNER/REPO to serve a "
+                     "real model"));
   }
   absl::StatusOr<engine::WeightDType> weight_dtype =
       engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
@@ -146,53 +149,45 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   const int32_t page_size = absl::GetFlag(FLAGS_kv_page_size);
   if (page_size < 1) return absl::InvalidArgumentError("--kv-page-size must be at least 1");
 
-  absl::StatusOr<std::unique_ptr<engine::GgufFile>> file = engine::GgufFile::Open(path);
-  if (!file.ok()) return file.status();
-  std::shared_ptr<const engine::GgufFile> shared_file(std::move(*file));
-  const engine::GgufFile& gguf = *shared_file;
-  engine::LoadOptions options;
+  ModelSourceOptions options;
   options.weight_dtype = *weight_dtype;
+  options.offline = absl::GetFlag(FLAGS_offline);
   const absl::Time start = absl::Now();
-  absl::StatusOr<std::unique_ptr<engine::LlamaModel>> model =
-      engine::LlamaModel::Load(shared_file, options);
-  if (!model.ok()) return model.status();
-  const engine::ModelConfig config = (*model)->config();
+  absl::StatusOr<LoadedModel> loaded = LoadModelSource(path, options);
+  if (!loaded.ok()) return loaded.status();
+  std::unique_ptr<engine::LlamaModel>& model = loaded->model;
+  const engine::ModelConfig config = model->config();
   Log(absl::StrFormat(
       "model %s (%s): %d layers, hidden %d, heads %d/%d, FFN %d, vocab %d, context %d; weights "
-      "%s; loaded in %.2f s",
-      config.name, config.architecture, config.num_layers, config.hidden_size, config.num_heads,
+      "%s%s; loaded in %.2f s",
+      loaded->name, config.architecture, config.num_layers, config.hidden_size, config.num_heads,
       config.num_kv_heads, config.intermediate_size, config.vocab_size, config.context_length,
-      engine::WeightDTypeName(*weight_dtype), absl::ToDoubleSeconds(absl::Now() - start)));
+      engine::WeightDTypeName(*weight_dtype),
+      config.rope_scaling == "none" ? "" : absl::StrCat("; RoPE scaling ", config.rope_scaling),
+      absl::ToDoubleSeconds(absl::Now() - start)));
 
   auto backend = std::make_shared<ServingBackend>();
   if (demo) {
     backend->codec = std::make_unique<ByteLevelCodec>();
-  } else if (absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
-                 engine::LoadTokenizerFromGguf(gguf);
-             tokenizer.ok()) {
-    backend->codec = std::make_unique<TokenizerCodec>(std::move(*tokenizer));
   } else {
-    // Without a usable tokenizer the model is served on token ids, with its EOS id from the
-    // GGUF metadata.
-    Log(absl::StrCat("no usable tokenizer (", tokenizer.status().message(),
-                     "): serving token ids only"));
-    absl::flat_hash_set<int32_t> eos;
-    if (absl::StatusOr<int64_t> id = gguf.GetInt("tokenizer.ggml.eos_token_id"); id.ok()) {
-      eos.insert(static_cast<int32_t>(*id));
+    // Without a usable tokenizer the model is served on token ids, with EOS/BOS from the
+    // metadata.
+    if (loaded->tokenizer == nullptr) {
+      Log(absl::StrCat("no usable tokenizer (", loaded->tokenizer_status.message(),
+                       "): serving token ids only"));
     }
-    absl::StatusOr<int64_t> bos = gguf.GetInt("tokenizer.ggml.bos_token_id");
-    backend->codec = std::make_unique<TokenIdsOnlyCodec>(static_cast<int32_t>(config.vocab_size),
-                                                         bos.ok() ? static_cast<int32_t>(*bos) : -1,
-                                                         std::move(eos));
+    backend->codec = loaded->TakeCodec(static_cast<int32_t>(config.vocab_size));
   }
   Log(absl::StrCat("vocabulary: ", backend->codec->name()));
-  if (backend->codec->vocab_size() != config.vocab_size) {
+  // Hugging Face checkpoints often pad the embedding past the tokenizer's last id (Qwen2: 151936
+  // rows, 151665 tokens); ids the tokenizer cannot produce are simply never sent.
+  if (backend->codec->vocab_size() > config.vocab_size) {
     return absl::FailedPreconditionError(
         absl::StrCat("the model has ", config.vocab_size, " tokens but its vocabulary (",
                      backend->codec->name(), ") has ", backend->codec->vocab_size()));
   }
   const int32_t num_pages =
-      scheduler::ModelExecutor::PagesForBytes(**model, page_size, kv_dtype, *kv_bytes);
+      scheduler::ModelExecutor::PagesForBytes(*model, page_size, kv_dtype, *kv_bytes);
   if (num_pages < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-memory = ", *kv_bytes, " bytes holds no KV page"));
@@ -201,7 +196,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
                       num_pages, page_size, int64_t{num_pages} * page_size,
                       static_cast<double>(*kv_bytes) / (1 << 20), kv_dtype_name));
   absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
-      scheduler::ModelExecutor::Create(std::move(*model), page_size, num_pages, kv_dtype);
+      scheduler::ModelExecutor::Create(std::move(model), page_size, num_pages, kv_dtype);
   if (!executor.ok()) return executor.status();
 
   scheduler::EngineLoopConfig loop_config;
@@ -230,7 +225,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   backend->limits.context_length = context;
   backend->limits.kv_capacity_tokens = int64_t{num_pages} * page_size;
   kvserve::v1::ModelInfo& info = backend->model_info;
-  info.set_name(config.name);
+  info.set_name(loaded->name);
   info.set_architecture(config.architecture);
   info.set_context_length(context);
   info.set_vocab_size(static_cast<int32_t>(config.vocab_size));

@@ -83,22 +83,27 @@ class TokenIdsOnlyCodec final : public TextCodec {
   absl::flat_hash_set<int32_t> eos_ids_;
 };
 
-// A model's own tokenizer (SentencePiece or byte-level BPE, from its GGUF file). Pieces keep the
-// SPM leading space: generated text continues the prompt.
+// A model's own tokenizer (SentencePiece or byte-level BPE, from GGUF or tokenizer.json). Pieces
+// keep the SPM leading space: generated text continues the prompt.
 class TokenizerCodec final : public TextCodec {
  public:
+  // EOS: the tokenizer's own set.
   explicit TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer)
-      : tokenizer_(std::move(tokenizer)) {}
+      : tokenizer_(std::move(tokenizer)), eos_ids_(tokenizer_->eos_ids()) {}
+  // EOS: `eos_ids` (e.g. a Hugging Face folder's generation_config.json plus the tokenizer's).
+  TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer, absl::flat_hash_set<int32_t> eos_ids)
+      : tokenizer_(std::move(tokenizer)), eos_ids_(std::move(eos_ids)) {}
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
                                               bool add_special_tokens) const override;
   std::string TokenPiece(int32_t id) const override { return tokenizer_->TokenPiece(id); }
   int32_t vocab_size() const override { return tokenizer_->vocab_size(); }
   int32_t bos_id() const override { return tokenizer_->bos_id(); }
-  absl::flat_hash_set<int32_t> eos_ids() const override { return tokenizer_->eos_ids(); }
+  absl::flat_hash_set<int32_t> eos_ids() const override { return eos_ids_; }
   std::string name() const override;
 
  private:
   std::unique_ptr<engine::Tokenizer> tokenizer_;
+  absl::flat_hash_set<int32_t> eos_ids_;
 };
 
 // Turns token bytes into valid UTF-8 text deltas. A sequence that may still complete (a lead

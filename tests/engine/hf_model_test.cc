@@ -4,12 +4,14 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "engine/json.h"
 #include "engine/safetensors.h"
 #include "gtest/gtest.h"
@@ -130,6 +132,48 @@ TEST(HfConfigTest, ReadsQwen2Config) {
   EXPECT_EQ(c->context_length, 4096);
   EXPECT_FLOAT_EQ(c->rope_base, 1e6f);
   EXPECT_FLOAT_EQ(c->rms_norm_eps, 1e-6f);
+}
+
+TEST(HfConfigTest, RopeScalingBecomesFrequencyDivisors) {
+  const auto config = [](const std::string& scaling) {
+    absl::StatusOr<JsonValue> json = ParseJson(absl::StrCat(R"({
+      "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "intermediate_size": 96, "rope_theta": 10000.0,
+      "max_position_embeddings": 256, "vocab_size": 10, "rope_scaling": )",
+                                                            scaling, "}"));
+    EXPECT_TRUE(json.ok());
+    return ModelConfigFromHfConfig(*json, "x");
+  };
+  // head_dim 16, theta 10000: wavelengths 2*pi*10000^(2i/16) are 6.3, 19.9, 62.8, 198.7, ...
+  // With L = 64, low 1, high 4: i = 0 keeps its frequency (6.3 < 16), i >= 3 is divided by 8
+  // (> 64), i = 1 and 2 are interpolated: s = (64 / w - 1) / 3, divisor 1 / ((1 - s) / 8 + s).
+  absl::StatusOr<ModelConfig> c = config(R"({"rope_type": "llama3", "factor": 8.0,
+      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->rope_freq_divisors.size(), 8u);
+  EXPECT_EQ(c->rope_scaling, "llama3");
+  EXPECT_FLOAT_EQ(c->rope_freq_divisors[0], 1.0f);
+  for (int i : {1, 2}) {
+    const double w = 2 * M_PI * std::pow(10000.0, 2.0 * i / 16);
+    const double smooth = (64 / w - 1) / 3;
+    EXPECT_NEAR(c->rope_freq_divisors[i], 1 / ((1 - smooth) / 8 + smooth), 1e-5) << i;
+  }
+  for (int i = 3; i < 8; ++i) EXPECT_FLOAT_EQ(c->rope_freq_divisors[i], 8.0f) << i;
+
+  c = config(R"({"type": "linear", "factor": 2.0})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_freq_divisors, std::vector<float>(8, 2.0f));
+  c = config(R"({"rope_type": "default"})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->rope_freq_divisors.empty());
+
+  c = config(R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+      "original_max_position_embeddings": 64})");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("'high_freq_factor'"), std::string::npos) << c.status();
+  c = config(R"({"rope_type": "yarn", "factor": 4.0})");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("'yarn'"), std::string::npos) << c.status();
 }
 
 TEST(HfConfigTest, NamesProblems) {

@@ -49,7 +49,8 @@ def permute_for_adjacent_pairs(w, n_heads):
     return w.reshape(n_heads, 2, hd // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def write_gguf(path, arch, config, tensors, dtype):
+def write_gguf(path, arch, config, tensors, dtype, extra_tensors=None):
+    """extra_tensors: {gguf name: f32 array} written as is (e.g. rope_freqs.weight)."""
     w = g.GGUFWriter()
     w.add("general.architecture", g.STRING, arch)
     w.add("general.name", g.STRING, "hf-vs-gguf")
@@ -78,6 +79,8 @@ def write_gguf(path, arch, config, tensors, dtype):
                 a = permute_for_adjacent_pairs(a, kv_heads)
         # The same stored values as the HF folder: 2-D tensors in `dtype`, 1-D in F32.
         w.add_tensor(gname, a, GGML_TYPE[dtype] if a.ndim == 2 else g.GGML_F32)
+    for gname, a in (extra_tensors or {}).items():
+        w.add_tensor(gname, a, g.GGML_F32)
     w.write(path)
 
 

@@ -1,0 +1,66 @@
+// hf: reference parsing and chat template selection (the downloads themselves are tested
+// against a local fake Hub in hf_hub_test.py).
+#include "server/model_source.h"
+
+#include <string>
+
+#include "engine/json.h"
+#include "gtest/gtest.h"
+#include "server/hf_hub.h"
+
+namespace kvserve::server {
+namespace {
+
+TEST(ParseHfModelRefTest, FolderAndFile) {
+  absl::StatusOr<HfModelRef> folder = ParseHfModelRef("hf:meta-llama/Llama-3.2-1B");
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  EXPECT_EQ(folder->owner, "meta-llama");
+  EXPECT_EQ(folder->repo, "Llama-3.2-1B");
+  EXPECT_EQ(folder->file, "");
+  EXPECT_EQ(folder->repo_id(), "meta-llama/Llama-3.2-1B");
+  absl::StatusOr<HfModelRef> file = ParseHfModelRef("hf:a_b/c.d-GGUF:sub/model-Q8_0.gguf");
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_EQ(file->repo, "c.d-GGUF");
+  EXPECT_EQ(file->file, "sub/model-Q8_0.gguf");
+}
+
+TEST(ParseHfModelRefTest, RejectsWhatCouldEscapeTheCache) {
+  for (const char* bad :
+       {"hf:", "hf:owner", "hf:/repo", "hf:owner/", "hf:../repo", "hf:owner/..", "hf:owner/re po",
+        "hf:owner/repo:", "hf:owner/repo:../x.gguf", "hf:owner/repo:/etc/passwd",
+        "hf:owner/repo:a//b", "hf:owner/repo:a?b", "hf:owner/sub/repo"}) {
+    absl::StatusOr<HfModelRef> ref = ParseHfModelRef(bad);
+    EXPECT_FALSE(ref.ok()) << bad;
+    if (!ref.ok()) {
+      EXPECT_EQ(ref.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+      EXPECT_NE(ref.status().message().find(bad), std::string::npos) << ref.status();
+    }
+  }
+  EXPECT_TRUE(IsHfModelRef("hf:x/y"));
+  EXPECT_FALSE(IsHfModelRef("/models/hf:x"));
+}
+
+std::optional<std::string> Template(const std::string& json) {
+  absl::StatusOr<engine::JsonValue> v = engine::ParseJson(json);
+  EXPECT_TRUE(v.ok());
+  absl::StatusOr<std::optional<std::string>> t = ChatTemplateFromTokenizerConfig(*v);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *t : std::nullopt;
+}
+
+TEST(ChatTemplateFromTokenizerConfigTest, StringListOrAbsent) {
+  EXPECT_EQ(Template(R"({"chat_template": "{{ x }}"})"), "{{ x }}");
+  EXPECT_EQ(Template(R"({"chat_template": [{"name": "tool_use", "template": "T"},
+                                            {"name": "default", "template": "D"}]})"),
+            "D");
+  EXPECT_EQ(Template(R"({"bos_token": "<s>"})"), std::nullopt);
+  EXPECT_EQ(Template(R"({"chat_template": null})"), std::nullopt);
+  absl::StatusOr<engine::JsonValue> no_default =
+      engine::ParseJson(R"({"chat_template": [{"name": "rag", "template": "R"}]})");
+  ASSERT_TRUE(no_default.ok());
+  EXPECT_EQ(ChatTemplateFromTokenizerConfig(*no_default).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvserve::server
