@@ -12,11 +12,16 @@
 #define KVSERVE_SERVER_CHAT_TEMPLATE_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+namespace kvserve::engine {
+class GgufFile;
+}  // namespace kvserve::engine
 
 namespace kvserve::server {
 
@@ -44,6 +49,20 @@ class ChatTemplate {
   // its message, e.g. roles that do not alternate) or a runtime type error naming the expression.
   virtual absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs) const = 0;
 };
+
+// Loading helpers, usable from any model loader.
+//
+// The `tokenizer.chat_template` string of a GGUF file; nullopt when the key is absent. Errors:
+// InvalidArgument when the key is not a string.
+absl::StatusOr<std::optional<std::string>> ChatTemplateFromGgufMetadata(
+    const engine::GgufFile& file);
+
+// The `chat_template` of a Hugging Face tokenizer_config.json: a string, or a list of
+// {"name", "template"} from which "default" is taken (as transformers does). nullopt when the
+// file does not exist or has no (or a null) `chat_template`. Errors: unreadable or malformed
+// JSON, a list without "default", wrong types — each naming the file.
+absl::StatusOr<std::optional<std::string>> ChatTemplateFromTokenizerConfig(
+    const std::string& tokenizer_config_path);
 
 }  // namespace kvserve::server
 

@@ -19,7 +19,7 @@ constexpr int64_t kHidden = 256, kLayers = 4, kHeads = 8, kKvHeads = 4, kFfn = 5
                   kVocab = ByteLevelCodec::kVocabSize;
 constexpr uint32_t kSeed = 20261128;
 // Bump when anything above or below changes, so stale cached files are not reused.
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2: a chat template
 
 bool IsPrintable(int64_t token) { return (token >= 0x20 && token < 0x7F) || token == '\n'; }
 
@@ -77,6 +77,10 @@ absl::StatusOr<std::string> WriteDemoModel(const std::string& directory) {
   w.AddInt32Array("tokenizer.ggml.token_type", types);
   w.AddUint32("tokenizer.ggml.bos_token_id", ByteLevelCodec::kBos);
   w.AddUint32("tokenizer.ggml.eos_token_id", ByteLevelCodec::kEos);
+  // A plain chat format (the vocabulary is bytes, so the template writes no special tokens).
+  w.AddString("tokenizer.chat_template",
+              "{% for message in messages %}<|{{ message.role }}|>\n{{ message.content | trim }}\n"
+              "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}");
 
   const int64_t head_dim = kHidden / kHeads, q = kHeads * head_dim, kv = kKvHeads * head_dim;
   const float in_std = 1.0f / std::sqrt(static_cast<float>(kHidden));

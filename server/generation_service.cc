@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/status_mapping.h"
 #include "server/stop_matcher.h"
@@ -273,21 +274,71 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::backend() con
   return backend_;
 }
 
+namespace {
+
+// A reactor that only reports an error.
+class ErrorReactor : public grpc::ServerWriteReactor<GenerateResponse> {
+ public:
+  explicit ErrorReactor(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
 grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const GenerateRequest* request) {
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
-  if (!backend.ok()) {
-    // A reactor that only reports the error.
-    class ErrorReactor : public grpc::ServerWriteReactor<GenerateResponse> {
-     public:
-      explicit ErrorReactor(grpc::Status status) { Finish(std::move(status)); }
-      void OnDone() override { delete this; }
-    };
-    return new ErrorReactor(ToGrpcStatus(backend.status()));
-  }
+  if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
   auto reactor = std::make_shared<GenerateReactor>(*std::move(backend), context);
   reactor->self_ = reactor;
   reactor->Start(*request);
+  return reactor.get();
+}
+
+absl::StatusOr<GenerateRequest> ChatToGenerateRequest(const kvserve::v1::ChatRequest& request,
+                                                      const ServingBackend& backend) {
+  if (backend.chat_template == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Chat is unavailable: ", backend.chat_template_error));
+  }
+  const GenerateRequest& generation = request.generation();
+  if (generation.input_case() != GenerateRequest::INPUT_NOT_SET) {
+    return absl::InvalidArgumentError(
+        "generation.prompt / generation.prompt_token_ids must be unset in a ChatRequest: the "
+        "rendered messages are the prompt");
+  }
+  if (generation.has_add_special_tokens()) {
+    return absl::InvalidArgumentError(
+        "generation.add_special_tokens must be unset in a ChatRequest: the chat template adds "
+        "the special tokens");
+  }
+  if (request.messages().empty()) return absl::InvalidArgumentError("messages is empty");
+  ChatTemplateInputs inputs;
+  inputs.add_generation_prompt =
+      !request.has_add_generation_prompt() || request.add_generation_prompt();
+  inputs.bos_token = backend.bos_token;
+  inputs.eos_token = backend.eos_token;
+  for (const kvserve::v1::ChatMessage& m : request.messages()) {
+    inputs.messages.push_back({m.role(), m.content()});
+  }
+  absl::StatusOr<std::string> prompt = backend.chat_template->Render(inputs);
+  if (!prompt.ok()) return prompt.status();
+  GenerateRequest out = generation;
+  out.set_prompt(*std::move(prompt));
+  out.set_add_special_tokens(false);
+  return out;
+}
+
+grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Chat(
+    grpc::CallbackServerContext* context, const kvserve::v1::ChatRequest* request) {
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
+  absl::StatusOr<GenerateRequest> generate = ChatToGenerateRequest(*request, **backend);
+  if (!generate.ok()) return new ErrorReactor(ToGrpcStatus(generate.status()));
+  // From here on exactly the Generate path.
+  auto reactor = std::make_shared<GenerateReactor>(*std::move(backend), context);
+  reactor->self_ = reactor;
+  reactor->Start(*generate);
   return reactor.get();
 }
 

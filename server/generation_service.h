@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "kvserve/v1/generation.grpc.pb.h"
 #include "scheduler/engine_loop.h"
+#include "server/chat_template.h"
 #include "server/request_builder.h"
 #include "server/text_codec.h"
 
@@ -36,7 +37,21 @@ struct ServingBackend {
   std::unique_ptr<TextCodec> codec;
   kvserve::v1::ModelInfo model_info;
   RequestLimits limits;
+  // The model's chat template for Chat; null when the model has none or it did not parse, and
+  // then `chat_template_error` says which (Chat answers FAILED_PRECONDITION with it).
+  std::shared_ptr<const ChatTemplate> chat_template;
+  std::string chat_template_error = "the model has no chat template";
+  // The vocabulary's BOS / EOS text, passed to the template as bos_token / eos_token.
+  std::string bos_token;
+  std::string eos_token;
 };
+
+// Renders a ChatRequest's messages with the backend's template into the equivalent
+// GenerateRequest (prompt = the rendered text, add_special_tokens = false). Errors:
+// FAILED_PRECONDITION without a template, INVALID_ARGUMENT for a set generation.prompt /
+// prompt_token_ids / add_special_tokens or a template that refuses the messages.
+absl::StatusOr<kvserve::v1::GenerateRequest> ChatToGenerateRequest(
+    const kvserve::v1::ChatRequest& request, const ServingBackend& backend);
 
 class GenerationService final : public kvserve::v1::Generation::CallbackService {
  public:
@@ -47,6 +62,8 @@ class GenerationService final : public kvserve::v1::Generation::CallbackService 
 
   grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const kvserve::v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Chat(
+      grpc::CallbackServerContext* context, const kvserve::v1::ChatRequest* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const kvserve::v1::TokenizeRequest* request,
                                      kvserve::v1::TokenizeResponse* response) override;
