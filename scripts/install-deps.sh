@@ -30,12 +30,14 @@ if [ "$mode" = all ]; then
     # tests
     libgtest-dev libgmock-dev libbenchmark-dev
     python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2 python3-yaml
+    prometheus  # promtool and a real Prometheus server for the /metrics tests
+    chromium  # the chat page test (driven by npm playwright-core)
     # deployment tests (tests/deploy): the container image is built and run with rootful podman
     # from a debootstrap-made base (see ../shared/notes/containers.md); netavark + iptables
     # publish its ports. Prometheus (promtool) checks the rules, nginx balances gRPC replicas,
     # yamllint checks deploy/.
     podman buildah debootstrap runc netavark aardvark-dns iptables
-    prometheus nginx-light yamllint
+    nginx-light yamllint
   )
   # Node.js and npm run the llama.cpp oracle (node-llama-cpp). Machines of this kind ship them
   # (from NodeSource); install Debian's only where they are absent, since the two conflict.

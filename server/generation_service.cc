@@ -7,8 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/generation_stream.h"
+#include "server/openai_api.h"
 #include "server/status_mapping.h"
-#include "server/stop_matcher.h"
 
 namespace kvserve::server {
 namespace {
@@ -17,15 +18,17 @@ using kvserve::v1::FinishReason;
 using kvserve::v1::GenerateRequest;
 using kvserve::v1::GenerateResponse;
 
-FinishReason ToProto(scheduler::FinishReason reason) {
+FinishReason ToProto(StreamFinishReason reason) {
   switch (reason) {
-    case scheduler::FinishReason::kStop:
+    case StreamFinishReason::kStop:
       return kvserve::v1::FINISH_REASON_STOP;
-    case scheduler::FinishReason::kLength:
+    case StreamFinishReason::kStopString:
+      return kvserve::v1::FINISH_REASON_STOP_STRING;
+    case StreamFinishReason::kLength:
       return kvserve::v1::FINISH_REASON_LENGTH;
-    case scheduler::FinishReason::kContextLength:
+    case StreamFinishReason::kContextLength:
       return kvserve::v1::FINISH_REASON_CONTEXT_LENGTH;
-    case scheduler::FinishReason::kAborted:
+    case StreamFinishReason::kCancelled:
       return kvserve::v1::FINISH_REASON_CANCELLED;
   }
   return kvserve::v1::FINISH_REASON_UNSPECIFIED;
@@ -57,22 +60,21 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       Finish(ToGrpcStatus(built.status()));
       return;
     }
-    num_prompt_tokens_ = static_cast<int32_t>(built->engine.prompt.size());
-    options_ = std::move(built->stream);
-    absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> channel =
-        backend_->loop->Submit(std::move(built->engine));
-    if (!channel.ok()) {
-      Finish(ToGrpcStatus(channel.status()));
+    absl::StatusOr<std::unique_ptr<GenerationStream>> stream =
+        GenerationStream::Submit(backend_->loop.get(), backend_->codec.get(), *std::move(built));
+    if (!stream.ok()) {
+      Finish(ToGrpcStatus(stream.status()));
       return;
     }
+    scheduler::OutputChannel* channel;
     {
       absl::MutexLock lock(&mu_);
-      matcher_.emplace(options_.stop_strings, options_.include_stop_str_in_output);
-      channel_ = std::move(*channel);
+      stream_ = *std::move(stream);
+      channel = &stream_->channel();
     }
     std::weak_ptr<GenerateReactor> weak = shared_from_this();
     // Runs on the engine thread after every push; must not block.
-    channel_->SetNotifier([weak] {
+    channel->SetNotifier([weak] {
       if (std::shared_ptr<GenerateReactor> self = weak.lock()) self->Pump();
     });
   }
@@ -98,15 +100,15 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
 
   void OnDone() override {
     std::shared_ptr<GenerateReactor> keep;
-    std::shared_ptr<scheduler::OutputChannel> channel;
+    GenerationStream* stream;
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
       keep = std::move(self_);
-      channel = channel_;
+      stream = stream_.get();
     }
     AbortInEngine();
-    if (channel != nullptr) channel->SetNotifier(nullptr);
+    if (stream != nullptr) stream->channel().SetNotifier(nullptr);
     // `keep` releases the reactor here (or when a running notification ends).
   }
 
@@ -114,14 +116,14 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
 
  private:
   // Aborts the engine request unless it already finished (its id may be reused afterwards).
-  void AbortInEngine() {
-    std::shared_ptr<scheduler::OutputChannel> channel;
+  // The stream lives as long as the reactor, so it is used outside the lock.
+  void AbortInEngine(scheduler::FinishCause cause = scheduler::FinishCause::kCancelled) {
+    GenerationStream* stream;
     {
       absl::MutexLock lock(&mu_);
-      if (engine_finished_ || channel_ == nullptr) return;
-      channel = channel_;
+      stream = stream_.get();
     }
-    if (!channel->finished_pushed()) backend_->loop->Abort(channel->request_id());
+    if (stream != nullptr) stream->AbortEngine(cause);
   }
 
   // Sends what is ready, if no write is in flight. Called from the notifier, OnWriteDone and
@@ -133,7 +135,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
     bool abort = false;
     {
       absl::MutexLock lock(&mu_);
-      if (done_ || finish_called_ || write_in_flight_ || channel_ == nullptr) return;
+      if (done_ || finish_called_ || write_in_flight_ || stream_ == nullptr) return;
       if (cancelled_) {
         action = Action::kFinish;
         status = grpc::Status(grpc::StatusCode::CANCELLED, "the request was cancelled");
@@ -151,7 +153,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       if (action == Action::kWrite) write_in_flight_ = true;
       if (action == Action::kFinish || action == Action::kWriteAndFinish) finish_called_ = true;
     }
-    if (abort) backend_->loop->Abort(channel_->request_id(), scheduler::FinishCause::kStopString);
+    if (abort) AbortInEngine(scheduler::FinishCause::kStopString);
     switch (action) {
       case Action::kNone:
         break;
@@ -173,78 +175,49 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
   bool DrainLocked(GenerateResponse* response, absl::Status* error, bool* abort)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const TextCodec& codec = *backend_->codec;
-    response->set_request_id(channel_->request_id());
-    bool any = false;
-    scheduler::RequestOutput out;
-    while (!engine_finished_ && channel_->TryPop(&out)) {
-      any = true;
-      for (const scheduler::GeneratedToken& token : out.tokens) {
-        if (matcher_->matched()) break;  // generated before the abort took effect: dropped
-        ++num_completion_tokens_;
-        response->add_token_ids(token.token_id);
-        if (options_.num_logprobs > 0) {
-          kvserve::v1::Logprobs* lp = response->add_logprobs();
-          FillTokenLogprob(codec, token.token_id, token.logprob, lp->mutable_chosen());
-          for (const auto& [id, logprob] : token.top_logprobs) {
-            FillTokenLogprob(codec, id, logprob, lp->add_top());
-          }
+    response->set_request_id(stream_->request_id());
+    StreamEvent event;
+    absl::StatusOr<bool> any = stream_->Drain(&event);
+    if (!any.ok()) {
+      *error = any.status();
+      return false;
+    }
+    if (!*any) return false;
+    *abort = event.abort_engine;
+    response->mutable_token_ids()->Assign(event.token_ids.begin(), event.token_ids.end());
+    if (stream_->options().num_logprobs > 0) {
+      for (const TokenLogprobs& token : event.logprobs) {
+        kvserve::v1::Logprobs* lp = response->add_logprobs();
+        FillTokenLogprob(codec, token.token_id, token.logprob, lp->mutable_chosen());
+        for (const auto& [id, logprob] : token.top) {
+          FillTokenLogprob(codec, id, logprob, lp->add_top());
         }
-        std::string piece;
-        if (!options_.stop_token_ids.contains(token.token_id) ||
-            options_.include_stop_str_in_output) {
-          piece = codec.TokenPiece(token.token_id);
-        }
-        StopStringMatcher::Result r = matcher_->Add(detokenizer_.Add(piece));
-        response->mutable_text()->append(r.text);
-        if (r.matched.has_value()) {
-          matched_stop_ = *r.matched;
-          *abort = true;
-        }
-      }
-      if (out.finished) {
-        engine_finished_ = true;
-        if (!out.error.ok()) {
-          *error = out.error;
-          return false;
-        }
-        if (!matcher_->matched()) {
-          StopStringMatcher::Result r = matcher_->Add(detokenizer_.Flush());
-          response->mutable_text()->append(r.text);
-          if (r.matched.has_value()) matched_stop_ = *r.matched;
-          response->mutable_text()->append(matcher_->Flush());
-        }
-        if (matcher_->matched()) {
-          response->set_finish_reason(kvserve::v1::FINISH_REASON_STOP_STRING);
-          response->set_matched_stop(matched_stop_);
-        } else {
-          response->set_finish_reason(ToProto(out.finish_reason));
-        }
-        kvserve::v1::Usage* usage = response->mutable_usage();
-        usage->set_prompt_tokens(num_prompt_tokens_);
-        usage->set_completion_tokens(num_completion_tokens_);
-        usage->set_cached_prompt_tokens(out.stats.num_cached_prompt_tokens);
-        kvserve::v1::Timings* timings = response->mutable_timings();
-        timings->set_queue_seconds(out.stats.queue_seconds);
-        timings->set_time_to_first_token_seconds(out.stats.time_to_first_token_seconds);
-        timings->set_total_seconds(out.stats.total_seconds);
-        final_ready_ = true;
       }
     }
-    return any;
+    response->set_text(std::move(event.text));
+    if (event.finished) {
+      response->set_finish_reason(ToProto(event.finish_reason));
+      if (event.finish_reason == StreamFinishReason::kStopString) {
+        response->set_matched_stop(event.matched_stop);
+      }
+      kvserve::v1::Usage* usage = response->mutable_usage();
+      usage->set_prompt_tokens(event.prompt_tokens);
+      usage->set_completion_tokens(event.completion_tokens);
+      usage->set_cached_prompt_tokens(event.cached_prompt_tokens);
+      kvserve::v1::Timings* timings = response->mutable_timings();
+      timings->set_queue_seconds(event.stats.queue_seconds);
+      timings->set_time_to_first_token_seconds(event.stats.time_to_first_token_seconds);
+      timings->set_total_seconds(event.stats.total_seconds);
+      final_ready_ = true;
+    }
+    return true;
   }
 
   const std::shared_ptr<ServingBackend> backend_;
   grpc::CallbackServerContext* const context_;
-  int32_t num_prompt_tokens_ = 0;
-  StreamOptions options_;  // set in Start, then read-only
 
   absl::Mutex mu_;
-  std::shared_ptr<scheduler::OutputChannel> channel_ ABSL_GUARDED_BY(mu_);
-  std::optional<StopStringMatcher> matcher_ ABSL_GUARDED_BY(mu_);
-  IncrementalDetokenizer detokenizer_ ABSL_GUARDED_BY(mu_);
-  std::string matched_stop_ ABSL_GUARDED_BY(mu_);
-  int32_t num_completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
-  bool engine_finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::unique_ptr<GenerationStream> stream_ ABSL_GUARDED_BY(mu_);
   bool final_ready_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
@@ -285,9 +258,26 @@ class ErrorReactor : public grpc::ServerWriteReactor<GenerateResponse> {
 
 }  // namespace
 
+absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::AuthorizedBackend(
+    const grpc::CallbackServerContext& context) const {
+  if (!api_key_.empty()) {
+    bool ok = false;
+    const auto [begin, end] = context.client_metadata().equal_range("authorization");
+    for (auto it = begin; it != end && !ok; ++it) {
+      ok = openai::BearerTokenMatches(absl::string_view(it->second.data(), it->second.size()),
+                                      api_key_);
+    }
+    if (!ok) {
+      return absl::UnauthenticatedError(
+          "missing or wrong API key: send the metadata 'authorization: Bearer KEY'");
+    }
+  }
+  return backend();
+}
+
 grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const GenerateRequest* request) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
   auto reactor = std::make_shared<GenerateReactor>(*std::move(backend), context);
   reactor->self_ = reactor;
@@ -331,7 +321,7 @@ absl::StatusOr<GenerateRequest> ChatToGenerateRequest(const kvserve::v1::ChatReq
 
 grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Chat(
     grpc::CallbackServerContext* context, const kvserve::v1::ChatRequest* request) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
   absl::StatusOr<GenerateRequest> generate = ChatToGenerateRequest(*request, **backend);
   if (!generate.ok()) return new ErrorReactor(ToGrpcStatus(generate.status()));
@@ -345,7 +335,7 @@ grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Chat(
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                       const kvserve::v1::TokenizeRequest* request,
                                                       kvserve::v1::TokenizeResponse* response) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
   const TextCodec& codec = *(*backend)->codec;
   std::vector<int32_t> ids;
@@ -383,7 +373,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* context,
                                                           const kvserve::v1::GetModelInfoRequest*,
                                                           kvserve::v1::ModelInfo* response) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
   *response = (*backend)->model_info;
   return FinishUnary(context, grpc::Status::OK);
@@ -392,7 +382,7 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerContext* context,
                                                            const kvserve::v1::GetServerInfoRequest*,
                                                            kvserve::v1::ServerInfo* response) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = this->backend();
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
   const scheduler::EngineLoad load = (*backend)->loop->Load();
   response->set_running_requests(load.running);

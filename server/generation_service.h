@@ -12,6 +12,10 @@
 //
 // Until SetBackend() is called (while the model loads) every RPC answers UNAVAILABLE.
 //
+// With a non-empty API key every RPC of this service needs the metadata
+// `authorization: Bearer KEY` (UNAUTHENTICATED otherwise); health and reflection are other
+// services and stay open.
+//
 // Ownership: the service shares ownership of the backend with every live stream (a stream may
 // outlive a Shutdown() of the gRPC server by a moment). Thread-safety: all methods thread-safe.
 #ifndef KVSERVE_SERVER_GENERATION_SERVICE_H_
@@ -19,6 +23,8 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -55,6 +61,8 @@ absl::StatusOr<kvserve::v1::GenerateRequest> ChatToGenerateRequest(
 
 class GenerationService final : public kvserve::v1::Generation::CallbackService {
  public:
+  explicit GenerationService(std::string api_key = "") : api_key_(std::move(api_key)) {}
+
   // Called once, when the model has loaded.
   void SetBackend(std::shared_ptr<ServingBackend> backend);
   // Reported by GetServerInfo; the engine loop itself refuses new requests.
@@ -77,6 +85,11 @@ class GenerationService final : public kvserve::v1::Generation::CallbackService 
  private:
   // UNAVAILABLE while the model loads.
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend() const;
+  // The backend if the call carries the API key (when one is set), else UNAUTHENTICATED.
+  absl::StatusOr<std::shared_ptr<ServingBackend>> AuthorizedBackend(
+      const grpc::CallbackServerContext& context) const;
+
+  const std::string api_key_;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<ServingBackend> backend_ ABSL_GUARDED_BY(mu_);

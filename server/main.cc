@@ -31,8 +31,7 @@ constexpr char kUsage[] =
     "  generate --model FILE --prompt-ids 1,2,3 --max-tokens N   greedy continuation as JSON\n"
     "           (or --prompt \"text\": tokenized with BOS; prints ids and text)\n"
     "  tokenize --model FILE [--add-special-tokens] \"text\"        token ids as JSON\n"
-    "  logits   --model FILE --prompt-ids 1,2,3 --out FILE        raw f32 logits of every "
-    "position\n"
+    "  logits   --model FILE --prompt-ids 1,2,3 --out FILE        raw f32 logits of every position\n"
     "M is a GGUF file, a Hugging Face folder, or hf:OWNER/REPO[:FILE.gguf] (downloaded; "
     "--offline: cache only)\n"
     "run `kvserve <command> --help` for its flags";

@@ -14,12 +14,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,7 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/model_source.h"
+#include "server/openai_handlers.h"
 #include "server/text_codec.h"
 
 // Shared with the offline commands (defined in offline_commands.cc).
@@ -75,6 +77,9 @@ ABSL_FLAG(std::string, kv_cache_dtype, "f32", "KV cache element type: f32 or bf1
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Requests waiting for a batch slot before new ones get RESOURCE_EXHAUSTED");
 ABSL_FLAG(double, drain_timeout, 30, "Seconds in-flight requests get to finish on SIGTERM");
+ABSL_FLAG(std::string, api_key, "",
+          "If set (or env KVSERVE_API_KEY), required as 'Authorization: Bearer KEY' on /v1/* and "
+          "as gRPC metadata 'authorization: Bearer KEY' on kvserve.v1.Generation");
 ABSL_FLAG(int32_t, debug_step_delay_ms, 0,
           "Testing only: sleep this many milliseconds before every engine step, so that tests "
           "can observe requests running and waiting with a tiny model");
@@ -154,8 +159,8 @@ void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
     if (parsed.ok()) {
       backend->chat_template = std::move(*parsed);
     } else {
-      backend->chat_template_error =
-          absl::StrCat("the model's chat template is not supported: ", parsed.status().message());
+      backend->chat_template_error = absl::StrCat("the model's chat template is not supported: ",
+                                                  parsed.status().message());
     }
   }
   if (loaded.tokenizer != nullptr && loaded.bos_id >= 0) {
@@ -357,7 +362,12 @@ int RunServe(const std::vector<char*>& positional) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  GenerationService service;
+  std::string api_key = absl::GetFlag(FLAGS_api_key);
+  if (api_key.empty()) {
+    if (const char* env = std::getenv("KVSERVE_API_KEY"); env != nullptr) api_key = env;
+  }
+  GenerationService service(api_key);
+  OpenAiFrontend openai_frontend(api_key);
   grpc::ServerBuilder builder;
   {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
@@ -376,10 +386,10 @@ int RunServe(const std::vector<char*>& positional) {
   SetHealth(*server, false);
   Log(absl::StrFormat("gRPC listening on %s:%d (health NOT_SERVING while the model loads)",
                       absl::GetFlag(FLAGS_host), port));
-
   // Routes are registered before Start(); handlers that need the model wait for `state`.
   HttpServer http;
   AddHealthAndMetricsRoutes(http, state, metrics);
+  openai_frontend.Register(http);
   HttpServer::Options http_options;
   http_options.host = absl::GetFlag(FLAGS_host);
   http_options.port = absl::GetFlag(FLAGS_http_port);
@@ -403,6 +413,7 @@ int RunServe(const std::vector<char*>& positional) {
   const scheduler::EngineLoop* loop_for_metrics = (*backend)->loop.get();
   metrics.SetLoadSource([loop_for_metrics] { return loop_for_metrics->Load(); });
   service.SetBackend(*backend);
+  openai_frontend.SetBackend(*backend);
   SetHealth(*server, true);
   state = ServingState::kServing;
   Log(absl::StrFormat("ready: serving kvserve.v1.Generation on %s:%d", absl::GetFlag(FLAGS_host),
@@ -410,10 +421,10 @@ int RunServe(const std::vector<char*>& positional) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  state = ServingState::kDraining;  // before the log line, which tests wait for
   Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
                       signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
   SetHealth(*server, false);
-  state = ServingState::kDraining;
   service.SetDraining();
   scheduler::EngineLoop& loop = *(*backend)->loop;
   loop.StopAccepting();

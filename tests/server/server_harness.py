@@ -104,6 +104,9 @@ class Server:
             time.sleep(0.02)
 
     def stop(self):
+        # Close our connection first: gRPC's shutdown otherwise waits out its grace period (5 s)
+        # for the idle client connection.
+        self.channel.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -111,7 +114,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.channel.close()
         return self.proc.returncode
 
     def __enter__(self):
