@@ -4,6 +4,7 @@
 //   logits    offline forward pass over a prompt; writes raw f32 logits (for reference checks)
 //   serve     the gRPC server (kvserve.v1.Generation, health, reflection)
 //   client    streams one generation from a running server
+//   health    gRPC health check of a running server (exit 0 when SERVING)
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/health_command.h"
 #include "server/offline_commands.h"
 #include "server/serve_command.h"
 
@@ -24,6 +26,8 @@ constexpr char kUsage[] =
     "--model)\n"
     "  client   --prompt TEXT [--target HOST:PORT] [--json]       stream a generation from a "
     "server\n"
+    "  health   [--target HOST:PORT] [--service NAME] [--timeout S] exit 0 if the server is "
+    "SERVING\n"
     "  generate --model FILE --prompt-ids 1,2,3 --max-tokens N   greedy continuation as JSON\n"
     "           (or --prompt \"text\": tokenized with BOS; prints ids and text)\n"
     "  tokenize --model FILE [--add-special-tokens] \"text\"        token ids as JSON\n"
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
   if (command == "logits") return kvserve::server::RunLogits(positional);
   if (command == "serve") return kvserve::server::RunServe(positional);
   if (command == "client") return kvserve::server::RunClient(positional);
+  if (command == "health") return kvserve::server::RunHealth(positional);
   std::fprintf(stderr, "kvserve: unknown command '%s'\n%s\n", command.c_str(), kUsage);
   return 1;
 }
