@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "civetweb.h"
+#include "server/json_writer.h"
 
 namespace kvserve::server {
 namespace {
@@ -37,33 +38,9 @@ int LogMessage(const mg_connection* /*conn*/, const char* message) {
   return 1;  // handled: keep civetweb from printing to stderr itself
 }
 
-std::string JsonEscape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 // OpenAI-shaped error body, so API clients parse router errors like handler errors.
 std::string ErrorJson(std::string_view message, std::string_view type, std::string_view code) {
-  return absl::StrCat(R"({"error":{"message":")", JsonEscape(message), R"(","type":")",
+  return absl::StrCat(R"({"error":{"message":)", JsonQuote(AbslView(message)), R"(,"type":")",
                       AbslView(type), R"(","param":null,"code":")", AbslView(code), "\"}}");
 }
 

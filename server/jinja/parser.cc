@@ -1,5 +1,7 @@
 #include "server/jinja/parser.h"
 
+#include <algorithm>
+#include <initializer_list>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -338,24 +340,27 @@ class Parser {
     return e;
   }
 
-  absl::StatusOr<ExprPtr> ParseOr() {
-    JINJA_ASSIGN_OR_RETURN(left, ParseAnd());
-    while (IsName("or")) {
+  // One left-associative level of binary operators: operand (op operand)*. `keywords`: the
+  // operators are names ("and", "or") rather than operator tokens.
+  using Level = absl::StatusOr<ExprPtr> (Parser::*)();
+  absl::StatusOr<ExprPtr> ParseLeftAssociative(std::initializer_list<std::string_view> ops,
+                                               bool keywords, Level operand) {
+    JINJA_ASSIGN_OR_RETURN(left, (this->*operand)());
+    for (;;) {
+      auto matches = [&](std::string_view op) { return keywords ? IsName(op) : IsOp(op); };
+      auto op = std::find_if(ops.begin(), ops.end(), matches);
+      if (op == ops.end()) return left;
       const int line = Next().line;
-      JINJA_ASSIGN_OR_RETURN(right, ParseAnd());
-      left = Binary("or", std::move(left), std::move(right), line);
+      JINJA_ASSIGN_OR_RETURN(right, (this->*operand)());
+      left = Binary(std::string(*op), std::move(left), std::move(right), line);
     }
-    return left;
   }
 
+  absl::StatusOr<ExprPtr> ParseOr() {
+    return ParseLeftAssociative({"or"}, true, &Parser::ParseAnd);
+  }
   absl::StatusOr<ExprPtr> ParseAnd() {
-    JINJA_ASSIGN_OR_RETURN(left, ParseNot());
-    while (IsName("and")) {
-      const int line = Next().line;
-      JINJA_ASSIGN_OR_RETURN(right, ParseNot());
-      left = Binary("and", std::move(left), std::move(right), line);
-    }
-    return left;
+    return ParseLeftAssociative({"and"}, true, &Parser::ParseNot);
   }
 
   absl::StatusOr<ExprPtr> ParseNot() {
@@ -398,44 +403,18 @@ class Parser {
   }
 
   absl::StatusOr<ExprPtr> ParseMath1() {
-    JINJA_ASSIGN_OR_RETURN(left, ParseConcat());
-    while (IsOp("+") || IsOp("-")) {
-      const Token& op = Next();
-      JINJA_ASSIGN_OR_RETURN(right, ParseConcat());
-      left = Binary(op.text, std::move(left), std::move(right), op.line);
-    }
-    return left;
+    return ParseLeftAssociative({"+", "-"}, false, &Parser::ParseConcat);
   }
-
   absl::StatusOr<ExprPtr> ParseConcat() {
-    JINJA_ASSIGN_OR_RETURN(left, ParseMath2());
-    while (IsOp("~")) {
-      const int line = Next().line;
-      JINJA_ASSIGN_OR_RETURN(right, ParseMath2());
-      left = Binary("~", std::move(left), std::move(right), line);
-    }
-    return left;
+    return ParseLeftAssociative({"~"}, false, &Parser::ParseMath2);
   }
-
   absl::StatusOr<ExprPtr> ParseMath2() {
-    JINJA_ASSIGN_OR_RETURN(left, ParsePow());
-    while (IsOp("*") || IsOp("/") || IsOp("//") || IsOp("%")) {
-      const Token& op = Next();
-      JINJA_ASSIGN_OR_RETURN(right, ParsePow());
-      left = Binary(op.text, std::move(left), std::move(right), op.line);
-    }
-    return left;
+    return ParseLeftAssociative({"*", "/", "//", "%"}, false, &Parser::ParsePow);
   }
-
   absl::StatusOr<ExprPtr> ParsePow() {
-    JINJA_ASSIGN_OR_RETURN(left, ParseUnary(true));
-    while (IsOp("**")) {
-      const int line = Next().line;
-      JINJA_ASSIGN_OR_RETURN(right, ParseUnary(true));
-      left = Binary("**", std::move(left), std::move(right), line);
-    }
-    return left;
+    return ParseLeftAssociative({"**"}, false, &Parser::ParsePowOperand);
   }
+  absl::StatusOr<ExprPtr> ParsePowOperand() { return ParseUnary(true); }
 
   absl::StatusOr<ExprPtr> ParseUnary(bool with_filter) {
     ExprPtr node;
