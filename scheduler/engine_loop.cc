@@ -109,7 +109,10 @@ void EngineLoop::StopAccepting() {
 
 bool EngineLoop::WaitIdle(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return num_unfinished_ == 0; };
+  // Idle also means Load() already shows it: the pages of the last finished request are free.
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return num_unfinished_ == 0 && !finished_since_publish_;
+  };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
@@ -203,6 +206,7 @@ void EngineLoop::Finish(const std::string& id, FinishReason reason, absl::Status
   absl::MutexLock lock(&mu_);
   ids_in_use_.erase(id);
   --num_unfinished_;
+  finished_since_publish_ = true;
 }
 
 void EngineLoop::PublishLoad() {
@@ -219,6 +223,7 @@ void EngineLoop::PublishLoad() {
   absl::MutexLock lock(&mu_);
   load_ = load;
   in_transit_ = 0;  // every request taken from pending_ is in the scheduler's counts now
+  finished_since_publish_ = false;
 }
 
 void EngineLoop::Run() {
@@ -258,6 +263,7 @@ void EngineLoop::Run() {
     }
     engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
     ApplyPendingWork(pending, aborts);
+    if (!aborts.empty()) PublishLoad();  // aborted requests' pages show as free at once
 
     const absl::Time step_start = absl::Now();
     StepPlan plan = scheduler_->Schedule();

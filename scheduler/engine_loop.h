@@ -87,7 +87,8 @@ class EngineLoop {
 
   // Refuse new requests (Unavailable) from now on; running ones go on.
   void StopAccepting();
-  // Waits until no request is queued or running, or the deadline passes; true if idle.
+  // Waits until no request is queued or running and Load() says so (pages of finished requests
+  // free), or the deadline passes; true if idle.
   bool WaitIdle(absl::Time deadline);
   // Aborts everything and joins the thread. Idempotent.
   void Shutdown();
@@ -135,6 +136,8 @@ class EngineLoop {
   // Requests the engine thread has taken from pending_ but not yet published in load_.waiting;
   // counted so that Submit's queue limit has no window in which they are invisible.
   int32_t in_transit_ ABSL_GUARDED_BY(mu_) = 0;
+  // A request finished after the last PublishLoad (WaitIdle waits for the publish).
+  bool finished_since_publish_ ABSL_GUARDED_BY(mu_) = false;
 
   absl::flat_hash_map<std::string, Live> live_;  // engine thread only
   int64_t steps_ = 0;                            // engine thread only

@@ -7,6 +7,10 @@
 set -euo pipefail
 dir="${1:-${KVSERVE_HTTP_CLIENTS_DIR:-$HOME/.cache/kvserve/http-clients}}"
 mkdir -p "$dir"
+# ctest runs the HTTP test suites in parallel and each calls this script: one npm install at a
+# time (concurrent installs into one folder corrupt it), the others wait and then find it done.
+exec 9>"$dir/.install.lock"
+flock 9
 if [ ! -f "$dir/node_modules/openai/package.json" ] || \
    [ ! -f "$dir/node_modules/playwright-core/package.json" ]; then
   echo "install-http-clients: npm install openai playwright-core into $dir" >&2

@@ -112,7 +112,9 @@ TEST(EngineLoopQueueTest, RequestHandedToTheSchedulerCountsAgainstTheQueueAtOnce
     }
   }
   EXPECT_EQ(finished, 2);
+  ASSERT_TRUE((*loop)->WaitIdle(absl::Now() + absl::Seconds(20)));
   EXPECT_EQ((*loop)->Load().free_pages, 64);
+  EXPECT_EQ((*loop)->Load().waiting, 0);
 }
 
 }  // namespace
