@@ -520,7 +520,8 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string
   return dest.string();
 }
 
-absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options) {
+absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options,
+                                           bool include_weights) {
   if (!ref.file.empty()) return FetchHfFile(ref, ref.file, options);
   const fs::path dir = fs::path(options.cache_dir) / "hf" / ref.owner / ref.repo;
   for (const char* required : {"config.json", "tokenizer.json"}) {
@@ -532,6 +533,7 @@ absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOpt
     absl::StatusOr<std::string> path = FetchHfFile(ref, optional, options, /*optional=*/true);
     if (!path.ok() && path.status().code() != absl::StatusCode::kNotFound) return path.status();
   }
+  if (!include_weights) return dir.string();
   absl::StatusOr<std::string> index =
       FetchHfFile(ref, "model.safetensors.index.json", options, /*optional=*/true);
   if (!index.ok()) {

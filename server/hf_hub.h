@@ -60,8 +60,10 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& repo, const std::strin
 // Makes `ref` available locally and returns its path: the GGUF file for `hf:OWNER/REPO:FILE`;
 // for `hf:OWNER/REPO` the folder holding config.json, tokenizer.json, the optional
 // tokenizer_config.json / generation_config.json / chat_template.jinja, and model.safetensors or
-// model.safetensors.index.json with every shard it lists.
-absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options);
+// model.safetensors.index.json with every shard it lists (unless `include_weights` is false:
+// `kvserve tokenize` needs only the config and tokenizer files).
+absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options,
+                                           bool include_weights = true);
 
 // Lower-case hex SHA-256 of a file's bytes (OpenSSL EVP).
 absl::StatusOr<std::string> Sha256File(const std::string& path);

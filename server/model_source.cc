@@ -165,7 +165,8 @@ absl::StatusOr<LoadedModel> LoadModelSource(const std::string& spec,
     absl::StatusOr<HfModelRef> ref = ParseHfModelRef(spec);
     if (!ref.ok()) return ref.status();
     absl::StatusOr<std::string> path =
-        ResolveHfModel(*ref, HfHubOptions::FromEnvironment(options.offline));
+        ResolveHfModel(*ref, HfHubOptions::FromEnvironment(options.offline),
+                       /*include_weights=*/options.load_weights);
     if (!path.ok()) return path.status();
     m.path = *path;
     if (ref->file.empty()) m.name = ref->repo_id();

@@ -216,6 +216,19 @@ class HfHubTest(unittest.TestCase):
                       [r["path"] for r in self.hub.seen()])
         self.assertFalse(os.path.exists(self.cached("folder-repo", "chat_template.jinja")))
 
+    def test_tokenize_fetches_no_weights(self):
+        args = [KVSERVE_BIN, "tokenize", "--model", "hf:owner/folder-repo", "the cat is in the hat"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60, env=self.env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        local = subprocess.run([KVSERVE_BIN, "tokenize", "--model", self.folder,
+                                "the cat is in the hat"], capture_output=True, text=True,
+                               timeout=60, env=self.env())
+        self.assertEqual(local.returncode, 0, local.stderr)
+        self.assertEqual(r.stdout, local.stdout)
+        paths = [r["path"] for r in self.hub.seen()]
+        self.assertIn("/owner/folder-repo/resolve/main/tokenizer.json", paths)
+        self.assertFalse([p for p in paths if "safetensors" in p], paths)
+
     def test_interrupted_download_resumes_with_a_range_request(self):
         self.hub.cut_once.add("owner/gguf-repo/model.gguf")
         r = self.generate("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7")
