@@ -1,11 +1,5 @@
 #include "engine/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -271,49 +265,20 @@ bool GgufValue::is_integer() const { return IsIntegerType(type); }
 bool GgufValue::is_float() const { return IsFloatType(type); }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    const std::string message =
-        absl::StrCat("cannot open GGUF file '", path, "': ", strerror(error));
-    if (error == ENOENT) return absl::NotFoundError(message);
-    return absl::Status(absl::ErrnoToStatusCode(error), message);
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::Status(absl::ErrnoToStatusCode(error),
-                        absl::StrCat("cannot stat GGUF file '", path, "': ", strerror(error)));
-  }
-  if (!S_ISREG(info.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
-  }
+  absl::StatusOr<std::unique_ptr<MappedFile>> mapping = MappedFile::Open(path, "GGUF file");
+  if (!mapping.ok()) return mapping.status();
   std::unique_ptr<GgufFile> file(new GgufFile());
   file->path_ = path;
-  file->map_size_ = static_cast<size_t>(info.st_size);
-  if (file->map_size_ > 0) {
-    void* mapping = ::mmap(nullptr, file->map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (mapping == MAP_FAILED) {
-      const int error = errno;
-      ::close(fd);
-      file->map_size_ = 0;
-      return absl::Status(absl::ErrnoToStatusCode(error),
-                          absl::StrCat("cannot mmap GGUF file '", path, "': ", strerror(error)));
-    }
-    file->map_ = static_cast<const uint8_t*>(mapping);
-  }
-  ::close(fd);  // the mapping keeps the file alive
+  file->mapping_ = std::move(*mapping);
+  file->map_ = file->mapping_->data();
+  file->map_size_ = file->mapping_->size();
   if (absl::Status s = file->Parse(); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
   }
   return file;
 }
 
-GgufFile::~GgufFile() {
-  if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), map_size_);
-}
+GgufFile::~GgufFile() = default;
 
 absl::Status GgufFile::Parse() {
   Cursor cursor(map_, map_size_);

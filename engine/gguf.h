@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/dtype.h"
+#include "engine/mapped_file.h"
 
 namespace kvserve::engine {
 
@@ -107,15 +108,16 @@ class GgufFile {
   const GgufTensorInfo* FindTensor(std::string_view name) const;
   // NotFound "missing tensor 'NAME'" when absent; InvalidArgument "tensor 'NAME' has shape
   // [a, b], expected [c, d]" when `expected_dims` (ggml order) is non-empty and differs.
-  absl::StatusOr<const GgufTensorInfo*> GetTensor(std::string_view name,
-                                                  const std::vector<int64_t>& expected_dims = {}) const;
+  absl::StatusOr<const GgufTensorInfo*> GetTensor(
+      std::string_view name, const std::vector<int64_t>& expected_dims = {}) const;
 
  private:
   GgufFile() = default;
   absl::Status Parse();
 
   std::string path_;
-  const uint8_t* map_ = nullptr;
+  std::unique_ptr<MappedFile> mapping_;
+  const uint8_t* map_ = nullptr;  // mapping_'s bytes
   size_t map_size_ = 0;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;

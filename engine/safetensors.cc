@@ -1,11 +1,5 @@
 #include "engine/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -38,40 +32,19 @@ absl::StatusOr<GgmlType> SafetensorsDTypeToGgml(absl::string_view dtype) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int error = errno;
-    std::string msg = absl::StrCat("cannot open safetensors file '", path, "': ", strerror(error));
-    return error == ENOENT ? absl::NotFoundError(msg) : absl::UnavailableError(msg);
-  }
-  struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot stat '", path, "': ", strerror(error)));
-  }
+  absl::StatusOr<std::unique_ptr<MappedFile>> mapping = MappedFile::Open(path, "safetensors file");
+  if (!mapping.ok()) return mapping.status();
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  file->map_size_ = static_cast<size_t>(info.st_size);
-  if (file->map_size_ > 0) {
-    void* mapping = ::mmap(nullptr, file->map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (mapping == MAP_FAILED) {
-      const int error = errno;
-      ::close(fd);
-      return absl::UnavailableError(
-          absl::StrCat("cannot mmap safetensors file '", path, "': ", strerror(error)));
-    }
-    file->map_ = static_cast<const uint8_t*>(mapping);
-  }
-  ::close(fd);
+  file->mapping_ = std::move(*mapping);
+  file->map_ = file->mapping_->data();
+  file->map_size_ = file->mapping_->size();
   absl::Status s = file->Parse();
   if (!s.ok()) return s;
   return file;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), map_size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 const SafetensorsTensor* SafetensorsFile::Find(absl::string_view name) const {
   auto it = index_.find(name);

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/dtype.h"
+#include "engine/mapped_file.h"
 
 namespace kvserve::engine {
 
@@ -51,7 +52,8 @@ class SafetensorsFile {
   absl::Status Parse();
 
   std::string path_;
-  const uint8_t* map_ = nullptr;
+  std::unique_ptr<MappedFile> mapping_;
+  const uint8_t* map_ = nullptr;  // mapping_'s bytes
   size_t map_size_ = 0;
   std::vector<SafetensorsTensor> tensors_;
   absl::flat_hash_map<std::string, size_t> index_;
