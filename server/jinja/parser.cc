@@ -244,18 +244,18 @@ class Parser {
       JINJA_ASSIGN_OR_RETURN(macro_name, ExpectName());
       stmt->name = macro_name;
       JINJA_RETURN_IF_ERROR(ExpectOp("("));
-      while (!IsOp(")")) {
-        if (!stmt->params.empty()) JINJA_RETURN_IF_ERROR(ExpectOp(","));
-        JINJA_ASSIGN_OR_RETURN(param, ExpectName());
-        ExprPtr default_value;
-        if (IsOp("=")) {
-          Next();
-          JINJA_ASSIGN_OR_RETURN(d, ParseExpression(true));
-          default_value = std::move(d);
-        }
-        stmt->params.emplace_back(param, std::move(default_value));
-      }
-      Next();
+      JINJA_RETURN_IF_ERROR(
+          ParseCommaSeparated(")", /*trailing_comma=*/false, [&]() -> absl::Status {
+            JINJA_ASSIGN_OR_RETURN(param, ExpectName());
+            ExprPtr default_value;
+            if (IsOp("=")) {
+              Next();
+              JINJA_ASSIGN_OR_RETURN(d, ParseExpression(true));
+              default_value = std::move(d);
+            }
+            stmt->params.emplace_back(param, std::move(default_value));
+            return absl::OkStatus();
+          }));
       JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
       std::string end;
       JINJA_ASSIGN_OR_RETURN(body, ParseBody({"endmacro"}, &end));
@@ -484,31 +484,23 @@ class Parser {
         if (t.text == "[") {
           Next();
           ExprPtr list = MakeExpr(Expr::Kind::kList, t.line);
-          while (!IsOp("]")) {
-            if (!list->args.empty()) {
-              JINJA_RETURN_IF_ERROR(ExpectOp(","));
-              if (IsOp("]")) break;
-            }
+          JINJA_RETURN_IF_ERROR(ParseCommaSeparated("]", true, [&]() -> absl::Status {
             JINJA_ASSIGN_OR_RETURN(item, ParseExpression(true));
             list->args.push_back(std::move(item));
-          }
-          Next();
+            return absl::OkStatus();
+          }));
           return list;
         }
         if (t.text == "{") {
           Next();
           ExprPtr dict = MakeExpr(Expr::Kind::kDict, t.line);
-          while (!IsOp("}")) {
-            if (!dict->dict_items.empty()) {
-              JINJA_RETURN_IF_ERROR(ExpectOp(","));
-              if (IsOp("}")) break;
-            }
+          JINJA_RETURN_IF_ERROR(ParseCommaSeparated("}", true, [&]() -> absl::Status {
             JINJA_ASSIGN_OR_RETURN(key, ParseExpression(true));
             JINJA_RETURN_IF_ERROR(ExpectOp(":"));
             JINJA_ASSIGN_OR_RETURN(value, ParseExpression(true));
             dict->dict_items.emplace_back(std::move(key), std::move(value));
-          }
-          Next();
+            return absl::OkStatus();
+          }));
           return dict;
         }
         break;
@@ -520,11 +512,7 @@ class Parser {
 
   absl::Status ParseCallArgs(Expr* call) {
     JINJA_RETURN_IF_ERROR(ExpectOp("("));
-    while (!IsOp(")")) {
-      if (!call->args.empty() || !call->kwargs.empty()) {
-        JINJA_RETURN_IF_ERROR(ExpectOp(","));
-        if (IsOp(")")) break;
-      }
+    return ParseCommaSeparated(")", true, [&]() -> absl::Status {
       if (IsOp("*") || IsOp("**")) return Error("unsupported Jinja construct: *args / **kwargs");
       if (Peek().kind == Token::Kind::kName && IsOp("=", 1)) {
         std::string key = Next().text;
@@ -536,6 +524,21 @@ class Parser {
         JINJA_ASSIGN_OR_RETURN(value, ParseExpression(true));
         call->args.push_back(std::move(value));
       }
+      return absl::OkStatus();
+    });
+  }
+
+  // Parses `item` up to the operator `close`, comma-separated, then consumes `close` (the opener
+  // is already consumed). jinja2 accepts a trailing comma in lists, dicts and calls, not in macro
+  // signatures.
+  template <typename ParseItem>
+  absl::Status ParseCommaSeparated(std::string_view close, bool trailing_comma, ParseItem item) {
+    for (bool first = true; !IsOp(close); first = false) {
+      if (!first) {
+        JINJA_RETURN_IF_ERROR(ExpectOp(","));
+        if (trailing_comma && IsOp(close)) break;
+      }
+      JINJA_RETURN_IF_ERROR(item());
     }
     Next();
     return absl::OkStatus();
