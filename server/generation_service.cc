@@ -285,12 +285,22 @@ grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
   return reactor.get();
 }
 
+absl::StatusOr<std::string> ServingBackend::RenderChat(std::vector<ChatMessage> messages,
+                                                       bool add_generation_prompt) const {
+  if (chat_template == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("chat is unavailable: ", chat_template_error));
+  }
+  ChatTemplateInputs inputs;
+  inputs.messages = std::move(messages);
+  inputs.add_generation_prompt = add_generation_prompt;
+  inputs.bos_token = bos_token;
+  inputs.eos_token = eos_token;
+  return chat_template->Render(inputs);
+}
+
 absl::StatusOr<GenerateRequest> ChatToGenerateRequest(const kvserve::v1::ChatRequest& request,
                                                       const ServingBackend& backend) {
-  if (backend.chat_template == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("Chat is unavailable: ", backend.chat_template_error));
-  }
   const GenerateRequest& generation = request.generation();
   if (generation.input_case() != GenerateRequest::INPUT_NOT_SET) {
     return absl::InvalidArgumentError(
@@ -303,15 +313,12 @@ absl::StatusOr<GenerateRequest> ChatToGenerateRequest(const kvserve::v1::ChatReq
         "the special tokens");
   }
   if (request.messages().empty()) return absl::InvalidArgumentError("messages is empty");
-  ChatTemplateInputs inputs;
-  inputs.add_generation_prompt =
-      !request.has_add_generation_prompt() || request.add_generation_prompt();
-  inputs.bos_token = backend.bos_token;
-  inputs.eos_token = backend.eos_token;
+  std::vector<ChatMessage> messages;
   for (const kvserve::v1::ChatMessage& m : request.messages()) {
-    inputs.messages.push_back({m.role(), m.content()});
+    messages.push_back({m.role(), m.content()});
   }
-  absl::StatusOr<std::string> prompt = backend.chat_template->Render(inputs);
+  absl::StatusOr<std::string> prompt = backend.RenderChat(
+      std::move(messages), !request.has_add_generation_prompt() || request.add_generation_prompt());
   if (!prompt.ok()) return prompt.status();
   GenerateRequest out = generation;
   out.set_prompt(*std::move(prompt));

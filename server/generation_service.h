@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -50,6 +51,12 @@ struct ServingBackend {
   // The vocabulary's BOS / EOS text, passed to the template as bos_token / eos_token.
   std::string bos_token;
   std::string eos_token;
+
+  // The prompt for a chat: `messages` rendered with the chat template and the BOS/EOS texts.
+  // Errors: FAILED_PRECONDITION naming why there is no usable template; the template's own
+  // (raise_exception, type errors) as INVALID_ARGUMENT.
+  absl::StatusOr<std::string> RenderChat(std::vector<ChatMessage> messages,
+                                         bool add_generation_prompt) const;
 };
 
 // Renders a ChatRequest's messages with the backend's template into the equivalent

@@ -50,21 +50,6 @@ std::vector<openai::LogprobEntry> LogprobEntries(const TextCodec& codec,
   return entries;
 }
 
-// The chat prompt: the model's chat template rendered over the messages.
-absl::StatusOr<std::string> RenderChatPrompt(const ServingBackend& backend,
-                                             std::vector<ChatMessage> messages) {
-  if (backend.chat_template == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("chat completions are unavailable: ", backend.chat_template_error));
-  }
-  ChatTemplateInputs inputs;
-  inputs.messages = std::move(messages);
-  inputs.add_generation_prompt = true;
-  inputs.bos_token = backend.bos_token;
-  inputs.eos_token = backend.eos_token;
-  return backend.chat_template->Render(inputs);
-}
-
 // Writes the request's output as server-sent events until it finishes or the client leaves.
 void StreamEvents(const openai::ParsedRequest& parsed, const openai::ResponseMeta& meta,
                   const TextCodec& codec, GenerationStream& stream, HttpResponseWriter& writer) {
@@ -237,7 +222,8 @@ void OpenAiFrontend::HandleGeneration(Endpoint endpoint, const HttpRequest& requ
     return;
   }
   if (endpoint == Endpoint::kChatCompletions) {
-    absl::StatusOr<std::string> prompt = RenderChatPrompt(backend, std::move(parsed->messages));
+    absl::StatusOr<std::string> prompt =
+        backend.RenderChat(std::move(parsed->messages), /*add_generation_prompt=*/true);
     if (!prompt.ok()) {
       SendError(writer, prompt.status());
       return;
