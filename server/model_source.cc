@@ -58,6 +58,18 @@ absl::Status LoadGguf(const ModelSourceOptions& options, LoadedModel& m) {
       m.bos_id = static_cast<int32_t>(*bos);
     }
   }
+  // The BOS/EOS texts for chat templates, from the vocabulary the metadata ids point into.
+  absl::StatusOr<std::vector<std::string>> tokens = gguf.GetStringArray("tokenizer.ggml.tokens");
+  const auto token_text = [&](const char* key) -> std::string {
+    absl::StatusOr<int64_t> id = gguf.GetInt(key);
+    if (!id.ok() || !tokens.ok() || *id < 0 || *id >= static_cast<int64_t>(tokens->size())) {
+      return "";
+    }
+    return (*tokens)[*id];
+  };
+  m.bos_token = m.tokenizer != nullptr && m.bos_id >= 0 ? m.tokenizer->TokenText(m.bos_id)
+                                                        : token_text("tokenizer.ggml.bos_token_id");
+  m.eos_token = token_text("tokenizer.ggml.eos_token_id");
   if (gguf.FindMetadata("tokenizer.chat_template") != nullptr) {
     absl::StatusOr<std::string> source = gguf.GetString("tokenizer.chat_template");
     if (!source.ok()) return source.status();
@@ -98,6 +110,7 @@ absl::Status LoadFolder(const ModelSourceOptions& options, LoadedModel& m) {
       m.tokenizer = std::move(*tokenizer);
       for (int32_t id : m.tokenizer->eos_ids()) m.eos_ids.insert(id);
       m.bos_id = m.tokenizer->bos_id();
+      if (m.bos_id >= 0) m.bos_token = m.tokenizer->TokenText(m.bos_id);
     } else {
       m.tokenizer_status = tokenizer.status();
     }
@@ -109,6 +122,9 @@ absl::Status LoadFolder(const ModelSourceOptions& options, LoadedModel& m) {
   if (has_config) {
     absl::StatusOr<engine::JsonValue> config = ReadJsonFile(tokenizer_config);
     if (!config.ok()) return config.status();
+    const engine::JsonValue* eos = config->Find("eos_token");  // a string or {"content": ...}
+    if (eos != nullptr && eos->is_object()) eos = eos->Find("content");
+    if (eos != nullptr && eos->is_string()) m.eos_token = eos->string;
     absl::StatusOr<std::optional<std::string>> source = ChatTemplateFromTokenizerConfig(*config);
     if (!source.ok()) {
       return absl::InvalidArgumentError(

@@ -55,6 +55,11 @@ struct LoadedModel {
   absl::Status tokenizer_status;                 // why `tokenizer` is null
   absl::flat_hash_set<int32_t> eos_ids;
   int32_t bos_id = -1;
+  // The BOS / EOS texts transformers passes to chat templates as bos_token / eos_token: the
+  // BOS token's text, and the EOS token named by the GGUF metadata (tokenizer.ggml.eos_token_id)
+  // or by tokenizer_config.json's eos_token. Empty when unknown.
+  std::string bos_token;
+  std::string eos_token;
 
   // The chat template's Jinja source: GGUF `tokenizer.chat_template`, or a folder's
   // tokenizer_config.json `chat_template` (a string, or the entry named "default" of a list of

@@ -14,9 +14,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -34,7 +31,6 @@
 #include "absl/time/clock.h"
 #include "engine/cpu_features.h"
 #include "engine/gguf.h"
-#include "engine/json.h"
 #include "engine/llama_model.h"
 #include "engine/tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -127,31 +123,8 @@ absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& t
   return static_cast<int64_t>(value * static_cast<double>(scale));
 }
 
-// The BOS / EOS texts transformers passes to chat templates: the tokenizer's BOS token, and the
-// EOS token named by the GGUF metadata or by tokenizer_config.json's eos_token.
-std::string EosTokenText(const LoadedModel& loaded) {
-  if (loaded.format == LoadedModel::Format::kGguf && loaded.gguf != nullptr) {
-    absl::StatusOr<int64_t> id = loaded.gguf->GetInt("tokenizer.ggml.eos_token_id");
-    absl::StatusOr<std::vector<std::string>> tokens =
-        loaded.gguf->GetStringArray("tokenizer.ggml.tokens");
-    if (!id.ok() || !tokens.ok() || *id < 0 || *id >= static_cast<int64_t>(tokens->size())) {
-      return "";
-    }
-    return (*tokens)[*id];
-  }
-  std::ifstream in(std::filesystem::path(loaded.path) / "tokenizer_config.json", std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<engine::JsonValue> config = engine::ParseJson(text.str());
-  if (!config.ok()) return "";
-  const engine::JsonValue* eos = config->Find("eos_token");
-  if (eos != nullptr && eos->is_object()) eos = eos->Find("content");
-  return eos != nullptr && eos->is_string() ? eos->string : "";
-}
-
 // The model's chat template, for Chat. A model without one, or with one outside the Jinja
-// subset, is still served: Chat then answers FAILED_PRECONDITION saying why. Call before the
-// tokenizer moves into the codec.
+// subset, is still served: Chat then answers FAILED_PRECONDITION saying why.
 void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
   if (loaded.chat_template_source.has_value()) {
     absl::StatusOr<std::unique_ptr<ChatTemplate>> parsed =
@@ -159,21 +132,12 @@ void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
     if (parsed.ok()) {
       backend->chat_template = std::move(*parsed);
     } else {
-      backend->chat_template_error = absl::StrCat("the model's chat template is not supported: ",
-                                                  parsed.status().message());
+      backend->chat_template_error =
+          absl::StrCat("the model's chat template is not supported: ", parsed.status().message());
     }
   }
-  if (loaded.tokenizer != nullptr && loaded.bos_id >= 0) {
-    backend->bos_token = loaded.tokenizer->TokenText(loaded.bos_id);
-  } else if (loaded.gguf != nullptr) {
-    absl::StatusOr<int64_t> id = loaded.gguf->GetInt("tokenizer.ggml.bos_token_id");
-    absl::StatusOr<std::vector<std::string>> tokens =
-        loaded.gguf->GetStringArray("tokenizer.ggml.tokens");
-    if (id.ok() && tokens.ok() && *id >= 0 && *id < static_cast<int64_t>(tokens->size())) {
-      backend->bos_token = (*tokens)[*id];
-    }
-  }
-  backend->eos_token = EosTokenText(loaded);
+  backend->bos_token = loaded.bos_token;
+  backend->eos_token = loaded.eos_token;
   Log(backend->chat_template != nullptr
           ? std::string("chat template: loaded (Chat is available)")
           : absl::StrCat("chat template: none usable (", backend->chat_template_error,

@@ -2,6 +2,9 @@
 // against a local fake Hub in hf_hub_test.py).
 #include "server/model_source.h"
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "engine/json.h"
@@ -60,6 +63,32 @@ TEST(ChatTemplateFromTokenizerConfigTest, StringListOrAbsent) {
   ASSERT_TRUE(no_default.ok());
   EXPECT_EQ(ChatTemplateFromTokenizerConfig(*no_default).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// BOS/EOS texts for chat templates. Llama 2's vocabulary has <s> = 1 and </s> = 2.
+TEST(LoadModelSourceTest, GgufBosAndEosTexts) {
+  ModelSourceOptions options;
+  options.load_weights = false;
+  const char* shared = std::getenv("KVSERVE_SHARED");
+  ASSERT_NE(shared, nullptr);
+  auto loaded = LoadModelSource(std::string(shared) + "/models/llama-2-tiny-random.gguf", options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->bos_token, "<s>");
+  EXPECT_EQ(loaded->eos_token, "</s>");
+}
+
+TEST(LoadModelSourceTest, FolderEosTextFromTokenizerConfig) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / "model_source_test_folder";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer_config.json")
+      << R"({"eos_token": {"content": "<|im_end|>", "lstrip": false}})";
+  ModelSourceOptions options;
+  options.load_weights = false;
+  auto loaded = LoadModelSource(dir.string(), options);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->eos_token, "<|im_end|>");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
