@@ -2,12 +2,15 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
 namespace kvserve::engine {
 namespace {
 
+// Parsing needs no stack (see ParseValue), but the tree's destructor and its readers recurse
+// once per level; 64 levels cost them a few KiB and no real document comes close.
 constexpr int kMaxDepth = 64;
 
 class Parser {
@@ -16,7 +19,7 @@ class Parser {
 
   absl::StatusOr<JsonValue> ParseDocument() {
     JsonValue v;
-    absl::Status st = ParseValue(&v, 0);
+    absl::Status st = ParseValue(&v);
     if (!st.ok()) return st;
     SkipSpace();
     if (pos_ != s_.size()) return Error("unexpected text after the JSON value");
@@ -39,13 +42,9 @@ class Parser {
     return true;
   }
 
-  absl::Status ParseValue(JsonValue* v, int depth) {
-    if (depth > kMaxDepth) return Error("nesting deeper than 64 levels");
-    SkipSpace();
-    if (pos_ >= s_.size()) return Error("unexpected end of text");
+  // The value starting at pos_, for scalars; containers are opened by the caller's loop.
+  absl::Status ParseScalar(JsonValue* v) {
     const char c = s_[pos_];
-    if (c == '{') return ParseObject(v, depth);
-    if (c == '[') return ParseArray(v, depth);
     if (c == '"') {
       v->type = JsonValue::Type::kString;
       return ParseString(&v->string);
@@ -67,63 +66,79 @@ class Parser {
     return Error(absl::StrCat("unexpected character '", std::string(1, c), "'"));
   }
 
-  absl::Status ParseObject(JsonValue* v, int depth) {
-    v->type = JsonValue::Type::kObject;
-    ++pos_;  // '{'
+  // `"key" :` of an object member, leaving pos_ at its value.
+  absl::Status ParseMemberKey(std::string* key) {
     SkipSpace();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return absl::OkStatus();
-    }
-    while (true) {
-      SkipSpace();
-      if (pos_ >= s_.size() || s_[pos_] != '"') return Error("expected a string key");
-      std::string key;
-      absl::Status st = ParseString(&key);
-      if (!st.ok()) return st;
-      SkipSpace();
-      if (pos_ >= s_.size() || s_[pos_] != ':') return Error("expected ':'");
-      ++pos_;
-      JsonValue member;
-      st = ParseValue(&member, depth + 1);
-      if (!st.ok()) return st;
-      v->object.emplace_back(std::move(key), std::move(member));
-      SkipSpace();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return absl::OkStatus();
-      }
-      return Error("expected ',' or '}'");
-    }
+    if (pos_ >= s_.size() || s_[pos_] != '"') return Error("expected a string key");
+    absl::Status st = ParseString(key);
+    if (!st.ok()) return st;
+    SkipSpace();
+    if (pos_ >= s_.size() || s_[pos_] != ':') return Error("expected ':'");
+    ++pos_;
+    return absl::OkStatus();
   }
 
-  absl::Status ParseArray(JsonValue* v, int depth) {
-    v->type = JsonValue::Type::kArray;
-    ++pos_;  // '['
-    SkipSpace();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return absl::OkStatus();
-    }
+  // The next slot of the innermost open container (after its key, for objects).
+  absl::StatusOr<JsonValue*> NextSlot(JsonValue* container) {
+    if (container->is_array()) return &container->array.emplace_back();
+    std::string key;
+    absl::Status st = ParseMemberKey(&key);
+    if (!st.ok()) return st;
+    return &container->object.emplace_back(std::move(key), JsonValue()).second;
+  }
+
+  // Parses one value into *root without recursion: `open` holds the containers entered and not
+  // yet closed (innermost last). Each holds the last element of its parent, and a parent grows
+  // only after its child closed, so the pointers stay valid.
+  absl::Status ParseValue(JsonValue* root) {
+    std::vector<JsonValue*> open;
+    JsonValue* slot = root;  // where the next value goes; null after a value, until ',' or a close
     while (true) {
-      JsonValue item;
-      absl::Status st = ParseValue(&item, depth + 1);
-      if (!st.ok()) return st;
-      v->array.push_back(std::move(item));
+      if (slot != nullptr) {
+        SkipSpace();
+        if (pos_ >= s_.size()) return Error("unexpected end of text");
+        const char c = s_[pos_];
+        if (c != '{' && c != '[') {
+          absl::Status st = ParseScalar(slot);
+          if (!st.ok()) return st;
+          slot = nullptr;
+        } else {
+          if (static_cast<int>(open.size()) >= kMaxDepth) {
+            return Error(absl::StrCat("nesting deeper than ", kMaxDepth, " levels"));
+          }
+          slot->type = c == '{' ? JsonValue::Type::kObject : JsonValue::Type::kArray;
+          open.push_back(slot);
+          ++pos_;
+          SkipSpace();
+          const char close = c == '{' ? '}' : ']';
+          if (pos_ < s_.size() && s_[pos_] == close) {
+            ++pos_;
+            open.pop_back();
+            slot = nullptr;
+          } else {
+            absl::StatusOr<JsonValue*> next = NextSlot(open.back());
+            if (!next.ok()) return next.status();
+            slot = *next;
+            continue;
+          }
+        }
+      }
+      // A value just ended: continue or close the innermost container.
+      if (open.empty()) return absl::OkStatus();
+      JsonValue* container = open.back();
+      const char close = container->is_object() ? '}' : ']';
       SkipSpace();
       if (pos_ < s_.size() && s_[pos_] == ',') {
         ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == ']') {
+        absl::StatusOr<JsonValue*> next = NextSlot(container);
+        if (!next.ok()) return next.status();
+        slot = *next;
+      } else if (pos_ < s_.size() && s_[pos_] == close) {
         ++pos_;
-        return absl::OkStatus();
+        open.pop_back();
+      } else {
+        return Error(container->is_object() ? "expected ',' or '}'" : "expected ',' or ']'");
       }
-      return Error("expected ',' or ']'");
     }
   }
 

@@ -3,7 +3,9 @@
 // ParseJson() turns a complete JSON text into a JsonValue tree; every malformation is an
 // InvalidArgument error naming the byte offset. Numbers keep their integer value when written
 // without fraction or exponent (safetensors offsets exceed 2^53 only in theory, but ids and
-// sizes must stay exact). Nesting is limited to 64 levels so no input can exhaust the stack.
+// sizes must stay exact). The parser keeps its own stack of open containers instead of
+// recursing, so it runs on any thread's stack (an HTTP worker's is ~100 KiB); nesting is still
+// limited to 64 levels, which bounds the recursion of the tree's destructor and its readers.
 //
 // Ownership: JsonValue is a plain value tree. Thread-safety: parsing is pure; const access is
 // safe from any thread.

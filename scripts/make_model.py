@@ -29,7 +29,7 @@ FILE_TYPE = {"F32": 0, "F16": 1, "Q8_0": 7, "BF16": 32}
 
 def make_model(out, arch="llama", dim=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=None,
                ctx=2048, type="F32", seed=0, rope_base=10000.0, eps=1e-5, tied=False,
-               tokenizer_from=None, bias_std=0.2, head_row_scale_sigma=0.6):
+               tokenizer_from=None, bias_std=0.2, head_row_scale_sigma=0.6, chat_template=None):
     if arch not in ("llama", "qwen2"):
         raise ValueError(f"--arch must be llama or qwen2, got {arch!r}")
     if type not in FILE_TYPE:
@@ -72,6 +72,8 @@ def make_model(out, arch="llama", dim=64, layers=2, heads=4, kv_heads=2, ffn=128
     w.add("general.file_type", g.UINT32, FILE_TYPE[type])
     for k, v in tok_meta.items():
         w.add_value(k, v)
+    if chat_template is not None:
+        w.add("tokenizer.chat_template", g.STRING, chat_template)
 
     def proj(n_out, n_in):
         return rng.normal(0.0, 1.0 / np.sqrt(n_in), size=(n_out, n_in))

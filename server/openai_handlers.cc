@@ -50,6 +50,11 @@ std::vector<openai::LogprobEntry> LogprobEntries(const TextCodec& codec,
   return entries;
 }
 
+struct PreparedGeneration {
+  openai::ParsedRequest parsed;
+  std::unique_ptr<GenerationStream> stream;
+};
+
 // Writes the request's output as server-sent events until it finishes or the client leaves.
 void StreamEvents(const openai::ParsedRequest& parsed, const openai::ResponseMeta& meta,
                   const TextCodec& codec, GenerationStream& stream, HttpResponseWriter& writer) {
@@ -143,10 +148,41 @@ void SendWhole(const openai::ParsedRequest& parsed, const openai::ResponseMeta& 
   }
 }
 
+// The request body parsed and checked, the chat rendered, the prompt tokenized and submitted.
+absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string& body,
+                                           const ServingBackend& backend) {
+  absl::StatusOr<openai::ParsedRequest> parsed = endpoint == Endpoint::kCompletions
+                                                     ? openai::ParseCompletionRequest(body)
+                                                     : openai::ParseChatRequest(body);
+  if (!parsed.ok()) return parsed.status();
+  const std::string& model_id = backend.model_info.name();
+  if (!parsed->model.empty() && parsed->model != model_id) {
+    return absl::NotFoundError(absl::StrCat(
+        "The model '", parsed->model, "' does not exist: this server serves '", model_id, "'"));
+  }
+  if (endpoint == Endpoint::kChatCompletions) {
+    absl::StatusOr<std::string> prompt =
+        backend.RenderChat(std::move(parsed->messages), /*add_generation_prompt=*/true);
+    if (!prompt.ok()) return prompt.status();
+    parsed->generate.set_prompt(*std::move(prompt));
+    // The template writes the special tokens (BOS) itself, as transformers does.
+    parsed->generate.set_add_special_tokens(false);
+  }
+  absl::StatusOr<BuiltRequest> built =
+      BuildGenerationRequest(parsed->generate, *backend.codec, backend.limits);
+  if (!built.ok()) return built.status();
+  absl::StatusOr<std::unique_ptr<GenerationStream>> stream =
+      GenerationStream::Submit(backend.loop.get(), backend.codec.get(), *std::move(built));
+  if (!stream.ok()) return stream.status();
+  return PreparedGeneration{*std::move(parsed), *std::move(stream)};
+}
+
 }  // namespace
 
 OpenAiFrontend::OpenAiFrontend(std::string api_key)
-    : api_key_(std::move(api_key)), created_(absl::ToUnixSeconds(absl::Now())) {}
+    : api_key_(std::move(api_key)),
+      created_(absl::ToUnixSeconds(absl::Now())),
+      workers_(kPrepareThreads) {}
 
 void OpenAiFrontend::SetBackend(std::shared_ptr<ServingBackend> backend) {
   absl::MutexLock lock(&mu_);
@@ -207,52 +243,26 @@ void OpenAiFrontend::HandleGeneration(Endpoint endpoint, const HttpRequest& requ
     return;
   }
   const ServingBackend& backend = **backend_or;
-  absl::StatusOr<openai::ParsedRequest> parsed = endpoint == Endpoint::kCompletions
-                                                     ? openai::ParseCompletionRequest(request.body)
-                                                     : openai::ParseChatRequest(request.body);
-  if (!parsed.ok()) {
-    SendError(writer, parsed.status());
+  // Parsing, rendering and tokenizing walk untrusted input: on the pool's full-size stacks, not
+  // this HTTP worker's small one.
+  absl::StatusOr<PreparedGeneration> prepared;
+  workers_.Run([&] { prepared = Prepare(endpoint, request.body, backend); });
+  if (!prepared.ok()) {
+    SendError(writer, prepared.status());
     return;
   }
+  std::unique_ptr<GenerationStream>& stream = prepared->stream;
+  const openai::ParsedRequest* parsed = &prepared->parsed;
   const std::string& model_id = backend.model_info.name();
-  if (!parsed->model.empty() && parsed->model != model_id) {
-    SendError(writer, absl::NotFoundError(absl::StrCat("The model '", parsed->model,
-                                                       "' does not exist: this server serves '",
-                                                       model_id, "'")));
-    return;
-  }
-  if (endpoint == Endpoint::kChatCompletions) {
-    absl::StatusOr<std::string> prompt =
-        backend.RenderChat(std::move(parsed->messages), /*add_generation_prompt=*/true);
-    if (!prompt.ok()) {
-      SendError(writer, prompt.status());
-      return;
-    }
-    parsed->generate.set_prompt(*std::move(prompt));
-    // The template writes the special tokens (BOS) itself, as transformers does.
-    parsed->generate.set_add_special_tokens(false);
-  }
-  absl::StatusOr<BuiltRequest> built =
-      BuildGenerationRequest(parsed->generate, *backend.codec, backend.limits);
-  if (!built.ok()) {
-    SendError(writer, built.status());
-    return;
-  }
-  absl::StatusOr<std::unique_ptr<GenerationStream>> stream =
-      GenerationStream::Submit(backend.loop.get(), backend.codec.get(), *std::move(built));
-  if (!stream.ok()) {
-    SendError(writer, stream.status());
-    return;
-  }
   openai::ResponseMeta meta;
   meta.endpoint = endpoint;
   meta.id = NewResponseId(endpoint);
   meta.created = absl::ToUnixSeconds(absl::Now());
   meta.model = model_id;
   if (parsed->stream) {
-    StreamEvents(*parsed, meta, *backend.codec, **stream, writer);
+    StreamEvents(*parsed, meta, *backend.codec, *stream, writer);
   } else {
-    SendWhole(*parsed, meta, *backend.codec, **stream, writer);
+    SendWhole(*parsed, meta, *backend.codec, *stream, writer);
   }
 }
 

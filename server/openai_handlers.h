@@ -2,8 +2,10 @@
 // HttpServer: GET / (chat page), GET /v1/models, POST /v1/completions, POST
 // /v1/chat/completions.
 //
-// Each request runs on the HttpServer worker thread that received it: the handler validates,
-// submits a GenerationStream and blocks on its OutputChannel, writing server-sent events as
+// Each request runs on the HttpServer worker thread that received it, except its preparation:
+// parsing the body, rendering the chat template, tokenizing and submitting run on a WorkerPool
+// with full-size stacks (HTTP workers have small ones). The handler then blocks on the
+// GenerationStream's OutputChannel, writing server-sent events as
 // tokens arrive (or one JSON body at the end). A write that fails (the client closed the
 // connection, e.g. a Stop button) aborts the request in the engine loop, which frees its KV
 // pages before its next step. While a stream waits for its first token (queued behind others) a
@@ -30,6 +32,7 @@
 #include "server/generation_service.h"
 #include "server/http_server.h"
 #include "server/openai_api.h"
+#include "server/worker_pool.h"
 
 namespace kvserve::server {
 
@@ -52,8 +55,12 @@ class OpenAiFrontend {
   void HandleGeneration(openai::Endpoint endpoint, const HttpRequest& request,
                         HttpResponseWriter& writer);
 
+  // Threads that prepare generations (see the top of this file): a moment of CPU work each.
+  static constexpr int kPrepareThreads = 4;
+
   const std::string api_key_;
   const int64_t created_;  // reported as the model's creation time
+  WorkerPool workers_;
   mutable absl::Mutex mu_;
   std::shared_ptr<ServingBackend> backend_ ABSL_GUARDED_BY(mu_);
 };

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/stack_guard.h"
 #include "server/jinja/status_macros.h"
 #include "unicode/uchar.h"
 #include "unicode/ustring.h"
@@ -218,12 +219,23 @@ using ScopePtr = std::shared_ptr<Scope>;
 
 enum class Flow { kNormal, kBreak, kContinue };
 
+// How deep rendering may recurse (nested blocks, nested expressions, macro calls) and how
+// deeply lists and dicts a template builds may nest. Rendering stops earlier, with the same
+// error, when the thread's stack runs short (engine/stack_guard.h): a template that a big stack
+// renders must not crash a small one.
+constexpr int kMaxRenderDepth = 256;
+constexpr int kMaxValueNesting = 64;
+
 class Renderer {
  public:
+  // Exec and Eval count the recursion depth and check the stack, then do the work.
   absl::StatusOr<Flow> Exec(const Body& body, const ScopePtr& scope, std::string* out);
   absl::StatusOr<Value> Eval(const Expr& e, const ScopePtr& scope);
 
  private:
+  absl::Status EnterLevel(int line);
+  absl::StatusOr<Flow> ExecBody(const Body& body, const ScopePtr& scope, std::string* out);
+  absl::StatusOr<Value> EvalExpr(const Expr& e, const ScopePtr& scope);
   absl::StatusOr<Flow> ExecFor(const Stmt& s, const ScopePtr& scope, std::string* out);
   Value MakeMacro(const Stmt& s, const ScopePtr& scope);
   absl::StatusOr<Value> EvalBinary(const Expr& e, const ScopePtr& scope);
@@ -245,9 +257,39 @@ class Renderer {
   absl::StatusOr<Value> DictMethod(const Value& d, const std::string& name, const CallArgs& args,
                                    int line);
   absl::StatusOr<int64_t> Length(const Value& v, int line);
+
+  int depth_ = 0;
 };
 
+// One more level of rendering recursion, refused past kMaxRenderDepth or a short stack.
+absl::Status Renderer::EnterLevel(int line) {
+  if (depth_ >= kMaxRenderDepth || !engine::StackHasRoom()) {
+    return Fail(line, absl::StrCat("the template nests too deeply to render (", depth_,
+                                   " levels of blocks, expressions and macro calls)"));
+  }
+  ++depth_;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Flow> Renderer::Exec(const Body& body, const ScopePtr& scope, std::string* out) {
+  JINJA_RETURN_IF_ERROR(EnterLevel(body.empty() ? 0 : body.front()->line));
+  absl::StatusOr<Flow> flow = ExecBody(body, scope, out);
+  --depth_;
+  return flow;
+}
+
+absl::StatusOr<Value> Renderer::Eval(const Expr& e, const ScopePtr& scope) {
+  JINJA_RETURN_IF_ERROR(EnterLevel(e.line));
+  absl::StatusOr<Value> v = EvalExpr(e, scope);
+  --depth_;
+  if (v.ok() && v->nesting() > kMaxValueNesting) {
+    return Fail(e.line, absl::StrCat("a value nests lists and dicts deeper than ", kMaxValueNesting,
+                                     " levels"));
+  }
+  return v;
+}
+
+absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope, std::string* out) {
   for (const std::unique_ptr<Stmt>& stmt : body) {
     const Stmt& s = *stmt;
     switch (s.kind) {
@@ -431,7 +473,7 @@ absl::StatusOr<CallArgs> Renderer::EvalArgs(const Expr& e, const ScopePtr& scope
   return args;
 }
 
-absl::StatusOr<Value> Renderer::Eval(const Expr& e, const ScopePtr& scope) {
+absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
   switch (e.kind) {
     case Expr::Kind::kLiteral:
       return e.literal;

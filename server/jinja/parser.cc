@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "engine/stack_guard.h"
 #include "server/jinja/status_macros.h"
 
 namespace kvserve::server::jinja {
@@ -37,6 +38,11 @@ const std::set<std::string, std::less<>>& UnsupportedTags() {
       "with",    "autoescape", "do",    "trans",  "pluralize", "generation", "print",  "debug"};
   return *tags;
 }
+
+// Blocks inside blocks and expressions inside expressions, together: no real template comes
+// near it, and it keeps parsing, rendering and destroying the tree within any stack (parsing
+// also stops, with the same error, when the thread's stack runs short).
+constexpr int kMaxParseNesting = 128;
 
 class Parser {
  public:
@@ -93,6 +99,23 @@ class Parser {
     Next();
     return absl::OkStatus();
   }
+  // Counts one level of recursion for as long as it lives; Check() refuses one level too many.
+  class Nesting {
+   public:
+    explicit Nesting(Parser* parser) : parser_(parser) { ++parser_->depth_; }
+    ~Nesting() { --parser_->depth_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+    absl::Status Check() const {
+      if (parser_->depth_ <= kMaxParseNesting && engine::StackHasRoom()) return absl::OkStatus();
+      return parser_->Error(
+          absl::StrCat("blocks and expressions nest deeper than ", kMaxParseNesting, " levels"));
+    }
+
+   private:
+    Parser* parser_;
+  };
+
   absl::StatusOr<std::string> ExpectName() {
     if (Peek().kind != Token::Kind::kName) {
       return Error(absl::StrCat("expected a name, got ", Describe(Peek())));
@@ -103,6 +126,8 @@ class Parser {
   // Statements until a `{% name %}` with name in `ends` (consumed up to the name, which is
   // returned in `*end_tag`), or the end of the template when `ends` is empty.
   absl::StatusOr<Body> ParseBody(const std::set<std::string>& ends, std::string* end_tag) {
+    const Nesting nesting(this);
+    JINJA_RETURN_IF_ERROR(nesting.Check());
     Body body;
     while (true) {
       const Token& t = Peek();
@@ -313,6 +338,8 @@ class Parser {
   }
 
   absl::StatusOr<ExprPtr> ParseExpression(bool with_condition) {
+    const Nesting nesting(this);
+    JINJA_RETURN_IF_ERROR(nesting.Check());
     const int line = Peek().line;
     JINJA_ASSIGN_OR_RETURN(value, ParseOr());
     if (!with_condition) return value;
@@ -364,6 +391,8 @@ class Parser {
   }
 
   absl::StatusOr<ExprPtr> ParseNot() {
+    const Nesting nesting(this);
+    JINJA_RETURN_IF_ERROR(nesting.Check());
     if (IsName("not")) {
       const int line = Next().line;
       JINJA_ASSIGN_OR_RETURN(operand, ParseNot());
@@ -417,6 +446,8 @@ class Parser {
   absl::StatusOr<ExprPtr> ParsePowOperand() { return ParseUnary(true); }
 
   absl::StatusOr<ExprPtr> ParseUnary(bool with_filter) {
+    const Nesting nesting(this);
+    JINJA_RETURN_IF_ERROR(nesting.Check());
     ExprPtr node;
     if (IsOp("-") || IsOp("+")) {
       const Token& op = Next();
@@ -665,6 +696,7 @@ class Parser {
 
   const std::vector<Token>& tokens_;
   size_t pos_ = 0;
+  int depth_ = 0;  // see Nesting
 };
 
 }  // namespace

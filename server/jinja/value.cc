@@ -50,18 +50,21 @@ Value Value::String(std::string s) {
 Value Value::List(ValueList items) {
   Value v;
   v.kind_ = Kind::kList;
+  for (const Value& item : items) v.nesting_ = std::max(v.nesting_, item.nesting_ + 1);
   v.list_ = std::make_shared<ValueList>(std::move(items));
   return v;
 }
 Value Value::Dict(ValueDict items) {
   Value v;
   v.kind_ = Kind::kDict;
+  for (const auto& item : items) v.nesting_ = std::max(v.nesting_, item.second.nesting_ + 1);
   v.dict_ = std::make_shared<ValueDict>(std::move(items));
   return v;
 }
 Value Value::Namespace(ValueDict attributes) {
   Value v = Dict(std::move(attributes));
   v.kind_ = Kind::kNamespace;
+  v.nesting_ = 0;  // printed as "<Namespace>": nothing walks into it
   return v;
 }
 Value Value::Callable(std::string name, Function fn) {

@@ -102,9 +102,13 @@ class Value {
   std::string Repr() const;
   // jinja2's type names for errors: "str", "int", "list", "dict", "undefined", ...
   const char* TypeName() const;
+  // Levels of lists and dicts inside this value (0 for a scalar, 1 for [1, 2]). Printing,
+  // comparing and destroying recurse this deep; the renderer refuses values past a limit.
+  int nesting() const { return nesting_; }
 
  private:
   Kind kind_ = Kind::kUndefined;
+  int nesting_ = 0;
   bool bool_ = false;
   int64_t int_ = 0;
   double float_ = 0;

@@ -8,6 +8,7 @@
 #include "server/jinja/lexer.h"
 #include "server/jinja/parser.h"
 #include "server/jinja/value.h"
+#include "tests/engine/small_stack.h"
 
 namespace kvserve::server::jinja {
 namespace {
@@ -196,6 +197,79 @@ TEST(ChatTemplateTest, RendersMessagesAndRaises) {
   absl::Status s = (*t)->Render(in).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("bad role bad"), std::string_view::npos) << s;
+}
+
+}  // namespace
+}  // namespace kvserve::server::jinja
+
+namespace kvserve::server::jinja {
+namespace {
+
+std::string NestedIfs(int levels) {
+  std::string t;
+  for (int i = 0; i < levels; ++i) t += "{% if true %}";
+  t += "x";
+  for (int i = 0; i < levels; ++i) t += "{% endif %}";
+  return t;
+}
+
+// The hardening issue's crash: a 12-level nested {% if %} overflowed an HTTP worker's stack.
+TEST(JinjaNestingTest, RealisticNestingRendersAndDeepNestingIsANamedError) {
+  EXPECT_EQ(Render(NestedIfs(12)), "x");
+  EXPECT_EQ(Render(NestedIfs(100)), "x");
+  const std::string deep = Render(NestedIfs(1000));
+  EXPECT_NE(deep.find("PARSE: chat template line 1: blocks and expressions nest deeper than 128"),
+            std::string::npos)
+      << deep;
+  const std::string parens =
+      Render("{{ " + std::string(1000, '(') + "1" + std::string(1000, ')') + " }}");
+  EXPECT_NE(parens.find("PARSE: chat template line 1: blocks and expressions nest deeper"),
+            std::string::npos)
+      << parens;
+  std::string many_nots;
+  for (int i = 0; i < 1000; ++i) many_nots += "not ";
+  const std::string nots = Render("{{ " + many_nots + "1 }}");
+  EXPECT_NE(nots.find("PARSE:"), std::string::npos) << nots;
+  const std::string minus = Render("{{ " + std::string(1000, '-') + "1 }}");
+  EXPECT_NE(minus.find("PARSE:"), std::string::npos) << minus;
+}
+
+TEST(JinjaNestingTest, EndlessMacroRecursionIsARenderError) {
+  const std::string out = Render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+  EXPECT_NE(out.find("RENDER: chat template line 1: the template nests too deeply to render"),
+            std::string::npos)
+      << out;
+}
+
+TEST(JinjaNestingTest, ValuesNestingTooDeeplyAreARenderError) {
+  const std::string ok = Render(
+      "{% set ns = namespace(x=[]) %}{% for i in range(3) %}{% set ns.x = [ns.x] %}{% endfor %}"
+      "{{ ns.x }}");
+  EXPECT_EQ(ok, "[[[[]]]]");
+  const std::string out = Render(
+      "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}"
+      "{% endfor %}{{ ns.x }}");
+  EXPECT_NE(out.find("RENDER: chat template line 1: a value nests lists and dicts deeper than 64"),
+            std::string::npos)
+      << out;
+}
+
+// On a stack smaller than an HTTP worker's, parsing and rendering stop with an error where the
+// stack runs short; nothing overflows.
+TEST(JinjaNestingTest, SmallStacksGetAnErrorNotACrash) {
+  for (const int levels : {12, 60, 127}) {
+    std::string out;
+    kvserve::testing::RunOnStack(96 * 1024, [&] { out = Render(NestedIfs(levels)); });
+    EXPECT_TRUE(out == "x" || out.find("nest") != std::string::npos) << levels << ": " << out;
+  }
+  absl::StatusOr<Template> t = Template::Parse(NestedIfs(100));
+  ASSERT_TRUE(t.ok()) << t.status();
+  std::string out;
+  kvserve::testing::RunOnStack(64 * 1024, [&] {
+    absl::StatusOr<std::string> r = t->Render({});
+    out = r.ok() ? *r : std::string(r.status().message());
+  });
+  EXPECT_NE(out.find("the template nests too deeply to render"), std::string::npos) << out;
 }
 
 }  // namespace
