@@ -15,6 +15,10 @@ struct CpuFeatureSet {
   bool avx512vl = false;
   bool avx512_bf16 = false;
   bool avx512_vnni = false;
+  bool f16c = false;
+  bool avx_vnni = false;  // VEX-encoded vpdpbusd on 256-bit vectors
+  bool amx_tile = false;  // AMX tiles usable by the OS (XCR0 enables the tile state)
+  bool amx_int8 = false;
 };
 
 const CpuFeatureSet& CpuFeatures();

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu_features.h"
+#include "engine/quant/formats.h"
 
 namespace kvserve::engine {
 namespace {
@@ -128,19 +129,6 @@ __attribute__((target("avx2"))) void Bf16ToF32Avx2(const uint16_t* src, float* d
   Bf16ToF32Scalar(src + i, dst + i, n - i);
 }
 
-void ConvertQ8_0(const uint8_t* src, float* dst, int64_t n) {
-  constexpr int64_t kBlock = 32;
-  constexpr int64_t kBlockBytes = 2 + kBlock;
-  for (int64_t b = 0; b < n / kBlock; ++b) {
-    const uint8_t* block = src + b * kBlockBytes;
-    const uint16_t scale_bits = static_cast<uint16_t>(block[0] | (block[1] << 8));
-    const float scale = HalfToFloat(scale_bits);
-    for (int64_t j = 0; j < kBlock; ++j) {
-      dst[b * kBlock + j] = scale * static_cast<float>(static_cast<int8_t>(block[2 + j]));
-    }
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<GgmlTypeTraits> GetGgmlTypeTraits(uint32_t raw_type) {
@@ -166,7 +154,7 @@ std::string_view GgmlTypeName(GgmlType type) {
 
 bool IsSupportedWeightType(GgmlType type) {
   return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 ||
-         type == GgmlType::kQ8_0;
+         quant::FindFormat(type) != nullptr;
 }
 
 absl::StatusOr<int64_t> GgmlRowBytes(GgmlType type, int64_t num_elements) {
@@ -270,11 +258,9 @@ absl::Status ConvertToF32(GgmlType type, const void* src, float* dst, int64_t n)
         }
       }
       break;
-    case GgmlType::kQ8_0:
-      ConvertQ8_0(static_cast<const uint8_t*>(src), dst, n);
+    default:  // a quantized type (IsSupportedWeightType)
+      quant::DequantizeRow(*quant::FindFormat(type), static_cast<const uint8_t*>(src), dst, n);
       break;
-    default:
-      break;  // unreachable: filtered by IsSupportedWeightType
   }
   return absl::OkStatus();
 }

@@ -62,7 +62,8 @@ absl::StatusOr<GgmlTypeTraits> GetGgmlTypeTraits(uint32_t raw_type);
 // Name of a type ("Q8_0"), or "unknown(N)".
 std::string_view GgmlTypeName(GgmlType type);
 
-// Whether kvserve can turn tensors of this type into f32 (F32, F16, BF16, Q8_0).
+// Whether kvserve can read tensors of this type as weights: F32, F16, BF16 and the quantized
+// types of quant/formats.h (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K, IQ4_NL, IQ4_XS).
 bool IsSupportedWeightType(GgmlType type);
 
 // Bytes taken by `num_elements` elements of `type`; error if num_elements is not a multiple of
@@ -75,8 +76,9 @@ uint16_t FloatToHalf(float f);
 float Bf16ToFloat(uint16_t b);
 uint16_t FloatToBf16(float f);
 
-// Converts `n` elements of `type` starting at `src` into f32. `n` must be a multiple of the
-// type's block size. Error (naming the type) for types kvserve does not support.
+// Converts `n` elements of `type` starting at `src` into f32 (quantized types as ggml's
+// dequantize_row_* does). `n` must be a multiple of the type's block size. Error (naming the
+// type) for types kvserve does not support.
 absl::Status ConvertToF32(GgmlType type, const void* src, float* dst, int64_t n);
 
 // Bulk f32 <-> bf16 conversions (vectorized where the CPU allows).

@@ -5,162 +5,22 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "engine/attention.h"
 #include "engine/kernels.h"
+#include "engine/linear_builder.h"
 #include "engine/step_profile.h"
 
 namespace kvserve::engine {
 namespace {
 
-// Concatenates row blocks of several [rows_i, in] matrices into one [sum rows_i, in] matrix.
-std::vector<float> ConcatRows(std::initializer_list<const std::vector<float>*> parts) {
-  size_t total = 0;
-  for (const auto* p : parts) total += p->size();
-  std::vector<float> out;
-  out.reserve(total);
-  for (const auto* p : parts) out.insert(out.end(), p->begin(), p->end());
-  return out;
-}
-
 template <typename T>
 void Grow(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
-
-}  // namespace
-
-// A tensor's raw rows in a mapping.
-struct RawTensor {
-  GgmlType type = GgmlType::kF32;
-  const uint8_t* data = nullptr;
-};
-
-// Tensors by their GGUF names ("blk.3.attn_q.weight") and ggml-order dims ({in, out}); each
-// source translates to its own naming and layout.
-class WeightSource {
- public:
-  virtual ~WeightSource() = default;
-  // The whole tensor as f32, shape-checked; errors name the tensor as the file names it.
-  virtual absl::StatusOr<std::vector<float>> ReadF32(const std::string& name,
-                                                     const std::vector<int64_t>& dims) const = 0;
-  // The embedding table's rows, left in the mapping.
-  virtual absl::StatusOr<RawTensor> Raw(const std::string& name,
-                                        const std::vector<int64_t>& dims) const = 0;
-};
-
-namespace {
-
-absl::Status UnsupportedType(absl::string_view name, GgmlType type) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("tensor '", name, "' has type ", std::string(GgmlTypeName(type)),
-                   ", which kvserve does not support (supported: F32, F16, BF16, Q8_0)"));
-}
-
-absl::StatusOr<std::vector<float>> ToF32(absl::string_view name, RawTensor raw, int64_t n) {
-  std::vector<float> out(n);
-  absl::Status s = ConvertToF32(raw.type, raw.data, out.data(), n);
-  if (!s.ok())
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "': ", s.message()));
-  return out;
-}
-
-int64_t NumElements(const std::vector<int64_t>& dims) {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
-
-class GgufWeightSource : public WeightSource {
- public:
-  explicit GgufWeightSource(const GgufFile& file) : file_(file) {}
-
-  absl::StatusOr<RawTensor> Raw(const std::string& name,
-                                const std::vector<int64_t>& dims) const override {
-    absl::StatusOr<const GgufTensorInfo*> t = file_.GetTensor(name, dims);
-    if (!t.ok()) return t.status();
-    if (!IsSupportedWeightType((*t)->type)) return UnsupportedType(name, (*t)->type);
-    return RawTensor{(*t)->type, (*t)->data};
-  }
-  absl::StatusOr<std::vector<float>> ReadF32(const std::string& name,
-                                             const std::vector<int64_t>& dims) const override {
-    absl::StatusOr<RawTensor> raw = Raw(name, dims);
-    if (!raw.ok()) return raw.status();
-    return ToF32(name, *raw, NumElements(dims));
-  }
-
- private:
-  const GgufFile& file_;
-};
-
-// Hugging Face names and [out, in] shapes (the reverse of ggml's dims; same bytes).
-class HfWeightSource : public WeightSource {
- public:
-  explicit HfWeightSource(const HfModel& model) : model_(model) {}
-
-  static std::string HfName(const std::string& gguf_name) {
-    static const std::pair<absl::string_view, absl::string_view> kGlobal[] = {
-        {"token_embd.weight", "model.embed_tokens.weight"},
-        {"output_norm.weight", "model.norm.weight"},
-        {"output.weight", "lm_head.weight"},
-    };
-    for (const auto& [g, h] : kGlobal) {
-      if (gguf_name == g) return std::string(h);
-    }
-    static const std::pair<absl::string_view, absl::string_view> kLayer[] = {
-        {"attn_norm.", "input_layernorm."},    {"attn_q.", "self_attn.q_proj."},
-        {"attn_k.", "self_attn.k_proj."},      {"attn_v.", "self_attn.v_proj."},
-        {"attn_output.", "self_attn.o_proj."}, {"ffn_norm.", "post_attention_layernorm."},
-        {"ffn_gate.", "mlp.gate_proj."},       {"ffn_up.", "mlp.up_proj."},
-        {"ffn_down.", "mlp.down_proj."},
-    };
-    // "blk.N.ROLE.weight" -> "model.layers.N.HF_ROLE.weight"
-    if (gguf_name.rfind("blk.", 0) == 0) {
-      const size_t dot = gguf_name.find('.', 4);
-      if (dot != std::string::npos) {
-        const std::string layer = gguf_name.substr(4, dot - 4);
-        const std::string rest = gguf_name.substr(dot + 1);
-        for (const auto& [g, h] : kLayer) {
-          if (absl::StartsWith(rest, g)) {
-            return absl::StrCat("model.layers.", layer, ".", h, rest.substr(g.size()));
-          }
-        }
-      }
-    }
-    return gguf_name;
-  }
-
-  absl::StatusOr<RawTensor> Raw(const std::string& gguf_name,
-                                const std::vector<int64_t>& dims) const override {
-    const std::string name = HfName(gguf_name);
-    const SafetensorsTensor* t = model_.Find(name);
-    if (t == nullptr) return absl::NotFoundError(absl::StrCat("missing tensor '", name, "'"));
-    const std::vector<int64_t> shape(dims.rbegin(), dims.rend());
-    if (t->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape [",
-                                                     absl::StrJoin(t->shape, ", "), "], expected [",
-                                                     absl::StrJoin(shape, ", "), "]"));
-    }
-    absl::StatusOr<GgmlType> type = SafetensorsDTypeToGgml(t->dtype);
-    if (!type.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor '", name, "': ", type.status().message()));
-    }
-    return RawTensor{*type, t->data};
-  }
-  absl::StatusOr<std::vector<float>> ReadF32(const std::string& gguf_name,
-                                             const std::vector<int64_t>& dims) const override {
-    absl::StatusOr<RawTensor> raw = Raw(gguf_name, dims);
-    if (!raw.ok()) return raw.status();
-    return ToF32(HfName(gguf_name), *raw, NumElements(dims));
-  }
-
- private:
-  const HfModel& model_;
-};
 
 }  // namespace
 
@@ -172,8 +32,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<con
                                                              const LoadOptions& options) {
   absl::StatusOr<ModelConfig> config = ModelConfigFromGguf(*file);
   if (!config.ok()) return config.status();
-  GgufWeightSource source(*file);
-  return LoadFrom(source, file, *config, options);
+  const std::unique_ptr<WeightSource> source = MakeGgufWeightSource(*file);
+  return LoadFrom(*source, file, *config, options);
 }
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<const HfModel> model,
@@ -181,8 +41,49 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(std::shared_ptr<con
   ModelConfig config = model->config();
   // Checkpoints saved with tied embeddings usually omit lm_head.weight.
   if (model->Find("lm_head.weight") == nullptr) config.tied_embeddings = true;
-  HfWeightSource source(*model);
-  return LoadFrom(source, model, config, options);
+  const std::unique_ptr<WeightSource> source = MakeHfWeightSource(*model);
+  return LoadFrom(*source, model, config, options);
+}
+
+absl::StatusOr<LlamaModel::Layer> LlamaModel::LoadLayer(const WeightSource& source,
+                                                        LinearBuilder& builder, int64_t l) const {
+  const ModelConfig& c = config_;
+  const int64_t d = c.hidden_size, q = c.q_size(), kv = c.kv_size(), f = c.intermediate_size;
+  const std::string b = absl::StrCat("blk.", l, ".");
+  Layer layer;
+  absl::StatusOr<std::vector<float>> attn_norm = source.ReadF32(b + "attn_norm.weight", {d});
+  if (!attn_norm.ok()) return attn_norm.status();
+  layer.attn_norm = *std::move(attn_norm);
+  absl::StatusOr<std::vector<float>> ffn_norm = source.ReadF32(b + "ffn_norm.weight", {d});
+  if (!ffn_norm.ok()) return ffn_norm.status();
+  layer.ffn_norm = *std::move(ffn_norm);
+  std::vector<float> qkv_bias;
+  if (c.qkv_bias) {
+    for (const auto& [name, n] : {std::pair<const char*, int64_t>{"attn_q.bias", q},
+                                  {"attn_k.bias", kv},
+                                  {"attn_v.bias", kv}}) {
+      absl::StatusOr<std::vector<float>> bias = source.ReadF32(b + name, {n});
+      if (!bias.ok()) return bias.status();
+      qkv_bias.insert(qkv_bias.end(), bias->begin(), bias->end());
+    }
+  }
+  using T = LinearBuilder::Tensor;
+  absl::StatusOr<std::unique_ptr<Linear>> qkv = builder.Build(
+      {T{b + "attn_q.weight", d, q}, T{b + "attn_k.weight", d, kv}, T{b + "attn_v.weight", d, kv}},
+      qkv_bias);
+  if (!qkv.ok()) return qkv.status();
+  layer.qkv = *std::move(qkv);
+  absl::StatusOr<std::unique_ptr<Linear>> out = builder.Build({T{b + "attn_output.weight", q, d}});
+  if (!out.ok()) return out.status();
+  layer.attn_out = *std::move(out);
+  absl::StatusOr<std::unique_ptr<Linear>> gate_up =
+      builder.Build({T{b + "ffn_gate.weight", d, f}, T{b + "ffn_up.weight", d, f}});
+  if (!gate_up.ok()) return gate_up.status();
+  layer.gate_up = *std::move(gate_up);
+  absl::StatusOr<std::unique_ptr<Linear>> down = builder.Build({T{b + "ffn_down.weight", f, d}});
+  if (!down.ok()) return down.status();
+  layer.down = *std::move(down);
+  return layer;
 }
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadFrom(const WeightSource& source,
@@ -194,62 +95,26 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::LoadFrom(const WeightSou
   if (!embd.ok()) return embd.status();
   m->embd_type_ = embd->type;
   m->embd_data_ = embd->data;
-
-  const int64_t d = c.hidden_size, q = c.q_size(), kv = c.kv_size(), f = c.intermediate_size;
-  const WeightDType wt = options.weight_dtype;
+  LinearBuilder builder(source, options.weight_dtype, options.isa);
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string b = absl::StrCat("blk.", l, ".");
-    Layer layer;
-#define KVSERVE_READ(var, name, ...)                                                \
-  absl::StatusOr<std::vector<float>> var = source.ReadF32(b + name, {__VA_ARGS__}); \
-  if (!var.ok()) return var.status();
-    KVSERVE_READ(attn_norm, "attn_norm.weight", d);
-    KVSERVE_READ(wq, "attn_q.weight", d, q);
-    KVSERVE_READ(wk, "attn_k.weight", d, kv);
-    KVSERVE_READ(wv, "attn_v.weight", d, kv);
-    KVSERVE_READ(wo, "attn_output.weight", q, d);
-    KVSERVE_READ(ffn_norm, "ffn_norm.weight", d);
-    KVSERVE_READ(wg, "ffn_gate.weight", d, f);
-    KVSERVE_READ(wu, "ffn_up.weight", d, f);
-    KVSERVE_READ(wd, "ffn_down.weight", f, d);
-    std::vector<float> qkv_bias;
-    if (c.qkv_bias) {
-      KVSERVE_READ(bq, "attn_q.bias", q);
-      KVSERVE_READ(bk, "attn_k.bias", kv);
-      KVSERVE_READ(bv, "attn_v.bias", kv);
-      qkv_bias = ConcatRows({&*bq, &*bk, &*bv});
-    }
-#undef KVSERVE_READ
-    layer.attn_norm = std::move(*attn_norm);
-    layer.ffn_norm = std::move(*ffn_norm);
-    std::vector<float> wqkv = ConcatRows({&*wq, &*wk, &*wv});
-    auto qkv = Linear::Create(wqkv.data(), q + 2 * kv, d, wt,
-                              qkv_bias.empty() ? nullptr : qkv_bias.data());
-    if (!qkv.ok()) return qkv.status();
-    layer.qkv = std::move(*qkv);
-    auto out = Linear::Create(wo->data(), d, q, wt);
-    if (!out.ok()) return out.status();
-    layer.attn_out = std::move(*out);
-    std::vector<float> wgu = ConcatRows({&*wg, &*wu});
-    auto gu = Linear::Create(wgu.data(), 2 * f, d, wt);
-    if (!gu.ok()) return gu.status();
-    layer.gate_up = std::move(*gu);
-    auto down = Linear::Create(wd->data(), d, f, wt);
-    if (!down.ok()) return down.status();
-    layer.down = std::move(*down);
-    m->layers_.push_back(std::move(layer));
+    absl::StatusOr<Layer> layer = m->LoadLayer(source, builder, l);
+    if (!layer.ok()) return layer.status();
+    m->layers_.push_back(*std::move(layer));
   }
-  absl::StatusOr<std::vector<float>> out_norm = source.ReadF32("output_norm.weight", {d});
+  absl::StatusOr<std::vector<float>> out_norm =
+      source.ReadF32("output_norm.weight", {c.hidden_size});
   if (!out_norm.ok()) return out_norm.status();
-  m->output_norm_ = std::move(*out_norm);
-  absl::StatusOr<std::vector<float>> head =
-      source.ReadF32(c.tied_embeddings ? "token_embd.weight" : "output.weight", {d, c.vocab_size});
-  if (!head.ok()) return head.status();
-  auto lm_head = Linear::Create(head->data(), c.vocab_size, d, wt);
+  m->output_norm_ = *std::move(out_norm);
+  absl::StatusOr<std::unique_ptr<Linear>> lm_head = builder.Build(
+      {{c.tied_embeddings ? "token_embd.weight" : "output.weight", c.hidden_size, c.vocab_size}});
   if (!lm_head.ok()) return lm_head.status();
-  m->lm_head_ = std::move(*lm_head);
-  m->rope_ = std::make_unique<RopeTable>(static_cast<int>(c.head_dim), c.rope_base,
-                                         c.rope_freq_divisors);
+  m->lm_head_ = *std::move(lm_head);
+  m->weight_summary_ = builder.Summary();
+  m->weight_summary_.push_back(
+      absl::StrCat("token_embd.weight: ", std::string(GgmlTypeName(m->embd_type_)),
+                   ", rows converted to f32 per token"));
+  m->rope_ =
+      std::make_unique<RopeTable>(static_cast<int>(c.head_dim), c.rope_base, c.rope_freq_divisors);
   return m;
 }
 

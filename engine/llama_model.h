@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -22,8 +23,10 @@
 #include "engine/gguf.h"
 #include "engine/hf_model.h"
 #include "engine/kv_page_pool.h"
+#include "engine/linear.h"
 #include "engine/model_config.h"
 #include "engine/primitives.h"
+#include "engine/quant/isa.h"
 
 namespace kvserve::engine {
 
@@ -46,11 +49,14 @@ struct ForwardBatch {
   std::vector<ForwardRun> runs;
 };
 
-// Where Load() reads tensors from (GGUF or a Hugging Face folder); defined in llama_model.cc.
-class WeightSource;
+class WeightSource;   // weight_source.h
+class LinearBuilder;  // linear_builder.h
 
 struct LoadOptions {
-  WeightDType weight_dtype = WeightDType::kF32;
+  WeightDType weight_dtype = WeightDType::kAuto;
+  // The quantized kernels' instruction-set path (the best this CPU has unless KVSERVE_ISA caps
+  // it).
+  quant::QuantIsa isa = quant::DefaultQuantIsa();
 };
 
 class LlamaModel {
@@ -66,6 +72,9 @@ class LlamaModel {
 
   const ModelConfig& config() const { return config_; }
   WeightDType weight_dtype() const { return options_.weight_dtype; }
+  // What each tensor type became at load, one line each ("Q4_K: 72 tensors kept quantized
+  // (Q4_K x Q8_K, avx512 kernels)"), for the load log.
+  const std::vector<std::string>& weight_summary() const { return weight_summary_; }
 
   // The KV pool shape this model needs for `num_pages` pages of `page_size` tokens.
   KvPoolShape KvShape(int page_size, int num_pages, KvDType dtype) const;
@@ -90,6 +99,8 @@ class LlamaModel {
                                                               std::shared_ptr<const void> owner,
                                                               const ModelConfig& config,
                                                               const LoadOptions& options);
+  absl::StatusOr<Layer> LoadLayer(const WeightSource& source, LinearBuilder& builder,
+                                  int64_t l) const;
   absl::Status EmbedTokens(absl::Span<const int32_t> ids, float* out) const;
 
   std::shared_ptr<const void> weights_owner_;  // the GgufFile or HfModel mapping embd_data_
@@ -101,6 +112,7 @@ class LlamaModel {
   std::vector<float> output_norm_;
   std::unique_ptr<Linear> lm_head_;
   std::unique_ptr<RopeTable> rope_;
+  std::vector<std::string> weight_summary_;
 
   // Scratch buffers reused across steps (grown as needed).
   std::vector<float> x_, h_, qkv_, q_, k_, v_, attn_, gate_up_, act_, sel_;

@@ -40,7 +40,7 @@ using DnnlTag = dnnl::memory::format_tag;
 
 // The packed weight layout is the one oneDNN prefers at this row count. One full brgemm M block
 // (oneDNN 2.x blocks M by up to 64), between decode batches and prefill chunks. Other row counts
-// reuse this layout (see Linear::Impl::EntryFor).
+// reuse this layout (see OneDnnLinear::Impl::EntryFor).
 constexpr int64_t kLayoutProbeRows = 64;
 
 // One CPU engine and one stream for the whole process. Leaked on purpose: Linears may live in
@@ -97,6 +97,9 @@ struct OperandTypes {
 OperandTypes ToDnnl(WeightDType dtype) {
   switch (dtype) {
     case WeightDType::kF32:
+    case WeightDType::kAuto:
+    case WeightDType::kQ8_0:
+    case WeightDType::kQ4_K:
       break;
     case WeightDType::kBF16:
       return {DnnlDType::bf16, DnnlDType::bf16, DnnlDType::f32};
@@ -240,30 +243,34 @@ bool IsReferenceImpl(std::string_view impl) { return impl.find("ref") != std::st
 
 std::string_view WeightDTypeName(WeightDType dtype) {
   switch (dtype) {
+    case WeightDType::kAuto:
+      return "auto";
     case WeightDType::kF32:
       return "f32";
     case WeightDType::kBF16:
       return "bf16";
     case WeightDType::kInt8:
       return "int8";
+    case WeightDType::kQ8_0:
+      return "q8_0";
+    case WeightDType::kQ4_K:
+      return "q4_k";
   }
   return "unknown";
 }
 
-WeightDType DefaultWeightDType() {
-  return CpuFeatures().avx512_bf16 ? WeightDType::kBF16 : WeightDType::kF32;
-}
+WeightDType DefaultFloatWeightDType() { return WeightDType::kF32; }
 
 absl::StatusOr<WeightDType> ParseWeightDType(std::string_view name) {
-  if (name == "auto") return DefaultWeightDType();
-  if (name == "f32") return WeightDType::kF32;
-  if (name == "bf16") return WeightDType::kBF16;
-  if (name == "int8") return WeightDType::kInt8;
+  for (WeightDType d : {WeightDType::kAuto, WeightDType::kF32, WeightDType::kBF16,
+                        WeightDType::kInt8, WeightDType::kQ8_0, WeightDType::kQ4_K}) {
+    if (WeightDTypeName(d) == name) return d;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
-      "weight dtype must be f32, bf16, int8 or auto, not '", std::string(name), "'"));
+      "weight dtype must be auto, f32, bf16, int8, q8_0 or q4_k, not '", std::string(name), "'"));
 }
 
-struct Linear::Impl {
+struct OneDnnLinear::Impl {
   // A matmul for one row count, with memory objects whose data handles are set per call.
   struct Entry {
     dnnl::matmul matmul;
@@ -371,13 +378,19 @@ struct Linear::Impl {
   }
 };
 
-absl::StatusOr<std::unique_ptr<Linear>> Linear::Create(const float* weight, int64_t out_features,
-                                                       int64_t in_features, WeightDType dtype,
-                                                       const float* bias) {
-  if (weight == nullptr) return absl::InvalidArgumentError("Linear::Create: weight is null");
+absl::StatusOr<std::unique_ptr<OneDnnLinear>> OneDnnLinear::Create(const float* weight,
+                                                                   int64_t out_features,
+                                                                   int64_t in_features,
+                                                                   WeightDType dtype,
+                                                                   const float* bias) {
+  if (weight == nullptr) return absl::InvalidArgumentError("OneDnnLinear::Create: weight is null");
+  if (dtype != WeightDType::kF32 && dtype != WeightDType::kBF16 && dtype != WeightDType::kInt8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "oneDNN multiplies f32, bf16 or int8 weights, not ", std::string(WeightDTypeName(dtype))));
+  }
   if (out_features < 1 || in_features < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Linear::Create: bad weight shape [", out_features, ", ", in_features, "]"));
+    return absl::InvalidArgumentError(absl::StrCat("OneDnnLinear::Create: bad weight shape [",
+                                                   out_features, ", ", in_features, "]"));
   }
   auto impl = std::make_unique<Impl>();
   impl->in_features = in_features;
@@ -428,7 +441,7 @@ absl::StatusOr<std::unique_ptr<Linear>> Linear::Create(const float* weight, int6
         }
         if (!std::isfinite(max_abs)) {
           return absl::InvalidArgumentError(
-              absl::StrCat("Linear::Create: weight row ", o,
+              absl::StrCat("OneDnnLinear::Create: weight row ", o,
                            " has a non-finite value; cannot quantize to int8"));
         }
         impl->int8_weight_scales[o] = static_cast<float>(max_abs / kWeightQuantMax);
@@ -463,14 +476,14 @@ absl::StatusOr<std::unique_ptr<Linear>> Linear::Create(const float* weight, int6
                                             in_features, "] ", std::string(WeightDTypeName(dtype)),
                                             " weights: ", e.what()));
   }
-  return std::unique_ptr<Linear>(new Linear(std::move(impl)));
+  return std::unique_ptr<OneDnnLinear>(new OneDnnLinear(std::move(impl)));
 }
 
-Linear::Linear(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Linear::~Linear() = default;
+OneDnnLinear::OneDnnLinear(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+OneDnnLinear::~OneDnnLinear() = default;
 
-void Linear::Forward(const float* x, int64_t m, float* y) {
-  if (m < 1) Die(absl::StrCat("Linear::Forward with m=", m));
+void OneDnnLinear::Forward(const float* x, int64_t m, float* y) {
+  if (m < 1) Die(absl::StrCat("OneDnnLinear::Forward with m=", m));
   Impl& impl = *impl_;
   try {
     Impl::Entry& entry = impl.EntryFor(m);
@@ -508,9 +521,13 @@ void Linear::Forward(const float* x, int64_t m, float* y) {
   }
 }
 
-int64_t Linear::in_features() const { return impl_->in_features; }
-int64_t Linear::out_features() const { return impl_->out_features; }
-WeightDType Linear::dtype() const { return impl_->dtype; }
-std::string_view Linear::impl_name() const { return impl_->impl_name; }
+int64_t OneDnnLinear::in_features() const { return impl_->in_features; }
+int64_t OneDnnLinear::out_features() const { return impl_->out_features; }
+WeightDType OneDnnLinear::dtype() const { return impl_->dtype; }
+std::string_view OneDnnLinear::impl_name() const { return impl_->impl_name; }
+std::string OneDnnLinear::Describe() const {
+  return absl::StrCat("oneDNN ", std::string(WeightDTypeName(impl_->dtype)),
+                      impl_->impl_name.empty() ? "" : " ", impl_->impl_name);
+}
 
 }  // namespace kvserve::engine

@@ -1,6 +1,6 @@
-// The one place kvserve talks to oneDNN. Everything else multiplies matrices through Linear.
+// The one place kvserve talks to oneDNN: OneDnnLinear, the Linear (linear.h) of float weights.
 //
-// Linear holds one weight matrix, reordered once at construction into the layout oneDNN's
+// OneDnnLinear holds one weight matrix, reordered once at construction into the layout oneDNN's
 // fastest matmul kernel for this CPU prefers (format_tag::any), in f32, bf16 or int8. Forward()
 // computes y = x · Wᵀ (+ bias) for any number of rows; primitives are created lazily per row
 // count and cached.
@@ -12,8 +12,8 @@
 // fixed zero point of 128; oneDNN computes the exact s32 products, and a vectorized epilogue
 // removes the zero point, applies row scale × channel scale and adds the bias in f32.
 //
-// Ownership: Linear owns its packed weights and cached primitives. Thread-safety: Forward() is
-// meant for the single engine thread (the primitive cache is not locked); oneDNN itself uses
+// Ownership: OneDnnLinear owns its packed weights and cached primitives. Thread-safety: Forward()
+// is meant for the single engine thread (the primitive cache is not locked); oneDNN itself uses
 // OpenMP threads inside each call.
 #ifndef KVSERVE_ENGINE_PRIMITIVES_H_
 #define KVSERVE_ENGINE_PRIMITIVES_H_
@@ -23,45 +23,56 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "engine/linear.h"
 
 namespace kvserve::engine {
 
-enum class WeightDType { kF32, kBF16, kInt8 };
+// --weight-dtype: how a model's matrices are stored and multiplied.
+//   auto  quantized tensors stay as stored (quant/ kernels); float tensors take
+//         DefaultFloatWeightDType()
+//   f32, bf16, int8  every tensor, quantized ones dequantized first, goes to oneDNN in that type
+//   q8_0, q4_k  float tensors are quantized at load with ggml's reference quantizers (q4_k falls
+//         back to Q5_0 where rows are not a multiple of 256); quantized tensors stay as stored
+enum class WeightDType { kAuto, kF32, kBF16, kInt8, kQ8_0, kQ4_K };
 std::string_view WeightDTypeName(WeightDType dtype);
 
-// Default weight dtype for this CPU: bf16 where it has AVX-512 BF16, else f32.
-WeightDType DefaultWeightDType();
+// What float tensors become under `auto`: f32 on every CPU. oneDNN's bf16 matmul was found not
+// to be batch-invariant on an AVX-512 BF16 / AMX machine (its kernel depends on the row count)
+// and rounds activations, so greedy output drifts from llama.cpp's; f32 is neither. The fast
+// path for float checkpoints is `--weight-dtype q8_0`.
+WeightDType DefaultFloatWeightDType();
 
-// "f32", "bf16", "int8", or "auto" (= DefaultWeightDType()). InvalidArgument naming the accepted
-// values otherwise. (Whether this CPU can run bf16 shows when a Linear is created.)
+// One of the names above. InvalidArgument naming the accepted values otherwise. (Whether this
+// CPU can run bf16 shows when a Linear is created.)
 absl::StatusOr<WeightDType> ParseWeightDType(std::string_view name);
 
-class Linear {
+class OneDnnLinear final : public Linear {
  public:
   // `weight` is [out_features, in_features] row-major f32 (one output per row — how GGUF stores
   // a linear layer's weight). `bias` (may be null) has out_features values. The data is copied.
   // FailedPrecondition for kBF16 where oneDNN has no bf16 matmul (oneDNN 2.x: CPUs without
   // AVX-512); InvalidArgument for a null weight or a non-positive dimension.
-  static absl::StatusOr<std::unique_ptr<Linear>> Create(const float* weight, int64_t out_features,
-                                                        int64_t in_features, WeightDType dtype,
-                                                        const float* bias = nullptr);
-  ~Linear();
-  Linear(const Linear&) = delete;
-  Linear& operator=(const Linear&) = delete;
+  static absl::StatusOr<std::unique_ptr<OneDnnLinear>> Create(const float* weight,
+                                                              int64_t out_features,
+                                                              int64_t in_features,
+                                                              WeightDType dtype,
+                                                              const float* bias = nullptr);
+  ~OneDnnLinear() override;
+  OneDnnLinear(const OneDnnLinear&) = delete;
+  OneDnnLinear& operator=(const OneDnnLinear&) = delete;
 
-  // y[m, out_features] = x[m, in_features] · Wᵀ + bias. x and y are f32, row-major, must not
-  // overlap. m >= 1.
-  void Forward(const float* x, int64_t m, float* y);
+  void Forward(const float* x, int64_t m, float* y) override;
+  int64_t in_features() const override;
+  int64_t out_features() const override;
+  std::string Describe() const override;
 
-  int64_t in_features() const;
-  int64_t out_features() const;
   WeightDType dtype() const;
   // Name of the oneDNN implementation chosen for the most recent Forward (for logging).
   std::string_view impl_name() const;
 
  private:
   struct Impl;
-  explicit Linear(std::unique_ptr<Impl> impl);
+  explicit OneDnnLinear(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

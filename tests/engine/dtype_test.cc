@@ -284,8 +284,11 @@ TEST(GgmlTypeTest, SupportedWeightTypes) {
   EXPECT_TRUE(IsSupportedWeightType(GgmlType::kF16));
   EXPECT_TRUE(IsSupportedWeightType(GgmlType::kBF16));
   EXPECT_TRUE(IsSupportedWeightType(GgmlType::kQ8_0));
-  EXPECT_FALSE(IsSupportedWeightType(GgmlType::kQ4_0));
-  EXPECT_FALSE(IsSupportedWeightType(GgmlType::kQ4_K));
+  EXPECT_TRUE(IsSupportedWeightType(GgmlType::kQ4_0));
+  EXPECT_TRUE(IsSupportedWeightType(GgmlType::kQ4_K));
+  EXPECT_TRUE(IsSupportedWeightType(GgmlType::kIQ4_XS));
+  EXPECT_FALSE(IsSupportedWeightType(GgmlType::kIQ2_XXS));
+  EXPECT_FALSE(IsSupportedWeightType(GgmlType::kQ8_K));  // activations only
 }
 
 TEST(ConvertToF32Test, F32F16Bf16) {
@@ -333,11 +336,11 @@ TEST(ConvertToF32Test, Q8_0HandBuiltBlocks) {
 }
 
 TEST(ConvertToF32Test, Errors) {
-  float out[64];
-  const uint8_t zeros[64] = {};
-  absl::Status unsupported = ConvertToF32(GgmlType::kQ4_0, zeros, out, 32);
+  float out[256];
+  const uint8_t zeros[256] = {};
+  absl::Status unsupported = ConvertToF32(GgmlType::kIQ2_XXS, zeros, out, 256);
   ASSERT_FALSE(unsupported.ok());
-  EXPECT_NE(std::string(unsupported.message()).find("Q4_0"), std::string::npos);
+  EXPECT_NE(std::string(unsupported.message()).find("IQ2_XXS"), std::string::npos);
   absl::Status partial = ConvertToF32(GgmlType::kQ8_0, zeros, out, 16);
   ASSERT_FALSE(partial.ok());
   EXPECT_NE(std::string(partial.message()).find("block size"), std::string::npos);

@@ -100,8 +100,8 @@ void CheckLinear(WeightDType dtype, const Shape& shape, const std::vector<float>
                  const std::vector<double>& want_nobias, double tolerance) {
   for (const bool with_bias : {false, true}) {
     SCOPED_TRACE(with_bias ? "with bias" : "without bias");
-    absl::StatusOr<std::unique_ptr<Linear>> linear =
-        Linear::Create(w.data(), shape.out, shape.in, dtype, with_bias ? bias.data() : nullptr);
+    absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
+        OneDnnLinear::Create(w.data(), shape.out, shape.in, dtype, with_bias ? bias.data() : nullptr);
     ASSERT_TRUE(linear.ok()) << linear.status();
     EXPECT_EQ((*linear)->in_features(), shape.in);
     EXPECT_EQ((*linear)->out_features(), shape.out);
@@ -151,8 +151,8 @@ TEST_P(LinearTest, F32MatchesNaiveDoubleMatmul) {
 TEST_P(LinearTest, Bf16MatchesNaiveMatmulOfRoundedInputs) {
   const Shape shape = GetParam();
   const std::vector<float> w = RandomVector(shape.out * shape.in, 2);
-  absl::StatusOr<std::unique_ptr<Linear>> probe =
-      Linear::Create(w.data(), shape.out, shape.in, WeightDType::kBF16);
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> probe =
+      OneDnnLinear::Create(w.data(), shape.out, shape.in, WeightDType::kBF16);
   if (!probe.ok()) {
     // oneDNN 2.x only runs bf16 matmul on AVX-512 hosts; elsewhere Create must say so.
     EXPECT_FALSE(CpuFeatures().avx512_bf16) << probe.status();
@@ -229,10 +229,10 @@ TEST_P(LinearTest, Int8WithinQuantizationBound) {
   const std::vector<double> want = NaiveLinear(x, kMaxRows, w, shape.out, shape.in, nullptr);
   const Int8Bounds bounds = ComputeInt8Bounds(x, w, shape.out, shape.in);
 
-  absl::StatusOr<std::unique_ptr<Linear>> plain =
-      Linear::Create(w.data(), shape.out, shape.in, WeightDType::kInt8);
-  absl::StatusOr<std::unique_ptr<Linear>> biased =
-      Linear::Create(w.data(), shape.out, shape.in, WeightDType::kInt8, bias.data());
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> plain =
+      OneDnnLinear::Create(w.data(), shape.out, shape.in, WeightDType::kInt8);
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> biased =
+      OneDnnLinear::Create(w.data(), shape.out, shape.in, WeightDType::kInt8, bias.data());
   ASSERT_TRUE(plain.ok()) << plain.status();
   ASSERT_TRUE(biased.ok()) << biased.status();
   EXPECT_EQ((*plain)->dtype(), WeightDType::kInt8);
@@ -282,8 +282,8 @@ TEST(LinearTest, Int8ExtremeValuesDoNotSaturate) {
   for (int64_t o = 0; o < kOut; ++o) {
     for (int64_t k = 0; k < kIn; ++k) w[o * kIn + k] = (o % 2 == 0 ? 1.0f : -1.0f);
   }
-  absl::StatusOr<std::unique_ptr<Linear>> linear =
-      Linear::Create(w.data(), kOut, kIn, WeightDType::kInt8);
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
+      OneDnnLinear::Create(w.data(), kOut, kIn, WeightDType::kInt8);
   ASSERT_TRUE(linear.ok()) << linear.status();
   for (const float sign : {1.0f, -1.0f}) {
     for (const int64_t m : {1, 8, 64}) {
@@ -301,8 +301,8 @@ TEST(LinearTest, Int8ExtremeValuesDoNotSaturate) {
 TEST(LinearTest, Int8ZeroRowsGiveBias) {
   const std::vector<float> w(4 * 6, 0.0f);
   const float bias[4] = {0.5f, -1.0f, 2.0f, 0.0f};
-  absl::StatusOr<std::unique_ptr<Linear>> linear =
-      Linear::Create(w.data(), 4, 6, WeightDType::kInt8, bias);
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
+      OneDnnLinear::Create(w.data(), 4, 6, WeightDType::kInt8, bias);
   ASSERT_TRUE(linear.ok()) << linear.status();
   const std::vector<float> x = {0, 0, 0, 0, 0, 0, 1, -2, 3, 0, 5, 6};
   std::vector<float> y(8);
@@ -322,7 +322,7 @@ TEST(LinearTest, LargeShapesUseOptimizedKernels) {
   const std::vector<float> x = RandomVector(300 * 960, 5);
   std::vector<float> y(300 * 1600);
   for (const WeightDType dtype : {WeightDType::kF32, WeightDType::kInt8}) {
-    absl::StatusOr<std::unique_ptr<Linear>> linear = Linear::Create(w.data(), 1600, 960, dtype);
+    absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear = OneDnnLinear::Create(w.data(), 1600, 960, dtype);
     ASSERT_TRUE(linear.ok()) << linear.status();
     for (const int64_t m : {1, 8, 32, 64, 300}) {
       (*linear)->Forward(x.data(), m, y.data());
@@ -334,17 +334,26 @@ TEST(LinearTest, LargeShapesUseOptimizedKernels) {
 
 TEST(LinearTest, RejectsBadArguments) {
   const float w[6] = {};
-  EXPECT_EQ(Linear::Create(nullptr, 2, 3, WeightDType::kF32).status().code(),
+  EXPECT_EQ(OneDnnLinear::Create(nullptr, 2, 3, WeightDType::kF32).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Linear::Create(w, 0, 3, WeightDType::kF32).status().code(),
+  EXPECT_EQ(OneDnnLinear::Create(w, 0, 3, WeightDType::kF32).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Linear::Create(w, 2, -1, WeightDType::kF32).status().code(),
+  EXPECT_EQ(OneDnnLinear::Create(w, 2, -1, WeightDType::kF32).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(WeightDTypeTest, DefaultFollowsCpuBf16Support) {
-  EXPECT_EQ(DefaultWeightDType(),
-            CpuFeatures().avx512_bf16 ? WeightDType::kBF16 : WeightDType::kF32);
+TEST(WeightDTypeTest, FloatDefaultIsF32AndNamesParse) {
+  EXPECT_EQ(DefaultFloatWeightDType(), WeightDType::kF32);
+  for (const char* name : {"auto", "f32", "bf16", "int8", "q8_0", "q4_k"}) {
+    absl::StatusOr<WeightDType> d = ParseWeightDType(name);
+    ASSERT_TRUE(d.ok()) << name;
+    EXPECT_EQ(WeightDTypeName(*d), name);
+  }
+  EXPECT_EQ(ParseWeightDType("q4_0").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(OneDnnLinear::Create(std::vector<float>(6, 1.0f).data(), 2, 3, WeightDType::kQ8_0)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(WeightDTypeName(WeightDType::kF32), "f32");
   EXPECT_EQ(WeightDTypeName(WeightDType::kBF16), "bf16");
   EXPECT_EQ(WeightDTypeName(WeightDType::kInt8), "int8");
