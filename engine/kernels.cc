@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include "engine/cpu_features.h"
@@ -26,9 +27,22 @@ bool EnvFlagSet(const char* name) {
   return value != nullptr && value[0] != '\0' && std::strcmp(value, "0") != 0;
 }
 
+// KVSERVE_ISA (see quant/isa.h) caps these kernels too: scalar -> scalar; avx2 or avxvnni ->
+// no AVX-512.
+bool IsaCapIs(std::initializer_list<const char*> names) {
+  const char* value = std::getenv("KVSERVE_ISA");
+  if (value == nullptr) return false;
+  for (const char* name : names) {
+    if (std::strcmp(value, name) == 0) return true;
+  }
+  return false;
+}
+
 Isa DefaultIsa() {
-  static const Isa isa = SelectIsa(CpuFeatures(), EnvFlagSet("KVSERVE_DISABLE_AVX512"),
-                                   EnvFlagSet("KVSERVE_DISABLE_SIMD"));
+  static const Isa isa =
+      SelectIsa(CpuFeatures(),
+                EnvFlagSet("KVSERVE_DISABLE_AVX512") || IsaCapIs({"avx2", "avxvnni", "scalar"}),
+                EnvFlagSet("KVSERVE_DISABLE_SIMD") || IsaCapIs({"scalar"}));
   return isa;
 }
 

@@ -4,7 +4,8 @@
 //
 // The ISA is chosen once from CpuFeatures() and the environment:
 //   KVSERVE_DISABLE_AVX512=1  never use the AVX-512 paths (AVX2+FMA if present, else scalar);
-//   KVSERVE_DISABLE_SIMD=1    always use the scalar fallback.
+//   KVSERVE_DISABLE_SIMD=1    always use the scalar fallback;
+//   KVSERVE_ISA=NAME          the cap of quant/isa.h: scalar, or avx2/avxvnni (no AVX-512).
 // Thread-safety: ActiveIsa() is safe from any thread; SetIsaForTesting() must not race with
 // running kernels (tests call it between kernel calls).
 #ifndef KVSERVE_ENGINE_SIMD_INTERNAL_H_

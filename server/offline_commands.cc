@@ -34,7 +34,9 @@ ABSL_FLAG(std::string, prompt, "",
 ABSL_FLAG(bool, add_special_tokens, false, "tokenize: prepend BOS when the model asks for it");
 ABSL_FLAG(int, max_tokens, 16, "Number of tokens to generate");
 ABSL_FLAG(std::string, weight_dtype, "auto",
-          "Weights in memory: f32, bf16, int8, or auto (bf16 where the CPU has AVX-512 BF16)");
+          "Weights in memory: auto (quantized tensors stay as stored, float ones f32), f32, bf16, "
+          "int8 (oneDNN; quantized tensors dequantized), q8_0 or q4_k (float tensors quantized "
+          "at load)");
 ABSL_FLAG(bool, ignore_eos, false, "Keep generating past the model's end-of-sequence token");
 ABSL_FLAG(std::string, prompt_ids_file, "",
           "File with one prompt per line (comma-separated ids); all run as one batch");
@@ -89,6 +91,9 @@ absl::StatusOr<LoadedModel> LoadSource(bool load_weights) {
                  (long long)c.hidden_size, (long long)c.num_heads, (long long)c.num_kv_heads,
                  (long long)c.vocab_size,
                  std::string(engine::WeightDTypeName(options.weight_dtype)).c_str());
+    for (const std::string& line : loaded->model->weight_summary()) {
+      std::fprintf(stderr, "kvserve: weights: %s\n", line.c_str());
+    }
   }
   return loaded;
 }

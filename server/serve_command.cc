@@ -32,6 +32,7 @@
 #include "engine/cpu_features.h"
 #include "engine/gguf.h"
 #include "engine/llama_model.h"
+#include "engine/quant/isa.h"
 #include "engine/tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -194,6 +195,8 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
       engine::WeightDTypeName(*weight_dtype),
       config.rope_scaling == "none" ? "" : absl::StrCat("; RoPE scaling ", config.rope_scaling),
       absl::ToDoubleSeconds(absl::Now() - start)));
+  for (const std::string& line : model->weight_summary()) Log(absl::StrCat("weights: ", line));
+  Log(absl::StrCat("quantized kernels: ", engine::quant::DescribeQuantIsaChoice()));
 
   auto backend = std::make_shared<ServingBackend>();
   LoadChatTemplate(*loaded, backend.get());

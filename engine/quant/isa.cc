@@ -99,4 +99,12 @@ QuantIsa DefaultQuantIsa() {
   return chosen;
 }
 
+std::string DescribeQuantIsaChoice() {
+  std::string out = absl::StrCat(std::string(QuantIsaName(DefaultQuantIsa())), " (this CPU runs");
+  for (QuantIsa isa : AvailableQuantIsas()) absl::StrAppend(&out, " ", std::string(QuantIsaName(isa)));
+  const char* env = std::getenv("KVSERVE_ISA");
+  if (env != nullptr && env[0] != '\0') absl::StrAppend(&out, "; KVSERVE_ISA=", env);
+  return out + ")";
+}
+
 }  // namespace kvserve::engine::quant

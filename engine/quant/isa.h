@@ -15,6 +15,7 @@
 #ifndef KVSERVE_ENGINE_QUANT_ISA_H_
 #define KVSERVE_ENGINE_QUANT_ISA_H_
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -37,6 +38,10 @@ std::vector<QuantIsa> AvailableQuantIsas();
 // The best path this machine can run, capped by KVSERVE_ISA when it is set (an unknown value
 // is reported once on stderr and ignored).
 QuantIsa DefaultQuantIsa();
+
+// For the start-up log: "avx512 (this CPU runs scalar avx2 avxvnni avx512; capped by
+// KVSERVE_ISA=...)".
+std::string DescribeQuantIsaChoice();
 
 }  // namespace kvserve::engine::quant
 

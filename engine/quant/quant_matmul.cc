@@ -44,6 +44,19 @@ namespace isa_avx512 {
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
 
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,amx-tile,amx-int8")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+namespace isa_amx {
+#define KVSERVE_QUANT_AMX
+#include "engine/quant/kernels_isa.inc"
+#undef KVSERVE_QUANT_AMX
+}  // namespace isa_amx
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
 absl::StatusOr<QuantMatrix> QuantMatrix::Create(const FormatInfo& format, const uint8_t* rows,
                                                 int64_t n, int64_t k, QuantIsa isa) {
   if (!QuantIsaSupported(isa, CpuFeatures())) {
@@ -87,8 +100,10 @@ void QuantMatrix::Multiply(const QuantizedRows& a, int64_t unit_begin, int64_t u
     case QuantIsa::kAvxVnni:
       return isa_avxvnni::MatmulTiles(tiles_, a, unit_begin, unit_end, y, ldy);
     case QuantIsa::kAvx512:
-    case QuantIsa::kAmx:
       return isa_avx512::MatmulTiles(tiles_, a, unit_begin, unit_end, y, ldy);
+    case QuantIsa::kAmx:
+      if (a.rows < 16) return isa_avx512::MatmulTiles(tiles_, a, unit_begin, unit_end, y, ldy);
+      return isa_amx::MatmulTiles(tiles_, a, unit_begin, unit_end, y, ldy);
   }
 }
 
