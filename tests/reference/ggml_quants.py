@@ -522,8 +522,8 @@ def unpack_q8(kind, raw):
 def ref_matmul(t, wraw, n_rows, k, x):
     """y [M, N] float64 of an exact-integer kernel: x float32 [M, K] is quantized to the weight
     type's activation type, then per scale group d_act * scale * integer dot, plus the min terms,
-    summed in float64. Also returns abs_terms [M, N] (the sum of |term| over all terms, for error
-    bounds) and the number of terms per output."""
+    summed in float64. Also returns abs_sum [M, N] (the sum over elements of |x_q * w| plus the
+    |min terms|, for error bounds) and the number of scale groups (+ min terms) per output."""
     ti = type_info(t)
     qv, scale, minv = integer_parts(ti, unpack(ti, wraw))
     g = ti.group
@@ -540,7 +540,10 @@ def ref_matmul(t, wraw, n_rows, k, x):
     isum = np.einsum("msk,nsk->mns", qa, qv.astype(np.int64))
     terms = da[:, None, :] * scale[None, :, :] * isum
     y = terms.sum(axis=2)
-    absum = np.abs(terms).sum(axis=2)
+    # The bound uses element magnitudes, not |group term|: a SIMD kernel may turn partial
+    # integer sums of a group into floats before adding them (llama.cpp's AVX2 code does).
+    iabs = np.einsum("msk,nsk->mns", np.abs(qa), np.abs(qv).astype(np.int64))
+    absum = (np.abs(da)[:, None, :] * np.abs(scale)[None, :, :] * iabs).sum(axis=2)
     nterms = groups
     if ti.act == "q8_1":  # min * s, s the stored fp16 d*sum(q)
         mt = a.s.astype(np.float64).reshape(m, groups)[:, None, :] * minv[None, :, :]
