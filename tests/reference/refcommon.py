@@ -47,13 +47,17 @@ def spec(arch, type, **kw):
 
 def spec_name(s):
     extra = "-tied" if s.get("tied") else ""
+    for key, tag in (("embd_type", "embd"), ("output_type", "out")):
+        if s.get(key):
+            extra += f"-{tag}{s[key]}"
     return f"{s['arch']}-{s['type']}{extra}"
 
 
 def _sources_digest():
     h = hashlib.sha256()
-    for f in ("gguf_py.py", "make_model.py"):
-        with open(os.path.join(SCRIPTS, f), "rb") as fh:
+    for f in (os.path.join(SCRIPTS, "gguf_py.py"), os.path.join(SCRIPTS, "make_model.py"),
+              os.path.join(_HERE, "ggml_quants.py")):
+        with open(f, "rb") as fh:
             h.update(fh.read())
     return h.hexdigest()[:12]
 
