@@ -103,7 +103,7 @@ def tensor_types(ftype, names_rows, layers, tied=False, embd_type=None, output_t
 def make_model(out, arch="llama", dim=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=None,
                ctx=2048, type="F32", seed=0, rope_base=10000.0, eps=1e-5, tied=False,
                tokenizer_from=None, bias_std=0.2, head_row_scale_sigma=0.6, chat_template=None,
-               embd_type=None, output_type=None):
+               embd_type=None, output_type=None, biased=False):
     if arch not in ("llama", "qwen2"):
         raise ValueError(f"--arch must be llama or qwen2, got {arch!r}")
     if type not in FILE_TYPE:
@@ -111,13 +111,13 @@ def make_model(out, arch="llama", dim=64, layers=2, heads=4, kv_heads=2, ffn=128
     for what, t in (("--embd-type", embd_type), ("--output-type", output_type)):
         if t is not None and (t not in FILE_TYPE or t in MIXES):
             raise ValueError(f"{what} must be a tensor type, got {t!r}")
-    if type in ("F32", "F16", "BF16", "Q8_0") and embd_type is None and output_type is None:
+    if type in ("F32", "F16", "BF16", "Q8_0") and embd_type is None and output_type is None and not biased:
         return _make_model_float(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed,
                                  rope_base, eps, tied, tokenizer_from, bias_std, head_row_scale_sigma,
                                  chat_template)
     return _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed,
                               rope_base, eps, tied, tokenizer_from, bias_std, head_row_scale_sigma,
-                              chat_template, embd_type, output_type)
+                              chat_template, embd_type, output_type, biased)
 
 
 def _tokenizer_meta(tokenizer_from, vocab):
@@ -156,8 +156,10 @@ def _write_header(w, arch, name, ctx, dim, layers, ffn, heads, kv_heads, eps, ro
 
 def _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed, rope_base,
                        eps, tied, tokenizer_from, bias_std, head_row_scale_sigma, chat_template,
-                       embd_type, output_type):
-    """Quantized types (and explicit embedding/output types): weights drawn per tensor type."""
+                       embd_type, output_type, biased=False):
+    """Quantized types (and explicit embedding/output types): weights drawn per tensor type.
+    biased=True (tests only, a negative control) keeps every block scale positive, so blocks
+    carry the mean of their quant range (e.g. Q4_0's -0.5 d) and llama.cpp repeats one token."""
     if dim % heads or heads % kv_heads:
         raise ValueError(f"dim {dim} must divide by heads {heads}, and heads by kv-heads {kv_heads}")
     head_dim = dim // heads
@@ -193,7 +195,7 @@ def _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx,
             sig = np.broadcast_to(np.asarray(row_sigma, np.float64).reshape(-1, 1), (n_out, 1))
             w.add_tensor(name, rng.normal(size=(n_out, n_in)) * sig, g.GGML_TYPE_BY_NAME[t])
         else:
-            raw = gq.random_matrix(t, n_out, n_in, rng, row_sigma, EDGE_RATE)
+            raw = gq.random_matrix(t, n_out, n_in, rng, row_sigma, EDGE_RATE, zero_mean=not biased)
             w.add_tensor_raw(name, [n_in, n_out], g.GGML_TYPE_BY_NAME[t], raw)
 
     def norm(n):

@@ -618,6 +618,9 @@ def _rand_sign(rng, n):
     return np.where(rng.random(n) < 0.5, -1.0, 1.0)
 
 
+
+
+
 def _sym_jitter(rng, base, lo, hi, width):
     """base + j with j uniform on -width..width, j = 0 where base +- width would leave [lo, hi]
     (symmetric, so the jitter adds no bias)."""
@@ -626,17 +629,19 @@ def _sym_jitter(rng, base, lo, hi, width):
     return np.where(ok, base + j, base)
 
 
-def random_fields(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES):
+def random_fields(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES, zero_mean=True):
     """Fields of `nblocks` random valid blocks whose dequantized values have mean ~0 and standard
     deviation ~sigma (scalar or one per block). Quants are uniform over their whole range, scales
     random within their fields; a per-block bias of the quant range (e.g. Q4_0's -0.5 d) is
     cancelled by a random sign of d (the formats are signed; ggml's own quantizers store negative
     d for Q4_0/Q5_0/IQ4_NL/Q3_K/Q6_K), and types with a min get one that centres their block,
     jittered symmetrically. A fraction `edge_rate` of blocks (32-types) or scale groups (K-quants)
-    gets an edge pattern from `edges`."""
+    gets an edge pattern from `edges`. zero_mean=False keeps every d positive (a biased model,
+    only as a negative control: llama.cpp then repeats one token)."""
     ti = type_info(t)
     n = ti.name
     sig = np.broadcast_to(np.asarray(sigma, np.float64), (nblocks,)).copy()
+    sign = (lambda k: _rand_sign(rng, k)) if zero_mean else (lambda k: np.ones(k))
     f16 = np.float16
     B = ti.block
     G = B // ti.group
@@ -675,7 +680,7 @@ def random_fields(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES):
             dd = np.where(is_kind(sel, "max_scale"), dd * 4, dd)
             f = {"d": dd.astype(f16), "m": m.astype(f16), "q": q.astype(np.uint8)}
         else:
-            dd = sig / spread * _rand_sign(rng, nblocks)
+            dd = sig / spread * sign(nblocks)
             dd = np.where(is_kind(sel, "zero_scale") | is_kind(sel, "zero_d"), 0.0, dd)
             dd = np.where(is_kind(sel, "max_scale"), dd * 4, dd)
             f = {"d": dd.astype(f16), "q": q.astype(np.int8 if n == "Q8_0" else np.uint8)}
@@ -714,7 +719,7 @@ def random_fields(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES):
         s = sc.astype(np.float64) - 32
         rms = np.sqrt(np.mean(s ** 2, axis=1))
         spread = _std_uniform(8) if n == "Q3_K" else _KV_STD
-        dd = sig / (spread * np.where(rms > 0, rms, 1.0)) * _rand_sign(rng, nblocks)
+        dd = sig / (spread * np.where(rms > 0, rms, 1.0)) * sign(nblocks)
         f = {"d": dd.astype(f16), "sc": sc.astype(np.uint8), "q": q.astype(np.uint8)}
     elif n == "Q6_K":
         q = rng.integers(0, 64, size=(nblocks, B))
@@ -725,7 +730,7 @@ def random_fields(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES):
         qg[is_kind(gsel, "all_min_q")] = 0
         qg[is_kind(gsel, "all_max_q")] = 63
         rms = np.sqrt(np.mean(sc.astype(np.float64) ** 2, axis=1))
-        dd = sig / (_std_uniform(64) * np.where(rms > 0, rms, 1.0)) * _rand_sign(rng, nblocks)
+        dd = sig / (_std_uniform(64) * np.where(rms > 0, rms, 1.0)) * sign(nblocks)
         f = {"d": dd.astype(f16), "sc": sc.astype(np.int8), "q": q.astype(np.uint8)}
     else:
         raise ValueError(n)
@@ -750,12 +755,12 @@ def _apply_extreme_d(f, mask, rng):
         f["m"][mask] = choices[rng.integers(0, len(choices), k)].astype(np.float16)
 
 
-def random_blocks(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES):
+def random_blocks(t, nblocks, rng, sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES, zero_mean=True):
     """Bytes (np.uint8 [nblocks, block bytes]) of random valid blocks (see random_fields)."""
-    return pack(t, random_fields(t, nblocks, rng, sigma, edge_rate, edges))
+    return pack(t, random_fields(t, nblocks, rng, sigma, edge_rate, edges, zero_mean))
 
 
-def random_matrix(t, n_rows, k, rng, row_sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES):
+def random_matrix(t, n_rows, k, rng, row_sigma=1.0, edge_rate=0.0, edges=MODEL_EDGES, zero_mean=True):
     """Raw bytes of an [n_rows, k] weight matrix (row-major, as GGUF stores it) of random valid
     blocks, with per-row standard deviation row_sigma (scalar or [n_rows])."""
     ti = type_info(t)
@@ -763,4 +768,4 @@ def random_matrix(t, n_rows, k, rng, row_sigma=1.0, edge_rate=0.0, edges=MODEL_E
         raise ValueError(f"{ti.name} needs rows that are a multiple of {ti.block}, got {k}")
     per_row = k // ti.block
     sig = np.repeat(np.broadcast_to(np.asarray(row_sigma, np.float64), (n_rows,)), per_row)
-    return random_blocks(ti, n_rows * per_row, rng, sig, edge_rate, edges).tobytes()
+    return random_blocks(ti, n_rows * per_row, rng, sig, edge_rate, edges, zero_mean).tobytes()

@@ -47,6 +47,8 @@ def spec(arch, type, **kw):
 
 def spec_name(s):
     extra = "-tied" if s.get("tied") else ""
+    if s.get("biased"):
+        extra += "-biased"
     for key, tag in (("embd_type", "embd"), ("output_type", "out")):
         if s.get(key):
             extra += f"-{tag}{s[key]}"
