@@ -10,12 +10,17 @@ Metadata values are `Value(type, value, elem_type)`:
 Reading numeric arrays returns lists too (so values compare equal after a round trip).
 
 Tensors: ggml dimension order, dims[0] is the contiguous one; a NumPy array of shape
-(out, in) is stored with dims [in, out]. Supported tensor types: F32, F16, BF16, Q8_0.
+(out, in) is stored with dims [in, out]. Tensor types: F32, F16, BF16, Q8_0 (written from float
+arrays: `add_tensor`) and the quantized block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+Q5_K, Q6_K, IQ4_NL, IQ4_XS (written from raw block bytes: `add_tensor_raw`); all are read back as raw
+bytes (`TensorInfo.data`) and decoded to floats (`GGUFFile.tensor`), the block types through
+tests/reference/ggml_quants.py (ggml's float32 dequantization).
 
 Self-test: `python3 gguf_py.py --self-test` (writes and reads back every value and tensor type).
 """
 
 import mmap
+import os
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -39,10 +44,32 @@ _SCALAR_DTYPE = {UINT8: "<u1", INT8: "<i1", UINT16: "<u2", INT16: "<i2", UINT32:
 
 # ggml tensor types (numbering written in GGUF files).
 GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, 8, 30
-GGML_TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16"}
+GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1 = 2, 3, 6, 7
+GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K = 10, 11, 12, 13, 14
+GGML_IQ4_NL, GGML_IQ4_XS = 20, 23
+GGML_TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0", GGML_BF16: "BF16",
+                   GGML_Q4_0: "Q4_0", GGML_Q4_1: "Q4_1", GGML_Q5_0: "Q5_0", GGML_Q5_1: "Q5_1",
+                   GGML_Q2_K: "Q2_K", GGML_Q3_K: "Q3_K", GGML_Q4_K: "Q4_K", GGML_Q5_K: "Q5_K",
+                   GGML_Q6_K: "Q6_K", GGML_IQ4_NL: "IQ4_NL", GGML_IQ4_XS: "IQ4_XS"}
 GGML_TYPE_BY_NAME = {v: k for k, v in GGML_TYPE_NAMES.items()}
 QK8_0 = 32  # elements per Q8_0 block; a block is an f16 scale then 32 int8 values
 _Q8_0_BLOCK_BYTES = 2 + QK8_0
+# (elements per block, bytes per block) of every type (ggml-common.h); F32/F16/BF16 are 1-element blocks.
+BLOCK_LAYOUT = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_BF16: (1, 2), GGML_Q8_0: (32, 34),
+                GGML_Q4_0: (32, 18), GGML_Q4_1: (32, 20), GGML_Q5_0: (32, 22), GGML_Q5_1: (32, 24),
+                GGML_Q2_K: (256, 84), GGML_Q3_K: (256, 110), GGML_Q4_K: (256, 144),
+                GGML_Q5_K: (256, 176), GGML_Q6_K: (256, 210), GGML_IQ4_NL: (32, 18), GGML_IQ4_XS: (256, 136)}
+QUANTIZED_TYPES = [t for t, (blk, _) in BLOCK_LAYOUT.items() if blk > 1]
+
+
+def _ggml_quants():
+    """tests/reference/ggml_quants.py: the NumPy (de)quantizer of the block types other than Q8_0."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    ref = os.path.normpath(os.path.join(here, "..", "tests", "reference"))
+    if ref not in sys.path:
+        sys.path.insert(0, ref)
+    import ggml_quants
+    return ggml_quants
 
 
 class GGUFError(Exception):
@@ -85,15 +112,12 @@ def tensor_nbytes(ggml_type, dims):
     n = 1
     for d in dims:
         n *= d
-    if ggml_type == GGML_F32:
-        return 4 * n
-    if ggml_type in (GGML_F16, GGML_BF16):
-        return 2 * n
-    if ggml_type == GGML_Q8_0:
-        if not dims or dims[0] % QK8_0:
-            raise GGUFError(f"Q8_0 needs rows that are a multiple of {QK8_0}, got dims {dims}")
-        return n // QK8_0 * _Q8_0_BLOCK_BYTES
-    raise GGUFError(f"unsupported ggml tensor type {ggml_type}")
+    if ggml_type not in BLOCK_LAYOUT:
+        raise GGUFError(f"unsupported ggml tensor type {ggml_type}")
+    blk, nbytes = BLOCK_LAYOUT[ggml_type]
+    if blk > 1 and (not dims or dims[0] % blk):
+        raise GGUFError(f"{GGML_TYPE_NAMES[ggml_type]} needs rows that are a multiple of {blk}, got dims {dims}")
+    return n // blk * nbytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,6 +187,8 @@ def decode_tensor(raw, ggml_type, dims, dtype=np.float32):
         flat = bf16_bits_to_f32(np.frombuffer(raw, dtype="<u2", count=n))
     elif ggml_type == GGML_Q8_0:
         flat = dequantize_q8_0(raw, n)
+    elif ggml_type in BLOCK_LAYOUT:
+        flat = _ggml_quants().dequantize(ggml_type, bytes(raw[:tensor_nbytes(ggml_type, dims)]))
     else:
         raise GGUFError(f"unsupported ggml tensor type {ggml_type}")
     return flat.astype(dtype).reshape(tuple(reversed(dims)))
@@ -322,6 +348,17 @@ class GGUFWriter:
                             f"got row length {dims[0]}")
         self.tensors.append((name, dims, ggml_type, encode_tensor(a, ggml_type)))
 
+    def add_tensor_raw(self, name, dims, ggml_type, raw):
+        """A tensor of any supported type from its raw bytes (ggml dims order: dims[0] is the row
+        length); the size must be that of the type and dims."""
+        dims = [int(d) for d in dims]
+        want = tensor_nbytes(ggml_type, dims)
+        raw = bytes(raw)
+        if len(raw) != want:
+            raise GGUFError(f"tensor '{name}': {len(raw)} bytes given, {GGML_TYPE_NAMES.get(ggml_type, ggml_type)} "
+                            f"with dims {dims} takes {want}")
+        self.tensors.append((name, dims, ggml_type, raw))
+
     def write(self, path):
         head = bytearray(GGUF_MAGIC)
         head += struct.pack("<IQQ", GGUF_VERSION, len(self.tensors), len(self.metadata))
@@ -414,6 +451,35 @@ def self_test(path):
                 step = np.abs(blocks).max(axis=1, keepdims=True) / 127
                 err = np.abs(got.reshape(-1, 32) - blocks)
                 assert np.all(err <= step * 0.5 + np.abs(blocks) * 1e-3 + 1e-12), name
+        # Every quantized block type from raw blocks (random valid blocks incl. edge cases): raw
+        # bytes, dims and offsets survive; decoding equals ggml_quants' dequantization.
+        gq = _ggml_quants()
+        w = GGUFWriter(alignment)
+        raws = {}
+        for t in QUANTIZED_TYPES:
+            blk, nb = BLOCK_LAYOUT[t]
+            dims = [2 * blk, 3]
+            raw = gq.random_blocks(t, 6, rng, 0.5, 0.3).tobytes()
+            assert len(raw) == tensor_nbytes(t, dims) == 6 * nb
+            raws[t] = (dims, raw)
+            w.add_tensor_raw(f"q.{GGML_TYPE_NAMES[t]}", dims, t, raw)
+        w.write(path)
+        r = read_gguf(path)
+        for t, (dims, raw) in raws.items():
+            info = r.tensors[f"q.{GGML_TYPE_NAMES[t]}"]
+            assert info.type == t and info.dims == dims and bytes(info.data) == raw, GGML_TYPE_NAMES[t]
+            assert info.offset % alignment == 0
+            got = r.tensor(info.name)
+            assert got.shape == (3, 2 * BLOCK_LAYOUT[t][0])
+            assert np.array_equal(got.reshape(-1), gq.dequantize(t, raw)), GGML_TYPE_NAMES[t]
+        for t in QUANTIZED_TYPES:
+            blk = BLOCK_LAYOUT[t][0]
+            for bad in ([blk + 16, 2], [blk, 2, 1]):
+                try:
+                    w.add_tensor_raw("bad", bad, t, b"\0" * 7)
+                    raise AssertionError(f"{GGML_TYPE_NAMES[t]} with dims {bad} and 7 bytes must be refused")
+                except GGUFError:
+                    pass
     # Hand-checked encodings.
     assert f32_to_bf16_bits(np.array([1.0, 1.00390625, 1.01171875], np.float32)).tolist() == \
         [0x3F80, 0x3F80, 0x3F82]  # ties to even
