@@ -135,6 +135,31 @@ def _round_like_llamacpp(x, weight_type):
     return x
 
 
+# When a list, every emulated quantized matmul appends, per input row, how close any of that
+# row's activations came to a rounding boundary of its 8-bit quantization (in quant units: 0.5
+# is as far as possible). A row whose margin is tiny may round the other way in an engine whose
+# float32 arithmetic differs in the last bits; check_quant_logits.py uses this.
+QUANT_MARGINS = None
+
+
+def _quant_margins(kind, x):
+    """Per row of x [R, K] (float32): min over its values of | |frac(v)| - 0.5 | where v is
+    the value ggml rounds (x * 127 / amax per 32-block, or iscale * x per 256-block)."""
+    block = 256 if kind == "q8_K" else 32
+    xb = x.reshape(x.shape[0], -1, block).astype(np.float32)
+    with np.errstate(all="ignore"):
+        if kind == "q8_K":
+            idx = np.argmax(np.abs(xb), axis=2)
+            mx = np.take_along_axis(xb, idx[..., None], axis=2)
+            v = (np.float32(-127) / np.where(mx == 0, np.float32(1), mx)).astype(np.float32) * xb
+        else:
+            amax = np.abs(xb).max(axis=2, keepdims=True)
+            v = xb * (np.float32(127) / np.where(amax == 0, np.float32(1), amax)).astype(np.float32)
+        frac = np.abs(v.astype(np.float64) - np.trunc(v.astype(np.float64)))
+        margin = np.abs(frac - 0.5)
+    return margin.reshape(x.shape[0], -1).min(axis=1)
+
+
 def _matmul(m, h, name, emulate_llamacpp):
     """h @ W(name)^T. Emulating llama.cpp: a quantized weight's input is first quantized the way
     ggml-cpu quantizes it (q8_0 / q8_1 / q8_K blocks, x86 rounding), then multiplied exactly
@@ -144,6 +169,9 @@ def _matmul(m, h, name, emulate_llamacpp):
         if qm is None:
             raw, n_rows, k = m._raw[name]
             qm = m._qm[name] = gq.QuantMatrix(m.types[name], raw, n_rows, k)
+        if QUANT_MARGINS is not None:
+            x2 = h.reshape(-1, h.shape[-1]).astype(np.float32)
+            QUANT_MARGINS.append(_quant_margins(qm.type.act, x2))
         return qm.matmul_emulated(h.astype(np.float32))
     if emulate_llamacpp:
         h = _round_like_llamacpp(h, m.types[name])
@@ -204,7 +232,7 @@ def _fa_one_query(q, k16, v16, rows, group, hd):
     return (V.astype(f32) * s_inv[..., None]).astype(np.float64)
 
 
-def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None):
+def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None, f16_kv=None):
     """Final-normed hidden states [T, dim] for a whole sequence starting at position 0.
 
     emulate_llamacpp=True adds llama.cpp's roundings (matmul inputs per weight type: quantized to
@@ -227,7 +255,10 @@ def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None):
     def mm(h, name):
         return _matmul(m, h, name, emulate_llamacpp)
 
-    f16 = (lambda a: a.astype(np.float16).astype(np.float64)) if emulate_llamacpp else (lambda a: a)
+    # f16_kv=False keeps llama.cpp's matmul roundings but an f32 K/V cache and plain attention
+    # (what an engine with an f32 KV cache computes).
+    f16_kv = emulate_llamacpp if f16_kv is None else f16_kv
+    f16 = (lambda a: a.astype(np.float16).astype(np.float64)) if f16_kv else (lambda a: a)
     for layer in range(m.layers):
         p = f"blk.{layer}."
         h = rms_norm(x, m.w[p + "attn_norm.weight"], m.eps)
@@ -251,7 +282,7 @@ def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None):
             prob = np.exp(scores)
             prob /= prob.sum(axis=1, keepdims=True)
             attn[:, head, :] = prob @ v[:, kv, :]
-        if emulate_llamacpp:
+        if f16_kv:
             nb = T if batch_rows is None else min(int(batch_rows), T)
             one = np.arange(nb if nb < FA_TILE_Q else 0, T)
             if len(one):
@@ -268,10 +299,11 @@ def _lm_head(m, h, emulate_llamacpp):
     return _matmul(m, h, name, emulate_llamacpp)
 
 
-def forward(model, token_ids, emulate_llamacpp=False):
+def forward(model, token_ids, emulate_llamacpp=False, f16_kv=None):
     """Logits [len(token_ids), vocab] (float64) at every position."""
     m = model if isinstance(model, Model) else Model(model)
-    return _lm_head(m, hidden_states(m, token_ids, emulate_llamacpp), emulate_llamacpp)
+    return _lm_head(m, hidden_states(m, token_ids, emulate_llamacpp, f16_kv=f16_kv),
+                    emulate_llamacpp)
 
 
 def last_logits(model, token_ids, emulate_llamacpp=False):
