@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/gguf_test_writer.h"
+#include "tests/engine/quant_test_util.h"
 
 namespace kvserve::engine::testing {
 namespace {
@@ -42,8 +43,15 @@ std::string WriteSyntheticModel(const SyntheticSpec& s) {
     int64_t n = 1;
     for (int64_t d : dims) n *= d;
     std::string data = Floats(rng, n, mean, stddev);
+    uint32_t type = 0;
+    if (dims.size() == 2 && s.weight_type != GgmlType::kF32) {
+      const quant::FormatInfo& f = *quant::FindFormat(s.weight_type);
+      const std::vector<uint8_t> rows = quant::RandomRows(f, dims[1], dims[0], rng);
+      data.assign(reinterpret_cast<const char*>(rows.data()), rows.size());
+      type = static_cast<uint32_t>(s.weight_type);
+    }
     if (s.edit_tensor && !s.edit_tensor(name, dims)) return;
-    w.AddTensor(TestTensor{name, dims, 0, std::move(data), std::nullopt});
+    w.AddTensor(TestTensor{name, dims, type, std::move(data), std::nullopt});
   };
   const float in_std = 1.0f / std::sqrt(static_cast<float>(s.hidden));
   add("token_embd.weight", {s.hidden, s.vocab}, 0.f, 1.f);

@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "engine/dtype.h"
 
 namespace kvserve::engine::testing {
 
@@ -21,6 +24,9 @@ struct SyntheticSpec {
   int64_t context = 1024;
   bool tied = false;
   uint32_t seed = 1;
+  // Type of the 2-D weights (F32, or a quantized type: random valid blocks of it); 1-D tensors
+  // stay F32. Quantized types need hidden and ffn to be multiples of the block.
+  GgmlType weight_type = GgmlType::kF32;
   // Lets tests corrupt one tensor: called with (name, dims) and may change dims or skip it by
   // returning false.
   std::function<bool(const std::string&, std::vector<int64_t>&)> edit_tensor;
