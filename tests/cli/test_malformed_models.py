@@ -17,6 +17,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 import gguf_py as g  # noqa: E402
+import make_model as mm  # noqa: E402
 
 
 def shared_model():
@@ -73,6 +74,18 @@ def main():
 
     bad_type = bytearray(raw)
     struct.pack_into("<I", bad_type, tensor_type_offset(raw, "blk.0.attn_q.weight"), 99)
+
+    # A Q4_K model (row length 256), then: a tensor retyped to IQ2_XXS (a ggml type kvserve does
+    # not multiply; its 66-byte blocks fit in the Q4_K bytes), a Q4_K tensor whose rows (288
+    # values) are not whole 256-value blocks, and the file cut inside its last tensor.
+    q4k = mm.make_model(os.path.join(a.workdir, "q4k.gguf"), dim=256, layers=1, heads=4,
+                        kv_heads=2, ffn=512, type="Q4_K", tokenizer_from=src)
+    qraw = open(q4k, "rb").read()
+    iq2 = bytearray(qraw)
+    struct.pack_into("<I", iq2, tensor_type_offset(qraw, "blk.0.attn_q.weight"), 16)  # IQ2_XXS
+    rows = bytearray(qraw)
+    pos = tensor_type_offset(qraw, "blk.0.ffn_up.weight") - 16  # dims[0] of a 2-D tensor
+    struct.pack_into("<Q", rows, pos, 288)
     cases = [
         ("missing file", os.path.join(a.workdir, "does-not-exist.gguf"), "does-not-exist.gguf"),
         ("empty file", write_bytes("empty.gguf", b""), "truncated"),
@@ -89,11 +102,16 @@ def main():
          "blk.0.attn_k.weight"),
         ("unsupported architecture",
          rewritten("arch.gguf", meta={"general.architecture": g.Value(g.STRING, "gpt2")}), "gpt2"),
+        ("quantized type kvserve does not multiply", write_bytes("iq2.gguf", bytes(iq2)),
+         "'blk.0.attn_q.weight' has type IQ2_XXS, which kvserve does not support"),
+        ("rows not whole blocks", write_bytes("rows.gguf", bytes(rows)), "blk.0.ffn_up.weight"),
+        ("truncated quantized tensor", write_bytes("q4k-trunc.gguf", qraw[: len(qraw) - 100]),
+         "past end"),
     ]
     failures = []
     for label, path, needle in cases:
         r = subprocess.run([a.kvserve, "generate", "--model", path, "--prompt-ids", "1,2,3",
-                            "--max-tokens", "2", "--weight-dtype", "f32"],
+                            "--max-tokens", "2", "--weight-dtype", "auto"],
                            capture_output=True, text=True, timeout=60)
         err = r.stderr.strip().splitlines()
         msg = err[-1] if err else ""
