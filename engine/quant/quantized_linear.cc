@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,7 @@ void QuantizedLinear::Forward(const float* x, int64_t m, float* y) {
     if (needs_[kind]) PrepareQuantized(static_cast<ActKind>(kind), m, k_, &acts_[kind]);
   }
   const int64_t num_units = static_cast<int64_t>(units_.size());
+  const int64_t chunk = std::max<int64_t>(1, num_units / (8 * omp_get_max_threads()));
 #pragma omp parallel
   {
     for (int kind = 0; kind < 3; ++kind) {
@@ -48,7 +50,10 @@ void QuantizedLinear::Forward(const float* x, int64_t m, float* y) {
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < m; ++r) QuantizeRange(x, r, r + 1, isa_, &acts_[kind]);
     }
-#pragma omp for schedule(static)
+    // Dynamic, in runs of contiguous units: each thread still streams neighbouring weights, and
+    // a thread the OS takes away for a moment does not hold the others at the barrier for its
+    // whole static share. (Which thread computes a unit never changes its result.)
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t i = 0; i < num_units; ++i) {
       const Unit& u = units_[i];
       const QuantMatrix& w = matrices_[u.matrix];

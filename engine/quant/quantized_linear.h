@@ -5,7 +5,8 @@
 // multiplies it.
 //
 // Threads: one OpenMP team per Forward quantizes the rows of x, then splits the output rows in
-// units of 16 (contiguous per thread, so each thread streams its share of the weights once).
+// units of 16, handed out dynamically in runs of contiguous units (each thread streams
+// neighbouring weights; a thread descheduled for a moment does not stall the step).
 // Every output is computed by one thread with a fixed sequence of operations (see
 // quant_matmul.h): results do not depend on m, the thread count or the kernel path.
 //

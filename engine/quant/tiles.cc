@@ -9,8 +9,6 @@
 namespace kvserve::engine::quant {
 namespace {
 
-int64_t RoundUp64(int64_t v) { return (v + 63) / 64 * 64; }
-
 // Writes one block of 16 decoded rows into the tile's three streams.
 void PackBlock(const FormatInfo& f, const TileLayout& t, const DecodedBlock* rows, int nrows,
                uint8_t* payload, uint8_t* masks, uint8_t* header) {
@@ -67,10 +65,13 @@ absl::StatusOr<PackedTiles> PackTiles(const FormatInfo& f, const uint8_t* rows, 
   p.k = k;
   p.tiles = (n + kTileRows - 1) / kTileRows;
   p.blocks = k / f.block_k;
-  p.payload_offset = 0;
-  p.mask_offset = RoundUp64(p.blocks * p.layout.payload_bytes());
-  p.header_offset = p.mask_offset + RoundUp64(p.blocks * p.layout.mask_bytes());
-  p.tile_bytes = p.header_offset + RoundUp64(p.blocks * p.layout.header_bytes);
+  const int64_t groups = (p.blocks + kBlocksPerGroup - 1) / kBlocksPerGroup;
+  static_assert(LayoutOf(kFormats[0]).group_bytes() % 64 == 0);
+  p.tile_bytes = groups * p.layout.group_bytes();
+  if (p.tile_bytes % 64 != 0) {
+    return absl::InternalError(absl::StrCat("tile group of ", std::string(GgmlTypeName(f.type)),
+                                            " is not a whole number of cache lines"));
+  }
   uint8_t* raw = static_cast<uint8_t*>(std::aligned_alloc(64, p.tiles * p.tile_bytes));
   if (raw == nullptr) {
     return absl::ResourceExhaustedError(
@@ -87,9 +88,8 @@ absl::StatusOr<PackedTiles> PackTiles(const FormatInfo& f, const uint8_t* rows, 
       for (int r = 0; r < nrows; ++r) {
         DecodeBlock(f, rows + (t * kTileRows + r) * row_bytes + b * f.block_bytes, &decoded[r]);
       }
-      PackBlock(f, p.layout, decoded, nrows, tile + p.payload_offset + b * p.layout.payload_bytes(),
-                tile + p.mask_offset + b * p.layout.mask_bytes(),
-                tile + p.header_offset + b * p.layout.header_bytes);
+      PackBlock(f, p.layout, decoded, nrows, tile + p.layout.payload_at(b),
+                tile + p.layout.masks_at(b), tile + p.layout.header_at(b));
     }
   }
   return p;

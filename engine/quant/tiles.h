@@ -2,8 +2,11 @@
 // that one 64-byte load holds 4 consecutive quants of each of the 16 rows — the operand of one
 // vpdpbusd, with one accumulator lane per row — and the 16 rows' scales sit side by side.
 //
-// A matrix of n rows and k columns becomes ceil(n / 16) tiles (rows past n are zero). A tile
-// is three contiguous streams, each read front to back by the kernel:
+// A matrix of n rows and k columns becomes ceil(n / 16) tiles (rows past n are zero), stored
+// one after the other. A tile is a sequence of groups of kBlocksPerGroup blocks; a group holds
+// its blocks' payloads, then their masks, then their headers, and is a whole number of 64-byte
+// lines (every part of every format is a multiple of 32 bytes, and pairs make 64), so a tile —
+// and a run of tiles — is one stream read front to back, and every vector load is aligned:
 //   payload  per block, per 32-value chunk: the low bits of u (see formats.h) —
 //            8-bit: 8 vectors; 4/5/6-bit: 4 vectors of nibbles (low nibble of byte 4r+i of
 //            vector j8 is row r's value 8*j8+i, the high nibble value 8*j8+4+i);
@@ -14,6 +17,7 @@
 //            bits 4 and 5 for 6-bit, bit 2 for 3-bit formats).
 //   headers  per block: f16 d[16], f16 d2[16] (dmin or m, if the format has one), int8
 //            scale[groups][16] and int8 min[groups][16] (if it has them).
+// A row of an odd number of blocks ends in a half-filled group.
 // An AVX2 kernel reads the first 32 bytes of each vector for rows 0-7, the second 32 for
 // rows 8-15 (and the matching 32 bits of each mask).
 //
@@ -32,6 +36,7 @@
 namespace kvserve::engine::quant {
 
 inline constexpr int kTileRows = 16;
+inline constexpr int kBlocksPerGroup = 2;
 
 // Byte sizes of one block of a tile, per stream.
 struct TileLayout {
@@ -46,6 +51,21 @@ struct TileLayout {
   constexpr int payload_bytes() const { return chunks * chunk_payload; }
   constexpr int chunk_masks() const { return 8 * 8 * mask_planes; }
   constexpr int mask_bytes() const { return chunks * chunk_masks(); }
+  constexpr int group_bytes() const {
+    return kBlocksPerGroup * (payload_bytes() + mask_bytes() + header_bytes);
+  }
+  // Offsets of block b's parts from the start of its tile.
+  constexpr int64_t payload_at(int64_t b) const {
+    return (b / kBlocksPerGroup) * group_bytes() + (b % kBlocksPerGroup) * payload_bytes();
+  }
+  constexpr int64_t masks_at(int64_t b) const {
+    return (b / kBlocksPerGroup) * group_bytes() + kBlocksPerGroup * payload_bytes() +
+           (b % kBlocksPerGroup) * mask_bytes();
+  }
+  constexpr int64_t header_at(int64_t b) const {
+    return (b / kBlocksPerGroup) * group_bytes() +
+           kBlocksPerGroup * (payload_bytes() + mask_bytes()) + (b % kBlocksPerGroup) * header_bytes;
+  }
 };
 
 constexpr TileLayout LayoutOf(const FormatInfo& f) {
