@@ -20,6 +20,10 @@ margin under MARGIN must match within TOLERANCE (at least MIN_CHECKED of them, o
 re-drawn with another prompt, from another first token), and every position within
 FLIP_BOUND.
 
+Also: `--weight-dtype q8_0` on an F32 file (kvserve's load-time quantizer) gives bitwise the
+logits of the same weights written as Q8_0 by scripts/gguf_py.py's port of ggml's
+quantize_row_q8_0_ref (the embeddings kept F32 in both).
+
   check_quant_logits.py --kvserve PATH --workdir DIR [--cache DIR] [--types T1,T2,...]
 """
 
@@ -43,6 +47,22 @@ TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
 SHAPES = [dict(arch="llama", dim=256, layers=2, heads=4, kv_heads=2, ffn=512),
           dict(arch="qwen2", dim=256, layers=2, heads=2, kv_heads=1, ffn=512),
           dict(arch="llama", dim=256, layers=2, heads=4, kv_heads=2, ffn=512, tied=True)]
+
+
+def rewrite_as_q8_0(src, dst):
+    """src with every 2-D weight but token_embd written as Q8_0 by gguf_py (ggml's reference
+    quantizer); the rest as is."""
+    g = rc.gguf_py
+    f = g.read_gguf(src)
+    w = g.GGUFWriter()
+    for k, v in f.metadata.items():
+        if k != "general.alignment":
+            w.add_value(k, v)
+    for name, t in f.tensors.items():
+        arr = f.tensor(name)
+        w.add_tensor(name, arr, g.GGML_Q8_0 if arr.ndim == 2 and name != "token_embd.weight"
+                     else g.GGML_F32)
+    w.write(dst)
 
 
 def main():
@@ -93,6 +113,25 @@ def main():
             if not ok:
                 failures.append(f"{label}: strict {strict:.2e} (limit {TOLERANCE}, {checked} "
                                 f"positions), all {loose:.2e} (limit {FLIP_BOUND})")
+    try:
+        shape = dict(SHAPES[0])
+        shape.pop("arch")
+        f32 = rc.ensure_model(cache, rc.spec("llama", "F32", **shape))
+        q8 = os.path.join(a.workdir, "f32-as-q8_0.gguf")
+        rewrite_as_q8_0(f32, q8)
+        vocab = len(rc.gguf_py.read_gguf(f32).get("tokenizer.ggml.tokens"))
+        prompt = rc.prompts(vocab, lengths=(20,), seed=5)[0]
+        at_load = rc.kvserve_logits(a.kvserve, f32, prompt, "q8_0",
+                                    os.path.join(a.workdir, "at_load.f32"), vocab)
+        in_file = rc.kvserve_logits(a.kvserve, q8, prompt, "auto",
+                                    os.path.join(a.workdir, "in_file.f32"), vocab)
+        same = np.array_equal(at_load, in_file)
+        print(f"{'ok  ' if same else 'FAIL'} F32 file quantized at load to Q8_0 == the Q8_0 file: "
+              f"max difference {np.abs(at_load - in_file).max():.3e}", flush=True)
+        if not same:
+            failures.append("--weight-dtype q8_0 differs from the Q8_0 file of the same weights")
+    except rc.CheckFailed as e:
+        failures.append(f"q8_0 at load: {e}")
     print(f"({time.time() - t0:.0f} s)")
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
