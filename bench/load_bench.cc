@@ -38,8 +38,8 @@
 #include "engine/llama_model.h"
 #include "engine/primitives.h"
 #include "engine/step_profile.h"
-#include "scheduler/engine_loop.h"
-#include "scheduler/model_executor.h"
+#include "serving/engine_loop.h"
+#include "serving/model_executor.h"
 
 ABSL_FLAG(std::string, model, "", "GGUF model file");
 ABSL_FLAG(

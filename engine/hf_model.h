@@ -20,7 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "engine/json.h"
+#include "base/json.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 

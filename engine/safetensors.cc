@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/json.h"
+#include "base/json.h"
 
 namespace kvserve::engine {
 namespace {

@@ -4,8 +4,8 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/json.h"
 #include "engine/bpe_tokenizer.h"
-#include "engine/json.h"
 #include "engine/spm_tokenizer.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_vocab.h"

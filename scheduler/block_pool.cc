@@ -1,6 +1,6 @@
 #include "scheduler/block_pool.h"
 
-#include "scheduler/check.h"
+#include "base/check.h"
 
 namespace kvserve::scheduler {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "engine/json.h"
+#include "base/json.h"
 #include "engine/safetensors.h"
 #include "gtest/gtest.h"
 

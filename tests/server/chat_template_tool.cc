@@ -14,9 +14,9 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
+#include "base/json.h"
 #include "engine/gguf.h"
-#include "engine/json.h"
-#include "server/chat_template.h"
+#include "server/models/chat_template.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // Metrics and AtomicHistogram: values in the text exposition checked against hand-computed
 // numbers for hand-made engine stats.
-#include "server/metrics.h"
+#include "server/frontend/metrics.h"
 
 #include <cmath>
 #include <string>

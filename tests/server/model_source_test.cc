@@ -1,15 +1,15 @@
 // hf: reference parsing and chat template selection (the downloads themselves are tested
 // against a local fake Hub in hf_hub_test.py).
-#include "server/model_source.h"
+#include "server/models/model_source.h"
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
-#include "engine/json.h"
+#include "base/json.h"
 #include "gtest/gtest.h"
-#include "server/hf_hub.h"
+#include "server/models/hf_hub.h"
 
 namespace kvserve::server {
 namespace {

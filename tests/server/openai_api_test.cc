@@ -1,11 +1,11 @@
 // The OpenAI wire format: request parsing into GenerateRequest fields, and response bodies,
 // chunks and errors compared with hand-written JSON.
-#include "server/openai_api.h"
+#include "server/http/openai_api.h"
 
 #include <string>
 
 #include "gtest/gtest.h"
-#include "server/json_writer.h"
+#include "server/http/json_writer.h"
 
 namespace kvserve::server::openai {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/text_codec.h"
+#include "server/models/text_codec.h"
 
 #include <string>
 

@@ -1,0 +1,150 @@
+// EngineLoop: the one engine thread of DESIGN.md, and its thread-safe front.
+//
+//   forever: plan = scheduler.Schedule(); sampled = executor.Execute(plan);
+//            events = scheduler.Update(plan, sampled); push events to the requests' channels
+//
+// Other threads (gRPC, HTTP, benchmarks) call Submit() and Abort(); those only enqueue work under
+// a mutex, and the engine thread applies it between steps. Nothing outside the engine thread
+// touches the Scheduler, the KV pages or the model.
+//
+// Ownership: owns the Scheduler and the StepExecutor. Thread-safety: Submit, Abort, Load and
+// Shutdown may be called from any thread.
+#ifndef KVSERVE_SERVING_ENGINE_LOOP_H_
+#define KVSERVE_SERVING_ENGINE_LOOP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/sampling.h"
+#include "scheduler/scheduler.h"
+#include "serving/engine_observer.h"
+#include "serving/output_channel.h"
+#include "serving/step_executor.h"
+
+namespace kvserve::scheduler {
+
+struct EngineLoopConfig {
+  SchedulerConfig scheduler;  // page_size / num_pages / max_model_len come from the executor
+  // Requests waiting for admission (handed over or queued in the scheduler) before Submit
+  // answers ResourceExhausted.
+  int32_t max_queued_requests = 1024;
+  // Told about every step and every finished request, on the engine thread (metrics). Not owned;
+  // must outlive the loop. Optional.
+  EngineObserver* observer = nullptr;
+};
+
+struct GenerationRequest {
+  std::string request_id;  // empty: the loop assigns "req-N"
+  std::vector<int32_t> prompt;
+  StopConditions stop;
+  engine::SamplingParams sampling;
+};
+
+// A point-in-time view for load balancers, metrics and tests.
+struct EngineLoad {
+  int32_t running = 0;
+  int32_t waiting = 0;  // in the scheduler's queue or handed over but not yet applied
+  int32_t free_pages = 0;
+  int32_t total_pages = 0;
+  double kv_usage = 0;
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t prefix_query_tokens = 0;
+  int64_t prefix_hit_tokens = 0;
+};
+
+class EngineLoop {
+ public:
+  static absl::StatusOr<std::unique_ptr<EngineLoop>> Create(std::unique_ptr<StepExecutor> executor,
+                                                            EngineLoopConfig config);
+  // Stops the thread; unfinished requests are aborted (their channels get a final output).
+  ~EngineLoop();
+
+  // Validates and queues a request. Errors: InvalidArgument (empty prompt, token id outside the
+  // vocabulary, bad sampling parameters, max_tokens < 1 — each naming the field), OutOfRange
+  // (prompt + max_tokens does not fit the context or the KV pool), AlreadyExists (id in use),
+  // ResourceExhausted (waiting queue full), Unavailable (shutting down).
+  absl::StatusOr<std::shared_ptr<OutputChannel>> Submit(GenerationRequest request);
+
+  // Aborts a request wherever it is; applied before the next step. Unknown ids are ignored.
+  // `cause` is what the observer is told (kStopString when the server matched a stop string).
+  void Abort(const std::string& request_id, FinishCause cause = FinishCause::kCancelled);
+
+  EngineLoad Load() const;
+  const ExecutorShape& shape() const { return shape_; }
+  const SchedulerConfig& scheduler_config() const { return config_.scheduler; }
+
+  // Refuse new requests (Unavailable) from now on; running ones go on.
+  void StopAccepting();
+  // Waits until no request is queued or running and Load() says so (pages of finished requests
+  // free), or the deadline passes; true if idle.
+  bool WaitIdle(absl::Time deadline);
+  // Aborts everything and joins the thread. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Pending {
+    GenerationRequest request;
+    std::shared_ptr<OutputChannel> channel;
+    absl::Time arrival;
+  };
+  struct Live {
+    std::shared_ptr<OutputChannel> channel;
+    absl::Time arrival;
+    absl::Time first_scheduled = absl::InfinitePast();
+    absl::Time first_token = absl::InfinitePast();
+    absl::Time last_token = absl::InfinitePast();
+    int32_t num_logprobs = 0;
+    RequestStats stats;  // token counts kept up to date by the engine thread
+  };
+
+  EngineLoop(std::unique_ptr<StepExecutor> executor, std::unique_ptr<Scheduler> scheduler,
+             EngineLoopConfig config);
+  void Run();
+  void ApplyPendingWork(std::vector<Pending>& pending,
+                        std::vector<std::pair<std::string, FinishCause>>& aborts);
+  // `abort_cause` says who aborted, when reason is kAborted and error is OK.
+  void Finish(const std::string& id, FinishReason reason, absl::Status error,
+              FinishCause abort_cause = FinishCause::kCancelled);
+  void PublishLoad();
+
+  std::unique_ptr<StepExecutor> executor_;
+  std::unique_ptr<Scheduler> scheduler_;  // engine thread only
+  EngineLoopConfig config_;
+  ExecutorShape shape_;
+
+  mutable absl::Mutex mu_;
+  std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, FinishCause>> aborts_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> ids_in_use_ ABSL_GUARDED_BY(mu_);
+  int32_t num_unfinished_ ABSL_GUARDED_BY(mu_) = 0;
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  EngineLoad load_ ABSL_GUARDED_BY(mu_);
+  // Requests the engine thread has taken from pending_ but not yet published in load_.waiting;
+  // counted so that Submit's queue limit has no window in which they are invisible.
+  int32_t in_transit_ ABSL_GUARDED_BY(mu_) = 0;
+  // A request finished after the last PublishLoad (WaitIdle waits for the publish).
+  bool finished_since_publish_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::flat_hash_map<std::string, Live> live_;  // engine thread only
+  int64_t steps_ = 0;                            // engine thread only
+  EngineStepStats step_stats_;                   // engine thread only; reused every step
+  std::thread thread_;
+};
+
+}  // namespace kvserve::scheduler
+
+#endif  // KVSERVE_SERVING_ENGINE_LOOP_H_
