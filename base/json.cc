@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace kvserve::engine {
+namespace kvserve::base {
 namespace {
 
 // Parsing needs no stack (see ParseValue), but the tree's destructor and its readers recurse
@@ -306,4 +306,4 @@ absl::string_view JsonTypeName(JsonValue::Type type) {
 
 absl::StatusOr<JsonValue> ParseJson(absl::string_view text) { return Parser(text).ParseDocument(); }
 
-}  // namespace kvserve::engine
+}  // namespace kvserve::base

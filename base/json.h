@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace kvserve::engine {
+namespace kvserve::base {
 
 struct JsonValue {
   enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
@@ -48,6 +48,6 @@ absl::string_view JsonTypeName(JsonValue::Type type);
 
 absl::StatusOr<JsonValue> ParseJson(absl::string_view text);
 
-}  // namespace kvserve::engine
+}  // namespace kvserve::base
 
 #endif  // KVSERVE_BASE_JSON_H_

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <limits>
 
-namespace kvserve::engine {
+namespace kvserve::base {
 namespace {
 
 // The lowest usable address of this thread's stack (stacks grow down on x86-64), or 0 when
@@ -33,4 +33,4 @@ size_t StackBytesLeft() {
   return here - low;
 }
 
-}  // namespace kvserve::engine
+}  // namespace kvserve::base

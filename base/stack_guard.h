@@ -11,7 +11,7 @@
 
 #include <cstddef>
 
-namespace kvserve::engine {
+namespace kvserve::base {
 
 // Bytes between the caller's frame and the low end of this thread's stack. Where the bounds
 // cannot be read, a large number (nothing is refused).
@@ -34,6 +34,6 @@ inline constexpr size_t kStackReserveBytes = 32 * 1024;
 // True when a recursive walk may go one level deeper on this thread.
 inline bool StackHasRoom() { return StackBytesLeft() > kStackReserveBytes; }
 
-}  // namespace kvserve::engine
+}  // namespace kvserve::base
 
 #endif  // KVSERVE_BASE_STACK_GUARD_H_

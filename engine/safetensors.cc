@@ -7,6 +7,11 @@
 #include "base/json.h"
 
 namespace kvserve::engine {
+
+using base::JsonTypeName;
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 // Bytes per element of every dtype the format defines; 0 when unknown.

@@ -11,6 +11,10 @@
 #include "engine/tokenizer_vocab.h"
 
 namespace kvserve::engine {
+
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 // The Split regexes of the pre-tokenizers kvserve implements, as tokenizer.json spells them.

@@ -8,7 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/step_profile.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(
     std::unique_ptr<StepExecutor> executor, EngineLoopConfig config) {
@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(
   if (config.max_queued_requests < 1) {
     return absl::InvalidArgumentError("max_queued_requests must be at least 1");
   }
-  absl::StatusOr<std::unique_ptr<Scheduler>> scheduler = Scheduler::Create(config.scheduler);
+  absl::StatusOr<std::unique_ptr<scheduler::Scheduler>> scheduler =
+      scheduler::Scheduler::Create(config.scheduler);
   if (!scheduler.ok()) return scheduler.status();
   std::unique_ptr<EngineLoop> loop(
       new EngineLoop(std::move(executor), std::move(*scheduler), std::move(config)));
@@ -31,8 +32,8 @@ absl::StatusOr<std::unique_ptr<EngineLoop>> EngineLoop::Create(
   return loop;
 }
 
-EngineLoop::EngineLoop(std::unique_ptr<StepExecutor> executor, std::unique_ptr<Scheduler> scheduler,
-                       EngineLoopConfig config)
+EngineLoop::EngineLoop(std::unique_ptr<StepExecutor> executor,
+                       std::unique_ptr<scheduler::Scheduler> scheduler, EngineLoopConfig config)
     : executor_(std::move(executor)),
       scheduler_(std::move(scheduler)),
       config_(std::move(config)),
@@ -135,30 +136,32 @@ void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending,
     live.num_logprobs = p.request.sampling.num_logprobs;
     live.stats.num_prompt_tokens = static_cast<int32_t>(p.request.prompt.size());
     executor_->AddSequence(id, p.request.sampling, p.request.prompt);
-    auto req =
-        std::make_unique<Request>(id, std::move(p.request.prompt), std::move(p.request.stop));
+    auto req = std::make_unique<scheduler::Request>(id, std::move(p.request.prompt),
+                                                    std::move(p.request.stop));
     absl::Status s = scheduler_->AddRequest(std::move(req));
-    if (!s.ok()) Finish(id, FinishReason::kAborted, s);
+    if (!s.ok()) Finish(id, scheduler::FinishReason::kAborted, s);
   }
   for (const auto& [id, cause] : aborts) {
     if (!live_.contains(id)) continue;
     // NotFound means it finished in the meantime; its final output is already out.
-    if (scheduler_->Abort(id).ok()) Finish(id, FinishReason::kAborted, absl::OkStatus(), cause);
+    if (scheduler_->Abort(id).ok())
+      Finish(id, scheduler::FinishReason::kAborted, absl::OkStatus(), cause);
   }
 }
 
 namespace {
 
-FinishCause CauseOf(FinishReason reason, const absl::Status& error, FinishCause abort_cause) {
+FinishCause CauseOf(scheduler::FinishReason reason, const absl::Status& error,
+                    FinishCause abort_cause) {
   if (!error.ok()) return FinishCause::kError;
   switch (reason) {
-    case FinishReason::kStop:
+    case scheduler::FinishReason::kStop:
       return FinishCause::kStop;
-    case FinishReason::kLength:
+    case scheduler::FinishReason::kLength:
       return FinishCause::kLength;
-    case FinishReason::kContextLength:
+    case scheduler::FinishReason::kContextLength:
       return FinishCause::kContextLength;
-    case FinishReason::kAborted:
+    case scheduler::FinishReason::kAborted:
       return abort_cause;
   }
   return FinishCause::kError;
@@ -166,7 +169,7 @@ FinishCause CauseOf(FinishReason reason, const absl::Status& error, FinishCause 
 
 }  // namespace
 
-void EngineLoop::Finish(const std::string& id, FinishReason reason, absl::Status error,
+void EngineLoop::Finish(const std::string& id, scheduler::FinishReason reason, absl::Status error,
                         FinishCause abort_cause) {
   auto it = live_.find(id);
   if (it == live_.end()) return;
@@ -249,14 +252,15 @@ void EngineLoop::Run() {
         Live& live = live_[p.request.request_id];
         live.channel = p.channel;
         live.arrival = p.arrival;
-        Finish(p.request.request_id, FinishReason::kAborted,
+        Finish(p.request.request_id, scheduler::FinishReason::kAborted,
                absl::UnavailableError("the server is shutting down"));
       }
       std::vector<std::string> ids;
       for (const auto& [id, live] : live_) ids.push_back(id);
       for (const std::string& id : ids) {
         (void)scheduler_->Abort(id);
-        Finish(id, FinishReason::kAborted, absl::UnavailableError("the server is shutting down"));
+        Finish(id, scheduler::FinishReason::kAborted,
+               absl::UnavailableError("the server is shutting down"));
       }
       PublishLoad();
       return;
@@ -266,7 +270,7 @@ void EngineLoop::Run() {
     if (!aborts.empty()) PublishLoad();  // aborted requests' pages show as free at once
 
     const absl::Time step_start = absl::Now();
-    StepPlan plan = scheduler_->Schedule();
+    scheduler::StepPlan plan = scheduler_->Schedule();
     // Submit's queue limit must count the requests just handed over as waiting (or not, once
     // admitted) during this step, not one step later.
     if (!pending.empty()) PublishLoad();
@@ -283,7 +287,7 @@ void EngineLoop::Run() {
     absl::flat_hash_map<std::string, engine::SampleResult> results;
     absl::flat_hash_map<std::string, int32_t> sampled;
     if (!plan.empty()) {
-      for (const ScheduledRequest& r : plan.scheduled) {
+      for (const scheduler::ScheduledRequest& r : plan.scheduled) {
         auto it = live_.find(r.request_id);
         if (it == live_.end()) continue;
         Live& live = it->second;
@@ -291,7 +295,7 @@ void EngineLoop::Run() {
           live.first_scheduled = scheduled_at;
           step.queue_seconds.push_back(absl::ToDoubleSeconds(scheduled_at - live.arrival));
         }
-        if (const Request* req = scheduler_->GetRequest(r.request_id); req != nullptr) {
+        if (const scheduler::Request* req = scheduler_->GetRequest(r.request_id); req != nullptr) {
           live.stats.num_cached_prompt_tokens = std::max(0, req->num_cached_prompt_tokens());
           live.stats.num_preemptions = req->num_preemptions();
         }
@@ -303,26 +307,26 @@ void EngineLoop::Run() {
       if (!executed.ok()) {
         std::fprintf(stderr, "kvserve: step failed: %s\n",
                      std::string(executed.status().message()).c_str());
-        for (const ScheduledRequest& r : plan.scheduled) {
+        for (const scheduler::ScheduledRequest& r : plan.scheduled) {
           (void)scheduler_->Abort(r.request_id);
-          Finish(r.request_id, FinishReason::kAborted, executed.status());
+          Finish(r.request_id, scheduler::FinishReason::kAborted, executed.status());
         }
       } else {
         results = std::move(*executed);
         for (const auto& [id, result] : results) sampled[id] = result.token;
       }
     }
-    absl::StatusOr<UpdateResult> update = scheduler_->Update(plan, sampled);
+    absl::StatusOr<scheduler::UpdateResult> update = scheduler_->Update(plan, sampled);
     if (!update.ok()) {
       std::fprintf(stderr, "kvserve: scheduler update failed: %s\n",
                    std::string(update.status().message()).c_str());
-      for (const ScheduledRequest& r : plan.scheduled) {
+      for (const scheduler::ScheduledRequest& r : plan.scheduled) {
         (void)scheduler_->Abort(r.request_id);
-        Finish(r.request_id, FinishReason::kAborted, update.status());
+        Finish(r.request_id, scheduler::FinishReason::kAborted, update.status());
       }
     } else {
       const absl::Time now = absl::Now();
-      for (const RequestEvent& event : update->events) {
+      for (const scheduler::RequestEvent& event : update->events) {
         auto it = live_.find(event.request_id);
         if (it == live_.end()) continue;  // already finished (e.g. aborted by us)
         Live& live = it->second;
@@ -363,4 +367,4 @@ void EngineLoop::Run() {
   }
 }
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving

@@ -32,10 +32,11 @@
 #include "serving/output_channel.h"
 #include "serving/step_executor.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 struct EngineLoopConfig {
-  SchedulerConfig scheduler;  // page_size / num_pages / max_model_len come from the executor
+  scheduler::SchedulerConfig
+      scheduler;  // page_size / num_pages / max_model_len come from the executor
   // Requests waiting for admission (handed over or queued in the scheduler) before Submit
   // answers ResourceExhausted.
   int32_t max_queued_requests = 1024;
@@ -47,7 +48,7 @@ struct EngineLoopConfig {
 struct GenerationRequest {
   std::string request_id;  // empty: the loop assigns "req-N"
   std::vector<int32_t> prompt;
-  StopConditions stop;
+  scheduler::StopConditions stop;
   engine::SamplingParams sampling;
 };
 
@@ -83,7 +84,7 @@ class EngineLoop {
 
   EngineLoad Load() const;
   const ExecutorShape& shape() const { return shape_; }
-  const SchedulerConfig& scheduler_config() const { return config_.scheduler; }
+  const scheduler::SchedulerConfig& scheduler_config() const { return config_.scheduler; }
 
   // Refuse new requests (Unavailable) from now on; running ones go on.
   void StopAccepting();
@@ -109,18 +110,18 @@ class EngineLoop {
     RequestStats stats;  // token counts kept up to date by the engine thread
   };
 
-  EngineLoop(std::unique_ptr<StepExecutor> executor, std::unique_ptr<Scheduler> scheduler,
-             EngineLoopConfig config);
+  EngineLoop(std::unique_ptr<StepExecutor> executor,
+             std::unique_ptr<scheduler::Scheduler> scheduler, EngineLoopConfig config);
   void Run();
   void ApplyPendingWork(std::vector<Pending>& pending,
                         std::vector<std::pair<std::string, FinishCause>>& aborts);
   // `abort_cause` says who aborted, when reason is kAborted and error is OK.
-  void Finish(const std::string& id, FinishReason reason, absl::Status error,
+  void Finish(const std::string& id, scheduler::FinishReason reason, absl::Status error,
               FinishCause abort_cause = FinishCause::kCancelled);
   void PublishLoad();
 
   std::unique_ptr<StepExecutor> executor_;
-  std::unique_ptr<Scheduler> scheduler_;  // engine thread only
+  std::unique_ptr<scheduler::Scheduler> scheduler_;  // engine thread only
   EngineLoopConfig config_;
   ExecutorShape shape_;
 
@@ -145,6 +146,6 @@ class EngineLoop {
   std::thread thread_;
 };
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving
 
 #endif  // KVSERVE_SERVING_ENGINE_LOOP_H_

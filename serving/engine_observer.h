@@ -14,7 +14,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 // Why a request ended, as reported to clients and metrics. Finer than FinishReason: an abort is
 // split by who caused it.
@@ -82,6 +82,6 @@ class EngineObserver {
   virtual void OnRequestFinished(const EngineRequestStats& request) = 0;
 };
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving
 
 #endif  // KVSERVE_SERVING_ENGINE_OBSERVER_H_

@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/step_profile.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 absl::StatusOr<std::unique_ptr<ModelExecutor>> ModelExecutor::Create(
     std::unique_ptr<engine::LlamaModel> model, int32_t page_size, int32_t num_pages,
@@ -45,14 +45,14 @@ void ModelExecutor::AddSequence(const std::string& request_id, const engine::Sam
 void ModelExecutor::RemoveSequence(const std::string& request_id) { sequences_.erase(request_id); }
 
 absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExecutor::Execute(
-    const StepPlan& plan) {
+    const scheduler::StepPlan& plan) {
   engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
   engine::ForwardBatch batch;
   batch.runs.reserve(plan.scheduled.size());
   std::vector<const engine::SamplingParams*> params;
   std::vector<engine::SamplerState*> states;
   std::vector<const std::string*> sampled_ids;
-  for (const ScheduledRequest& r : plan.scheduled) {
+  for (const scheduler::ScheduledRequest& r : plan.scheduled) {
     engine::ForwardRun run;
     run.token_ids = r.token_ids;
     run.start_position = r.start_position;
@@ -88,4 +88,4 @@ absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExec
   return out;
 }
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving

@@ -16,7 +16,7 @@
 #include "engine/sampling.h"
 #include "serving/step_executor.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 class ModelExecutor : public StepExecutor {
  public:
@@ -34,7 +34,7 @@ class ModelExecutor : public StepExecutor {
                    absl::Span<const int32_t> prompt) override;
   void RemoveSequence(const std::string& request_id) override;
   absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const StepPlan& plan) override;
+      const scheduler::StepPlan& plan) override;
 
   const engine::LlamaModel& model() const { return *model_; }
   const engine::KvPagePool& pool() const { return *pool_; }
@@ -53,6 +53,6 @@ class ModelExecutor : public StepExecutor {
   std::vector<float> logits_;
 };
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving
 
 #endif  // KVSERVE_SERVING_MODEL_EXECUTOR_H_

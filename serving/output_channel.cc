@@ -1,6 +1,6 @@
 #include "serving/output_channel.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 void OutputChannel::Push(RequestOutput output) {
   std::function<void()> notify;
@@ -47,4 +47,4 @@ bool OutputChannel::finished_pushed() const {
   return finished_;
 }
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving

@@ -25,7 +25,7 @@
 #include "absl/time/time.h"
 #include "scheduler/request.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 struct GeneratedToken {
   int32_t token_id = 0;
@@ -48,7 +48,7 @@ struct RequestOutput {
   bool finished = false;
   // Set when finished: why, and the whole request's figures. `error` is non-OK when the
   // engine failed the request (finish_reason is then kAborted).
-  FinishReason finish_reason = FinishReason::kStop;
+  scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
   RequestStats stats;
   absl::Status error;
 };
@@ -78,6 +78,6 @@ class OutputChannel {
   std::function<void()> notify_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving
 
 #endif  // KVSERVE_SERVING_OUTPUT_CHANNEL_H_

@@ -15,7 +15,7 @@
 #include "absl/time/time.h"
 #include "serving/step_executor.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 class StepDelayExecutor : public StepExecutor {
  public:
@@ -31,7 +31,7 @@ class StepDelayExecutor : public StepExecutor {
     inner_->RemoveSequence(request_id);
   }
   absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const StepPlan& plan) override {
+      const scheduler::StepPlan& plan) override {
     absl::SleepFor(delay_);
     return inner_->Execute(plan);
   }
@@ -41,6 +41,6 @@ class StepDelayExecutor : public StepExecutor {
   absl::Duration delay_;
 };
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving
 
 #endif  // KVSERVE_SERVING_STEP_DELAY_EXECUTOR_H_

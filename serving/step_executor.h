@@ -17,7 +17,7 @@
 #include "engine/sampling.h"
 #include "scheduler/step_plan.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 
 // What the engine's KV pool looks like, for sizing the scheduler.
 struct ExecutorShape {
@@ -42,9 +42,9 @@ class StepExecutor {
 
   // Runs the plan and returns a sampled token for every scheduled request with `sample` set.
   virtual absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const StepPlan& plan) = 0;
+      const scheduler::StepPlan& plan) = 0;
 };
 
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving
 
 #endif  // KVSERVE_SERVING_STEP_EXECUTOR_H_

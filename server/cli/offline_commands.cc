@@ -207,37 +207,36 @@ int RunGenerate(const std::vector<char*>& positional) {
       absl::GetFlag(FLAGS_kv_pages) > 0
           ? absl::GetFlag(FLAGS_kv_pages)
           : static_cast<int32_t>(std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
-  absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
-      scheduler::ModelExecutor::Create(std::move(loaded->model), kPageSize, num_pages,
-                                       engine::KvDType::kF32);
+  absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor = serving::ModelExecutor::Create(
+      std::move(loaded->model), kPageSize, num_pages, engine::KvDType::kF32);
   if (!executor.ok()) return Fail(executor.status());
-  scheduler::EngineLoopConfig config;
+  serving::EngineLoopConfig config;
   config.max_queued_requests = static_cast<int32_t>(prompts.size()) + 1;
   config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
-  absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
-      scheduler::EngineLoop::Create(std::move(*executor), config);
+  absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
+      serving::EngineLoop::Create(std::move(*executor), config);
   if (!loop.ok()) return Fail(loop.status());
 
   // The loader's EOS set: a folder's generation_config.json plus the tokenizer's, or the GGUF's.
   const absl::flat_hash_set<int32_t>& eos_ids = loaded->eos_ids;
-  std::vector<std::shared_ptr<scheduler::OutputChannel>> channels;
+  std::vector<std::shared_ptr<serving::OutputChannel>> channels;
   for (auto& prompt : prompts) {
-    scheduler::GenerationRequest r;
+    serving::GenerationRequest r;
     r.prompt = prompt;
     r.stop.max_tokens = max_tokens;
     r.stop.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
     r.stop.eos_token_ids = eos_ids;
     r.sampling.temperature = absl::GetFlag(FLAGS_temperature);
     if (absl::GetFlag(FLAGS_seed) >= 0) r.sampling.seed = absl::GetFlag(FLAGS_seed);
-    absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> c = (*loop)->Submit(std::move(r));
+    absl::StatusOr<std::shared_ptr<serving::OutputChannel>> c = (*loop)->Submit(std::move(r));
     if (!c.ok()) return Fail(c.status());
     channels.push_back(*c);
   }
   for (auto& channel : channels) {
     std::vector<int32_t> ids;
-    scheduler::RequestOutput out;
+    serving::RequestOutput out;
     while (channel->Pop(&out)) {
       for (const auto& t : out.tokens) ids.push_back(t.token_id);
       if (out.finished) break;
@@ -257,7 +256,7 @@ int RunGenerate(const std::vector<char*>& positional) {
                 std::string(scheduler::FinishReasonName(out.finish_reason)).c_str());
   }
   // Scheduling figures of the run, for tests and curious users (stderr keeps stdout clean).
-  const scheduler::EngineLoad load = (*loop)->Load();
+  const serving::EngineLoad load = (*loop)->Load();
   std::fprintf(stderr,
                "{\"steps\":%lld,\"preemptions\":%lld,\"prefix_query_tokens\":%lld,"
                "\"prefix_hit_tokens\":%lld,\"kv_pages\":%d}\n",

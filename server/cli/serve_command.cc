@@ -217,7 +217,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
                      backend->codec->name(), ") has ", backend->codec->vocab_size()));
   }
   const int32_t num_pages =
-      scheduler::ModelExecutor::PagesForBytes(*model, page_size, kv_dtype, *kv_bytes);
+      serving::ModelExecutor::PagesForBytes(*model, page_size, kv_dtype, *kv_bytes);
   if (num_pages < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-memory = ", *kv_bytes, " bytes holds no KV page"));
@@ -225,25 +225,25 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   Log(absl::StrFormat("KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s",
                       num_pages, page_size, int64_t{num_pages} * page_size,
                       static_cast<double>(*kv_bytes) / (1 << 20), kv_dtype_name));
-  absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
-      scheduler::ModelExecutor::Create(std::move(model), page_size, num_pages, kv_dtype);
+  absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor =
+      serving::ModelExecutor::Create(std::move(model), page_size, num_pages, kv_dtype);
   if (!executor.ok()) return executor.status();
 
-  scheduler::EngineLoopConfig loop_config;
+  serving::EngineLoopConfig loop_config;
   loop_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   loop_config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
   loop_config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   loop_config.scheduler.max_model_len = static_cast<int32_t>(config.context_length);
   loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   loop_config.observer = &metrics;
-  std::unique_ptr<scheduler::StepExecutor> step_executor = std::move(*executor);
+  std::unique_ptr<serving::StepExecutor> step_executor = std::move(*executor);
   if (const int32_t delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms); delay_ms > 0) {
     Log(absl::StrCat("debug: every engine step sleeps ", delay_ms, " ms first"));
-    step_executor = std::make_unique<scheduler::StepDelayExecutor>(std::move(step_executor),
-                                                                   absl::Milliseconds(delay_ms));
+    step_executor = std::make_unique<serving::StepDelayExecutor>(std::move(step_executor),
+                                                                 absl::Milliseconds(delay_ms));
   }
-  absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
-      scheduler::EngineLoop::Create(std::move(step_executor), loop_config);
+  absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
+      serving::EngineLoop::Create(std::move(step_executor), loop_config);
   if (!loop.ok()) return loop.status();
   backend->loop = std::move(*loop);
   Log(absl::StrFormat("scheduler: max %d running, %d tokens per step, %d queued",
@@ -374,7 +374,7 @@ int RunServe(const std::vector<char*>& positional) {
     server->Shutdown(absl::ToChronoTime(absl::Now()));
     return Fail(backend.status());
   }
-  const scheduler::EngineLoop* loop_for_metrics = (*backend)->loop.get();
+  const serving::EngineLoop* loop_for_metrics = (*backend)->loop.get();
   metrics.SetLoadSource([loop_for_metrics] { return loop_for_metrics->Load(); });
   service.SetBackend(*backend);
   openai_frontend.SetBackend(*backend);
@@ -390,7 +390,7 @@ int RunServe(const std::vector<char*>& positional) {
                       signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
   SetHealth(*server, false);
   service.SetDraining();
-  scheduler::EngineLoop& loop = *(*backend)->loop;
+  serving::EngineLoop& loop = *(*backend)->loop;
   loop.StopAccepting();
   const absl::Time deadline = absl::Now() + absl::Seconds(drain_timeout);
   const bool idle = loop.WaitIdle(deadline);

@@ -22,18 +22,18 @@ StreamFinishReason FromEngine(scheduler::FinishReason reason) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GenerationStream>> GenerationStream::Submit(
-    scheduler::EngineLoop* loop, const TextCodec* codec, BuiltRequest request) {
+    serving::EngineLoop* loop, const TextCodec* codec, BuiltRequest request) {
   const int32_t num_prompt_tokens = static_cast<int32_t>(request.engine.prompt.size());
-  absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> channel =
+  absl::StatusOr<std::shared_ptr<serving::OutputChannel>> channel =
       loop->Submit(std::move(request.engine));
   if (!channel.ok()) return channel.status();
   return std::unique_ptr<GenerationStream>(new GenerationStream(
       loop, codec, std::move(request.stream), num_prompt_tokens, *std::move(channel)));
 }
 
-GenerationStream::GenerationStream(scheduler::EngineLoop* loop, const TextCodec* codec,
+GenerationStream::GenerationStream(serving::EngineLoop* loop, const TextCodec* codec,
                                    StreamOptions options, int32_t num_prompt_tokens,
-                                   std::shared_ptr<scheduler::OutputChannel> channel)
+                                   std::shared_ptr<serving::OutputChannel> channel)
     : loop_(loop),
       codec_(codec),
       options_(std::move(options)),
@@ -41,7 +41,7 @@ GenerationStream::GenerationStream(scheduler::EngineLoop* loop, const TextCodec*
       channel_(std::move(channel)),
       matcher_(options_.stop_strings, options_.include_stop_str_in_output) {}
 
-void GenerationStream::AbortEngine(scheduler::FinishCause cause) {
+void GenerationStream::AbortEngine(serving::FinishCause cause) {
   if (engine_finished_ || channel_->finished_pushed()) return;
   loop_->Abort(channel_->request_id(), cause);
 }
@@ -49,7 +49,7 @@ void GenerationStream::AbortEngine(scheduler::FinishCause cause) {
 absl::StatusOr<bool> GenerationStream::Drain(StreamEvent* event) {
   *event = StreamEvent();
   bool any = false;
-  scheduler::RequestOutput out;
+  serving::RequestOutput out;
   while (!engine_finished_ && channel_->TryPop(&out)) {
     any = true;
     if (absl::Status error = Consume(out, event); !error.ok()) return error;
@@ -60,7 +60,7 @@ absl::StatusOr<bool> GenerationStream::Drain(StreamEvent* event) {
 absl::StatusOr<bool> GenerationStream::WaitAndDrain(StreamEvent* event, absl::Time deadline) {
   *event = StreamEvent();
   if (engine_finished_) return false;
-  scheduler::RequestOutput out;
+  serving::RequestOutput out;
   if (!channel_->Pop(&out, deadline)) return false;
   if (absl::Status error = Consume(out, event); !error.ok()) return error;
   // Whatever else is queued goes into the same event.
@@ -70,8 +70,8 @@ absl::StatusOr<bool> GenerationStream::WaitAndDrain(StreamEvent* event, absl::Ti
   return true;
 }
 
-absl::Status GenerationStream::Consume(scheduler::RequestOutput& out, StreamEvent* event) {
-  for (scheduler::GeneratedToken& token : out.tokens) {
+absl::Status GenerationStream::Consume(serving::RequestOutput& out, StreamEvent* event) {
+  for (serving::GeneratedToken& token : out.tokens) {
     if (matcher_.matched()) break;  // generated before the abort took effect: dropped
     ++num_completion_tokens_;
     event->token_ids.push_back(token.token_id);

@@ -62,14 +62,14 @@ struct StreamEvent {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_prompt_tokens = 0;
-  scheduler::RequestStats stats;
+  serving::RequestStats stats;
 };
 
 class GenerationStream {
  public:
   // Submits the request. Errors: those of EngineLoop::Submit (ResourceExhausted when the queue
   // is full, Unavailable while draining, InvalidArgument/OutOfRange from its own checks).
-  static absl::StatusOr<std::unique_ptr<GenerationStream>> Submit(scheduler::EngineLoop* loop,
+  static absl::StatusOr<std::unique_ptr<GenerationStream>> Submit(serving::EngineLoop* loop,
                                                                   const TextCodec* codec,
                                                                   BuiltRequest request);
 
@@ -83,23 +83,23 @@ class GenerationStream {
   bool finished() const { return engine_finished_; }
   // Aborts the engine request unless the engine already finished it. `cause` tells the engine
   // (and its metrics) why: kStopString after `abort_engine`, kCancelled when the client left.
-  void AbortEngine(scheduler::FinishCause cause = scheduler::FinishCause::kCancelled);
+  void AbortEngine(serving::FinishCause cause = serving::FinishCause::kCancelled);
 
   const std::string& request_id() const { return channel_->request_id(); }
-  scheduler::OutputChannel& channel() { return *channel_; }
+  serving::OutputChannel& channel() { return *channel_; }
   const StreamOptions& options() const { return options_; }
 
  private:
-  GenerationStream(scheduler::EngineLoop* loop, const TextCodec* codec, StreamOptions options,
-                   int32_t num_prompt_tokens, std::shared_ptr<scheduler::OutputChannel> channel);
+  GenerationStream(serving::EngineLoop* loop, const TextCodec* codec, StreamOptions options,
+                   int32_t num_prompt_tokens, std::shared_ptr<serving::OutputChannel> channel);
   // Adds one output to `event`; returns the engine's error, if any.
-  absl::Status Consume(scheduler::RequestOutput& out, StreamEvent* event);
+  absl::Status Consume(serving::RequestOutput& out, StreamEvent* event);
 
-  scheduler::EngineLoop* const loop_;
+  serving::EngineLoop* const loop_;
   const TextCodec* const codec_;
   const StreamOptions options_;
   const int32_t num_prompt_tokens_;
-  const std::shared_ptr<scheduler::OutputChannel> channel_;
+  const std::shared_ptr<serving::OutputChannel> channel_;
 
   StopStringMatcher matcher_;
   IncrementalDetokenizer detokenizer_;

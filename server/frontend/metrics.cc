@@ -97,7 +97,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   for (int cause = 0; cause < static_cast<int>(finished_by_cause_.size()); ++cause) {
     finished_by_cause_[cause] = &finished.Add(
         {{"finish_reason",
-          std::string(scheduler::FinishCauseName(static_cast<scheduler::FinishCause>(cause)))}});
+          std::string(serving::FinishCauseName(static_cast<serving::FinishCause>(cause)))}});
   }
   grpc_requests_ = &BuildCounter()
                         .Name("kvserve_grpc_requests_total")
@@ -147,7 +147,7 @@ void Metrics::SetModelInfo(const std::string& model, const std::string& architec
       .Set(1);
 }
 
-void Metrics::SetLoadSource(std::function<scheduler::EngineLoad()> source) {
+void Metrics::SetLoadSource(std::function<serving::EngineLoad()> source) {
   absl::MutexLock lock(&source_mu_);
   load_source_ = std::move(source);
 }
@@ -160,7 +160,7 @@ void Metrics::CountHttpResponse(const std::string& path, int status) {
   http_requests_->Add({{"path", path}, {"code", std::to_string(status)}}).Increment();
 }
 
-void Metrics::OnStep(const scheduler::EngineStepStats& step) {
+void Metrics::OnStep(const serving::EngineStepStats& step) {
   histogram(kStepTokens).Observe(step.num_scheduled_tokens);
   histogram(kStepRequests).Observe(step.num_scheduled_requests);
   histogram(kStepDuration).Observe(step.duration_seconds);
@@ -174,7 +174,7 @@ void Metrics::OnStep(const scheduler::EngineStepStats& step) {
   for (double s : step.inter_token_seconds) histogram(kInterTokenLatency).Observe(s);
 }
 
-void Metrics::OnRequestFinished(const scheduler::EngineRequestStats& request) {
+void Metrics::OnRequestFinished(const serving::EngineRequestStats& request) {
   finished_by_cause_[static_cast<int>(request.cause)]->Increment();
   histogram(kE2eLatency).Observe(request.e2e_seconds);
   histogram(kRequestPromptTokens).Observe(request.num_prompt_tokens);
@@ -188,13 +188,13 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
     family.metric.push_back(h->histogram.Collect());
     families.push_back(std::move(family));
   }
-  std::function<scheduler::EngineLoad()> source;
+  std::function<serving::EngineLoad()> source;
   {
     absl::MutexLock lock(&source_mu_);
     source = load_source_;
   }
   if (source) {
-    const scheduler::EngineLoad load = source();
+    const serving::EngineLoad load = source();
     families.push_back(Single("kvserve_requests_running", "Requests holding KV pages and running.",
                               MetricType::Gauge, load.running));
     families.push_back(Single("kvserve_requests_waiting",

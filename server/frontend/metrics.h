@@ -57,7 +57,7 @@ class AtomicHistogram {
   std::atomic<double> sum_{0.0};
 };
 
-class Metrics final : public scheduler::EngineObserver {
+class Metrics final : public serving::EngineObserver {
  public:
   Metrics();
   ~Metrics() override;
@@ -69,7 +69,7 @@ class Metrics final : public scheduler::EngineObserver {
                     const std::string& weight_dtype, const std::string& kv_cache_dtype);
   // Read at every scrape for the gauges and the prefix-cache counters; until set (while the
   // model loads) those series are absent. The source must stay callable until replaced.
-  void SetLoadSource(std::function<scheduler::EngineLoad()> source);
+  void SetLoadSource(std::function<serving::EngineLoad()> source);
 
   // kvserve_grpc_requests_total{method,code}: `method` is the RPC's short name ("Generate"),
   // `code` the canonical code name ("OK", "INVALID_ARGUMENT").
@@ -78,8 +78,8 @@ class Metrics final : public scheduler::EngineObserver {
   void CountHttpResponse(const std::string& path, int status);
 
   // EngineObserver, on the engine thread.
-  void OnStep(const scheduler::EngineStepStats& step) override;
-  void OnRequestFinished(const scheduler::EngineRequestStats& request) override;
+  void OnStep(const serving::EngineStepStats& step) override;
+  void OnRequestFinished(const serving::EngineRequestStats& request) override;
 
   // Everything, in Prometheus's text exposition format 0.0.4.
   std::string SerializeText() const;
@@ -117,7 +117,7 @@ class Metrics final : public scheduler::EngineObserver {
   std::vector<std::unique_ptr<NamedHistogram>> histograms_;
 
   mutable absl::Mutex source_mu_;
-  std::function<scheduler::EngineLoad()> load_source_ ABSL_GUARDED_BY(source_mu_);
+  std::function<serving::EngineLoad()> load_source_ ABSL_GUARDED_BY(source_mu_);
 };
 
 // Histogram bucket bounds, exposed for the docs and tests.

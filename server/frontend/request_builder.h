@@ -42,7 +42,7 @@ struct StreamOptions {
 };
 
 struct BuiltRequest {
-  scheduler::GenerationRequest engine;
+  serving::GenerationRequest engine;
   StreamOptions stream;
 };
 

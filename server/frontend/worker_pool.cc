@@ -45,7 +45,7 @@ void WorkerPool::Run(absl::FunctionRef<void()> work) {
   done.WaitForNotification();
 }
 
-size_t WorkerPool::CallerStackBytesLeft() { return engine::StackBytesLeft(); }
+size_t WorkerPool::CallerStackBytesLeft() { return base::StackBytesLeft(); }
 
 void* WorkerPool::ThreadMain(void* pool) {
   static_cast<WorkerPool*>(pool)->Loop();

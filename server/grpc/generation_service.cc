@@ -66,7 +66,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       Finish(ToGrpcStatus(stream.status()));
       return;
     }
-    scheduler::OutputChannel* channel;
+    serving::OutputChannel* channel;
     {
       absl::MutexLock lock(&mu_);
       stream_ = *std::move(stream);
@@ -117,7 +117,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
  private:
   // Aborts the engine request unless it already finished (its id may be reused afterwards).
   // The stream lives as long as the reactor, so it is used outside the lock.
-  void AbortInEngine(scheduler::FinishCause cause = scheduler::FinishCause::kCancelled) {
+  void AbortInEngine(serving::FinishCause cause = serving::FinishCause::kCancelled) {
     GenerationStream* stream;
     {
       absl::MutexLock lock(&mu_);
@@ -153,7 +153,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       if (action == Action::kWrite) write_in_flight_ = true;
       if (action == Action::kFinish || action == Action::kWriteAndFinish) finish_called_ = true;
     }
-    if (abort) AbortInEngine(scheduler::FinishCause::kStopString);
+    if (abort) AbortInEngine(serving::FinishCause::kStopString);
     switch (action) {
       case Action::kNone:
         break;
@@ -391,7 +391,7 @@ grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerC
                                                            kvserve::v1::ServerInfo* response) {
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
-  const scheduler::EngineLoad load = (*backend)->loop->Load();
+  const serving::EngineLoad load = (*backend)->loop->Load();
   response->set_running_requests(load.running);
   response->set_waiting_requests(load.waiting);
   response->set_kv_cache_usage(load.kv_usage);

@@ -40,7 +40,7 @@ namespace kvserve::server {
 
 // The loaded model as the service sees it.
 struct ServingBackend {
-  std::unique_ptr<scheduler::EngineLoop> loop;
+  std::unique_ptr<serving::EngineLoop> loop;
   std::unique_ptr<TextCodec> codec;
   kvserve::v1::ModelInfo model_info;
   RequestLimits limits;

@@ -17,7 +17,7 @@
 namespace kvserve::server::openai {
 namespace {
 
-using engine::JsonValue;
+using base::JsonValue;
 
 // Where an InvalidParam error keeps the field name.
 constexpr absl::string_view kParamPayload = "type.kvserve.dev/openai.param";
@@ -55,7 +55,7 @@ absl::StatusOr<std::optional<bool>> BoolField(const JsonValue& object, absl::str
 }
 
 absl::StatusOr<JsonValue> ParseBody(absl::string_view body) {
-  absl::StatusOr<JsonValue> json = engine::ParseJson(body);
+  absl::StatusOr<JsonValue> json = base::ParseJson(body);
   if (!json.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("the request body is not valid JSON: ", json.status().message()));

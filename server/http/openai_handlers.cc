@@ -90,7 +90,7 @@ void StreamEvents(const openai::ParsedRequest& parsed, const openai::ResponseMet
       }
       continue;
     }
-    if (event.abort_engine) stream.AbortEngine(scheduler::FinishCause::kStopString);
+    if (event.abort_engine) stream.AbortEngine(serving::FinishCause::kStopString);
     const bool with_logprobs = parsed.logprobs && !event.logprobs.empty();
     if (!event.text.empty() || with_logprobs) {
       openai::ChunkContent chunk;
@@ -133,7 +133,7 @@ void SendWhole(const openai::ParsedRequest& parsed, const openai::ResponseMeta& 
       SendError(writer, got.status());
       return;
     }
-    if (event.abort_engine) stream.AbortEngine(scheduler::FinishCause::kStopString);
+    if (event.abort_engine) stream.AbortEngine(serving::FinishCause::kStopString);
     text += event.text;
     if (parsed.logprobs) {
       for (TokenLogprobs& t : event.logprobs) logprobs.push_back(std::move(t));

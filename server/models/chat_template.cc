@@ -103,7 +103,7 @@ absl::StatusOr<std::optional<std::string>> ChatTemplateFromTokenizerConfig(
   std::stringstream buffer;
   buffer << in.rdbuf();
   const std::string text = buffer.str();
-  absl::StatusOr<engine::JsonValue> json = engine::ParseJson(text);
+  absl::StatusOr<base::JsonValue> json = base::ParseJson(text);
   if (!json.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", json.status().message()));
   }

@@ -545,11 +545,11 @@ absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOpt
   std::ifstream in(*index, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
-  absl::StatusOr<engine::JsonValue> json = engine::ParseJson(text.str());
+  absl::StatusOr<base::JsonValue> json = base::ParseJson(text.str());
   if (!json.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(*index, ": ", json.status().message()));
   }
-  const engine::JsonValue* map = json->Find("weight_map");
+  const base::JsonValue* map = json->Find("weight_map");
   if (map == nullptr || !map->is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(*index, ": no 'weight_map' object"));
   }

@@ -14,12 +14,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<engine::JsonValue> ReadJsonFile(const fs::path& path) {
+absl::StatusOr<base::JsonValue> ReadJsonFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read '", path.string(), "'"));
   std::stringstream text;
   text << in.rdbuf();
-  absl::StatusOr<engine::JsonValue> json = engine::ParseJson(text.str());
+  absl::StatusOr<base::JsonValue> json = base::ParseJson(text.str());
   if (!json.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", json.status().message()));
   }
@@ -120,9 +120,9 @@ absl::Status LoadFolder(const ModelSourceOptions& options, LoadedModel& m) {
   }
 
   if (has_config) {
-    absl::StatusOr<engine::JsonValue> config = ReadJsonFile(tokenizer_config);
+    absl::StatusOr<base::JsonValue> config = ReadJsonFile(tokenizer_config);
     if (!config.ok()) return config.status();
-    const engine::JsonValue* eos = config->Find("eos_token");  // a string or {"content": ...}
+    const base::JsonValue* eos = config->Find("eos_token");  // a string or {"content": ...}
     if (eos != nullptr && eos->is_object()) eos = eos->Find("content");
     if (eos != nullptr && eos->is_string()) m.eos_token = eos->string;
     absl::StatusOr<std::optional<std::string>> source = ChatTemplateFromTokenizerConfig(*config);
@@ -149,16 +149,16 @@ std::unique_ptr<TextCodec> LoadedModel::TakeCodec(int32_t vocab_size) {
 }
 
 absl::StatusOr<std::optional<std::string>> ChatTemplateFromTokenizerConfig(
-    const engine::JsonValue& config) {
-  const engine::JsonValue* v = config.Find("chat_template");
+    const base::JsonValue& config) {
+  const base::JsonValue* v = config.Find("chat_template");
   if (v == nullptr || v->is_null()) return std::optional<std::string>();
   if (v->is_string()) return std::optional<std::string>(v->string);
   if (!v->is_array()) {
     return absl::InvalidArgumentError("chat_template is neither a string nor a list");
   }
-  for (const engine::JsonValue& entry : v->array) {
-    const engine::JsonValue* name = entry.Find("name");
-    const engine::JsonValue* source = entry.Find("template");
+  for (const base::JsonValue& entry : v->array) {
+    const base::JsonValue* name = entry.Find("name");
+    const base::JsonValue* source = entry.Find("template");
     if (name == nullptr || !name->is_string() || source == nullptr || !source->is_string()) {
       return absl::InvalidArgumentError(
           "chat_template list entries must be {\"name\": ..., \"template\": ...}");

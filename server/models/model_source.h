@@ -80,7 +80,7 @@ absl::StatusOr<LoadedModel> LoadModelSource(const std::string& spec,
 // The chat_template of a parsed tokenizer_config.json: a string, or the template named "default"
 // in a list of {name, template}. nullopt when absent; InvalidArgument when malformed.
 absl::StatusOr<std::optional<std::string>> ChatTemplateFromTokenizerConfig(
-    const engine::JsonValue& config);
+    const base::JsonValue& config);
 
 }  // namespace kvserve::server
 

@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "tests/engine/small_stack.h"
 
-namespace kvserve::engine {
+namespace kvserve::base {
 namespace {
 
 std::string Nested(int levels, char open, char close) {
@@ -126,4 +126,4 @@ TEST(StackGuardTest, ReportsLessStackDeeperDown) {
 }
 
 }  // namespace
-}  // namespace kvserve::engine
+}  // namespace kvserve::base

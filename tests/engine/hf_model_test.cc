@@ -17,6 +17,10 @@
 #include "gtest/gtest.h"
 
 namespace kvserve::engine {
+
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 std::string TempPath(const std::string& name) {

@@ -44,7 +44,7 @@ TEST(ParseHfModelRefTest, RejectsWhatCouldEscapeTheCache) {
 }
 
 std::optional<std::string> Template(const std::string& json) {
-  absl::StatusOr<engine::JsonValue> v = engine::ParseJson(json);
+  absl::StatusOr<base::JsonValue> v = base::ParseJson(json);
   EXPECT_TRUE(v.ok());
   absl::StatusOr<std::optional<std::string>> t = ChatTemplateFromTokenizerConfig(*v);
   EXPECT_TRUE(t.ok()) << t.status();
@@ -58,8 +58,8 @@ TEST(ChatTemplateFromTokenizerConfigTest, StringListOrAbsent) {
             "D");
   EXPECT_EQ(Template(R"({"bos_token": "<s>"})"), std::nullopt);
   EXPECT_EQ(Template(R"({"chat_template": null})"), std::nullopt);
-  absl::StatusOr<engine::JsonValue> no_default =
-      engine::ParseJson(R"({"chat_template": [{"name": "rag", "template": "R"}]})");
+  absl::StatusOr<base::JsonValue> no_default =
+      base::ParseJson(R"({"chat_template": [{"name": "rag", "template": "R"}]})");
   ASSERT_TRUE(no_default.ok());
   EXPECT_EQ(ChatTemplateFromTokenizerConfig(*no_default).status().code(),
             absl::StatusCode::kInvalidArgument);

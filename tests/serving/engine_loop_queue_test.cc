@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "serving/engine_loop.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 namespace {
 
 // Every Execute waits until the test grants it a step; samples token 7 for each request due one.
@@ -24,14 +24,14 @@ class GatedExecutor final : public StepExecutor {
                    absl::Span<const int32_t>) override {}
   void RemoveSequence(const std::string&) override {}
   absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const StepPlan& plan) override {
+      const scheduler::StepPlan& plan) override {
     absl::MutexLock lock(&mu_);
     ++entered_;
     auto granted = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return grants_ > 0 || open_; };
     mu_.Await(absl::Condition(&granted));
     if (!open_) --grants_;
     absl::flat_hash_map<std::string, engine::SampleResult> out;
-    for (const ScheduledRequest& r : plan.scheduled) {
+    for (const scheduler::ScheduledRequest& r : plan.scheduled) {
       if (r.sample) out[r.request_id].token = 7;
     }
     return out;
@@ -118,4 +118,4 @@ TEST(EngineLoopQueueTest, RequestHandedToTheSchedulerCountsAgainstTheQueueAtOnce
 }
 
 }  // namespace
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving

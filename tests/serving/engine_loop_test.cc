@@ -13,7 +13,7 @@
 #include "serving/model_executor.h"
 #include "tests/engine/synthetic_model.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 namespace {
 
 using engine::testing::SyntheticSpec;
@@ -148,7 +148,7 @@ BatchResult RunConcurrentAndCompare(const LoopOptions& o) {
     std::vector<int32_t> ids = Collect(*channels[i], &final_out);
     EXPECT_EQ(ids, AloneOutputs()[i])
         << "request " << i << " (prompt length " << prompts[i].size() << ")";
-    EXPECT_EQ(final_out.finish_reason, FinishReason::kLength);
+    EXPECT_EQ(final_out.finish_reason, scheduler::FinishReason::kLength);
     EXPECT_EQ(final_out.stats.num_output_tokens, 12);
     EXPECT_EQ(final_out.stats.num_prompt_tokens, static_cast<int32_t>(prompts[i].size()));
   }
@@ -200,10 +200,10 @@ TEST(EngineLoopTest, RandomAbortsLeaveNoLeakedPage) {
   for (auto& c : channels) {
     RequestOutput final_out;
     Collect(*c, &final_out);
-    if (final_out.finish_reason == FinishReason::kAborted)
+    if (final_out.finish_reason == scheduler::FinishReason::kAborted)
       ++aborted;
     else
-      EXPECT_EQ(final_out.finish_reason, FinishReason::kLength);
+      EXPECT_EQ(final_out.finish_reason, scheduler::FinishReason::kLength);
   }
   EXPECT_GT(aborted, 0);
   ExpectAllPagesFree(*loop);
@@ -282,4 +282,4 @@ TEST(EngineLoopTest, SameSeedSameTokensAloneAndInBatch) {
 }
 
 }  // namespace
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving

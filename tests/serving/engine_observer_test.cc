@@ -13,7 +13,7 @@
 #include "gtest/gtest.h"
 #include "serving/engine_loop.h"
 
-namespace kvserve::scheduler {
+namespace kvserve::serving {
 namespace {
 
 constexpr int32_t kSampledToken = 7;
@@ -31,10 +31,10 @@ class ConstantExecutor final : public StepExecutor {
                    absl::Span<const int32_t>) override {}
   void RemoveSequence(const std::string&) override {}
   absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const StepPlan& plan) override {
+      const scheduler::StepPlan& plan) override {
     std::this_thread::sleep_for(step_delay_);
     absl::flat_hash_map<std::string, engine::SampleResult> out;
-    for (const ScheduledRequest& r : plan.scheduled) {
+    for (const scheduler::ScheduledRequest& r : plan.scheduled) {
       if (r.sample) out[r.request_id].token = kSampledToken;
     }
     return out;
@@ -197,4 +197,4 @@ TEST(EngineObserverTest, FinishCausesNameWhoEndedTheRequest) {
 }
 
 }  // namespace
-}  // namespace kvserve::scheduler
+}  // namespace kvserve::serving

@@ -263,7 +263,7 @@ class Renderer {
 
 // One more level of rendering recursion, refused past kMaxRenderDepth or a short stack.
 absl::Status Renderer::EnterLevel(int line) {
-  if (depth_ >= kMaxRenderDepth || !engine::StackHasRoom()) {
+  if (depth_ >= kMaxRenderDepth || !base::StackHasRoom()) {
     return Fail(line, absl::StrCat("the template nests too deeply to render (", depth_,
                                    " levels of blocks, expressions and macro calls)"));
   }

@@ -107,7 +107,7 @@ class Parser {
     Nesting(const Nesting&) = delete;
     Nesting& operator=(const Nesting&) = delete;
     absl::Status Check() const {
-      if (parser_->depth_ <= kMaxParseNesting && engine::StackHasRoom()) return absl::OkStatus();
+      if (parser_->depth_ <= kMaxParseNesting && base::StackHasRoom()) return absl::OkStatus();
       return parser_->Error(
           absl::StrCat("blocks and expressions nest deeper than ", kMaxParseNesting, " levels"));
     }
