@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/frontend/auth.h"
 #include "server/frontend/generation_stream.h"
 #include "server/grpc/status_mapping.h"
-#include "server/http/openai_api.h"
 
 namespace kvserve::server {
 namespace {
@@ -32,6 +32,19 @@ FinishReason ToProto(StreamFinishReason reason) {
       return kvserve::v1::FINISH_REASON_CANCELLED;
   }
   return kvserve::v1::FINISH_REASON_UNSPECIFIED;
+}
+
+void ToProto(const ModelDescription& model, kvserve::v1::ModelInfo* out) {
+  out->set_name(model.name);
+  out->set_architecture(model.architecture);
+  out->set_context_length(model.context_length);
+  out->set_vocab_size(model.vocab_size);
+  out->mutable_eos_token_ids()->Assign(model.eos_token_ids.begin(), model.eos_token_ids.end());
+  out->set_weight_dtype(model.weight_dtype);
+  out->set_kv_cache_dtype(model.kv_cache_dtype);
+  out->set_bos_token_id(model.bos_token_id);
+  out->set_kv_page_size(model.kv_page_size);
+  out->set_demo(model.demo);
 }
 
 void FillTokenLogprob(const TextCodec& codec, int32_t id, float logprob,
@@ -264,8 +277,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::AuthorizedBac
     bool ok = false;
     const auto [begin, end] = context.client_metadata().equal_range("authorization");
     for (auto it = begin; it != end && !ok; ++it) {
-      ok = openai::BearerTokenMatches(absl::string_view(it->second.data(), it->second.size()),
-                                      api_key_);
+      ok = BearerTokenMatches(absl::string_view(it->second.data(), it->second.size()), api_key_);
     }
     if (!ok) {
       return absl::UnauthenticatedError(
@@ -283,20 +295,6 @@ grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
   reactor->self_ = reactor;
   reactor->Start(*request);
   return reactor.get();
-}
-
-absl::StatusOr<std::string> ServingBackend::RenderChat(std::vector<ChatMessage> messages,
-                                                       bool add_generation_prompt) const {
-  if (chat_template == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("chat is unavailable: ", chat_template_error));
-  }
-  ChatTemplateInputs inputs;
-  inputs.messages = std::move(messages);
-  inputs.add_generation_prompt = add_generation_prompt;
-  inputs.bos_token = bos_token;
-  inputs.eos_token = eos_token;
-  return chat_template->Render(inputs);
 }
 
 absl::StatusOr<GenerateRequest> ChatToGenerateRequest(const kvserve::v1::ChatRequest& request,
@@ -382,7 +380,7 @@ grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerCo
                                                           kvserve::v1::ModelInfo* response) {
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
-  *response = (*backend)->model_info;
+  ToProto((*backend)->model_info, response);
   return FinishUnary(context, grpc::Status::OK);
 }
 

@@ -31,33 +31,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "kvserve/v1/generation.grpc.pb.h"
-#include "server/frontend/request_builder.h"
-#include "server/models/chat_template.h"
-#include "server/models/text_codec.h"
-#include "serving/engine_loop.h"
+#include "server/frontend/serving_backend.h"
 
 namespace kvserve::server {
-
-// The loaded model as the service sees it.
-struct ServingBackend {
-  std::unique_ptr<serving::EngineLoop> loop;
-  std::unique_ptr<TextCodec> codec;
-  kvserve::v1::ModelInfo model_info;
-  RequestLimits limits;
-  // The model's chat template for Chat; null when the model has none or it did not parse, and
-  // then `chat_template_error` says which (Chat answers FAILED_PRECONDITION with it).
-  std::shared_ptr<const ChatTemplate> chat_template;
-  std::string chat_template_error = "the model has no chat template";
-  // The vocabulary's BOS / EOS text, passed to the template as bos_token / eos_token.
-  std::string bos_token;
-  std::string eos_token;
-
-  // The prompt for a chat: `messages` rendered with the chat template and the BOS/EOS texts.
-  // Errors: FAILED_PRECONDITION naming why there is no usable template; the template's own
-  // (raise_exception, type errors) as INVALID_ARGUMENT.
-  absl::StatusOr<std::string> RenderChat(std::vector<ChatMessage> messages,
-                                         bool add_generation_prompt) const;
-};
 
 // Renders a ChatRequest's messages with the backend's template into the equivalent
 // GenerateRequest (prompt = the rendered text, add_special_tokens = false). Errors:

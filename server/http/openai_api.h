@@ -115,9 +115,6 @@ std::string ModelsBody(absl::string_view model_id, int64_t created);
 std::string SseEvent(absl::string_view json);
 inline constexpr char kSseDone[] = "data: [DONE]\n\n";
 
-// Whether an Authorization header value carries `api_key` as a Bearer token.
-bool BearerTokenMatches(absl::string_view authorization, absl::string_view api_key);
-
 }  // namespace kvserve::server::openai
 
 #endif  // KVSERVE_SERVER_HTTP_OPENAI_API_H_

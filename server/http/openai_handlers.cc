@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/frontend/auth.h"
 #include "server/frontend/generation_stream.h"
 #include "server/frontend/request_builder.h"
 
@@ -155,7 +156,7 @@ absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string&
                                                      ? openai::ParseCompletionRequest(body)
                                                      : openai::ParseChatRequest(body);
   if (!parsed.ok()) return parsed.status();
-  const std::string& model_id = backend.model_info.name();
+  const std::string& model_id = backend.model_info.name;
   if (!parsed->model.empty() && parsed->model != model_id) {
     return absl::NotFoundError(absl::StrCat(
         "The model '", parsed->model, "' does not exist: this server serves '", model_id, "'"));
@@ -196,7 +197,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> OpenAiFrontend::backend() const 
 }
 
 bool OpenAiFrontend::Authorized(const HttpRequest& request) const {
-  return api_key_.empty() || openai::BearerTokenMatches(request.header("authorization"), api_key_);
+  return api_key_.empty() || BearerTokenMatches(request.header("authorization"), api_key_);
 }
 
 void OpenAiFrontend::Register(HttpServer& server) {
@@ -227,7 +228,7 @@ void OpenAiFrontend::HandleModels(const HttpRequest& request, HttpResponseWriter
     SendError(writer, backend.status());
     return;
   }
-  writer.Send(200, kJson, openai::ModelsBody((*backend)->model_info.name(), created_));
+  writer.Send(200, kJson, openai::ModelsBody((*backend)->model_info.name, created_));
 }
 
 void OpenAiFrontend::HandleGeneration(Endpoint endpoint, const HttpRequest& request,
@@ -253,7 +254,7 @@ void OpenAiFrontend::HandleGeneration(Endpoint endpoint, const HttpRequest& requ
   }
   std::unique_ptr<GenerationStream>& stream = prepared->stream;
   const openai::ParsedRequest* parsed = &prepared->parsed;
-  const std::string& model_id = backend.model_info.name();
+  const std::string& model_id = backend.model_info.name;
   openai::ResponseMeta meta;
   meta.endpoint = endpoint;
   meta.id = NewResponseId(endpoint);

@@ -29,8 +29,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/frontend/serving_backend.h"
 #include "server/frontend/worker_pool.h"
-#include "server/grpc/generation_service.h"
 #include "server/http/http_server.h"
 #include "server/http/openai_api.h"
 
