@@ -87,7 +87,7 @@ absl::Status Scheduler::Abort(absl::string_view request_id) {
     running_.erase(std::find(running_.begin(), running_.end(), request));
   } else {
     auto waiting_it = std::find(waiting_.begin(), waiting_.end(), request);
-    KVSERVE_SCHEDULER_CHECK(waiting_it != waiting_.end());
+    KVSERVE_CHECK(waiting_it != waiting_.end());
     waiting_.erase(waiting_it);
   }
   aborted_since_last_update_.push_back(
@@ -118,7 +118,7 @@ StepPlan Scheduler::Schedule() {
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Request* request = running_[i];
     const int32_t n = TokensToSchedule(*request, request->num_computed_tokens(), budget);
-    KVSERVE_SCHEDULER_CHECK(n > 0);  // a running request always has a token to compute
+    KVSERVE_CHECK(n > 0);  // a running request always has a token to compute
     bool scheduled = true;
     while (!kv_.AllocateSlots(*request, n, {})) {
       Request* victim = running_.back();
@@ -142,7 +142,7 @@ StepPlan Scheduler::Schedule() {
     Request* request = waiting_.front();
     const ComputedPrefix prefix = kv_.GetComputedPrefix(*request);
     const int32_t n = TokensToSchedule(*request, prefix.num_tokens, budget);
-    KVSERVE_SCHEDULER_CHECK(n > 0);
+    KVSERVE_CHECK(n > 0);
     if (!kv_.AllocateSlots(*request, n, prefix.pages)) break;
     waiting_.pop_front();
     request->set_num_computed_tokens(prefix.num_tokens);

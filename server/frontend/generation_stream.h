@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "base/utf8.h"
 #include "server/frontend/request_builder.h"
 #include "server/frontend/stop_matcher.h"
 #include "server/models/text_codec.h"
@@ -102,7 +103,7 @@ class GenerationStream {
   const std::shared_ptr<serving::OutputChannel> channel_;
 
   StopStringMatcher matcher_;
-  IncrementalDetokenizer detokenizer_;
+  base::Utf8Stream detokenizer_;
   std::string matched_stop_;
   int32_t num_completion_tokens_ = 0;
   std::atomic<bool> engine_finished_{false};

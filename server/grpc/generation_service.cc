@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/utf8.h"
 #include "server/frontend/auth.h"
 #include "server/frontend/generation_stream.h"
 #include "server/grpc/status_mapping.h"
@@ -52,7 +53,7 @@ void FillTokenLogprob(const TextCodec& codec, int32_t id, float logprob,
   out->set_token_id(id);
   out->set_logprob(logprob);
   std::string piece = codec.TokenPiece(id);
-  out->set_text(SanitizeUtf8(piece));
+  out->set_text(base::SanitizeUtf8(piece));
   out->set_token_bytes(std::move(piece));
 }
 
@@ -371,7 +372,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
                                                "input is missing: set text or token_ids"));
   }
   response->mutable_token_ids()->Assign(ids.begin(), ids.end());
-  response->set_text(SanitizeUtf8(codec.Decode(ids)));
+  response->set_text(base::SanitizeUtf8(codec.Decode(ids)));
   return FinishUnary(context, grpc::Status::OK);
 }
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "server/models/text_codec.h"
+#include "base/utf8.h"
 
 namespace kvserve::server {
 
@@ -101,7 +101,7 @@ JsonWriter& JsonWriter::Raw(absl::string_view json) {
 }
 
 std::string JsonQuote(absl::string_view value) {
-  const std::string text = SanitizeUtf8(value);
+  const std::string text = base::SanitizeUtf8(value);
   std::string out;
   out.reserve(text.size() + 2);
   out.push_back('"');

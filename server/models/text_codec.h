@@ -1,13 +1,13 @@
 // TextCodec: what the server needs from a vocabulary — text to token ids, the bytes each id
-// stands for, and which ids end a sequence — plus the UTF-8 plumbing that turns a stream of
-// token bytes into text deltas that are always valid UTF-8.
+// stands for, and which ids end a sequence. Token bytes become valid UTF-8 text by the rule of
+// base/utf8.h (Utf8Stream, SanitizeUtf8).
 //
 // Implementations: ByteLevelCodec (the built-in demo model: ids 0..255 are bytes, then BOS and
 // EOS). A model's own tokenizer (engine/tokenizer.h) plugs in through a small adapter with the
 // same four calls.
 //
 // Ownership: codecs are immutable after construction. Thread-safety: all const methods may be
-// called concurrently. IncrementalDetokenizer is a per-request value type, not thread-safe.
+// called concurrently.
 #ifndef KVSERVE_SERVER_MODELS_TEXT_CODEC_H_
 #define KVSERVE_SERVER_MODELS_TEXT_CODEC_H_
 
@@ -105,25 +105,6 @@ class TokenizerCodec final : public TextCodec {
   std::unique_ptr<engine::Tokenizer> tokenizer_;
   absl::flat_hash_set<int32_t> eos_ids_;
 };
-
-// Turns token bytes into valid UTF-8 text deltas. A sequence that may still complete (a lead
-// byte and some of its continuation bytes at the end) is held back; bytes that can never form a
-// character (stray continuation bytes, overlong forms, surrogates, > U+10FFFF) become U+FFFD at
-// at once, one per byte.
-class IncrementalDetokenizer {
- public:
-  // Appends `bytes` and returns the text that is now complete.
-  std::string Add(absl::string_view bytes);
-  // End of stream: whatever is held back (an incomplete sequence) as U+FFFD.
-  std::string Flush();
-  bool has_pending() const { return !pending_.empty(); }
-
- private:
-  std::string pending_;
-};
-
-// `bytes` as valid UTF-8, each invalid byte replaced by U+FFFD.
-std::string SanitizeUtf8(absl::string_view bytes);
 
 }  // namespace kvserve::server
 

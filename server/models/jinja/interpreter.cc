@@ -272,14 +272,14 @@ absl::Status Renderer::EnterLevel(int line) {
 }
 
 absl::StatusOr<Flow> Renderer::Exec(const Body& body, const ScopePtr& scope, std::string* out) {
-  JINJA_RETURN_IF_ERROR(EnterLevel(body.empty() ? 0 : body.front()->line));
+  KVSERVE_RETURN_IF_ERROR(EnterLevel(body.empty() ? 0 : body.front()->line));
   absl::StatusOr<Flow> flow = ExecBody(body, scope, out);
   --depth_;
   return flow;
 }
 
 absl::StatusOr<Value> Renderer::Eval(const Expr& e, const ScopePtr& scope) {
-  JINJA_RETURN_IF_ERROR(EnterLevel(e.line));
+  KVSERVE_RETURN_IF_ERROR(EnterLevel(e.line));
   absl::StatusOr<Value> v = EvalExpr(e, scope);
   --depth_;
   if (v.ok() && v->nesting() > kMaxValueNesting) {
@@ -297,30 +297,30 @@ absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope,
         *out += s.text;
         break;
       case Stmt::Kind::kPrint: {
-        JINJA_ASSIGN_OR_RETURN(v, Eval(*s.expr, scope));
+        KVSERVE_ASSIGN_OR_RETURN(v, Eval(*s.expr, scope));
         *out += v.ToString();
         break;
       }
       case Stmt::Kind::kIf: {
         const Body* chosen = &s.else_body;
         for (const auto& [cond, branch] : s.branches) {
-          JINJA_ASSIGN_OR_RETURN(c, Eval(*cond, scope));
+          KVSERVE_ASSIGN_OR_RETURN(c, Eval(*cond, scope));
           if (c.Truthy()) {
             chosen = &branch;
             break;
           }
         }
-        JINJA_ASSIGN_OR_RETURN(flow, Exec(*chosen, scope, out));
+        KVSERVE_ASSIGN_OR_RETURN(flow, Exec(*chosen, scope, out));
         if (flow != Flow::kNormal) return flow;
         break;
       }
       case Stmt::Kind::kFor: {
-        JINJA_ASSIGN_OR_RETURN(flow, ExecFor(s, scope, out));
+        KVSERVE_ASSIGN_OR_RETURN(flow, ExecFor(s, scope, out));
         (void)flow;
         break;
       }
       case Stmt::Kind::kSet: {
-        JINJA_ASSIGN_OR_RETURN(v, Eval(*s.expr, scope));
+        KVSERVE_ASSIGN_OR_RETURN(v, Eval(*s.expr, scope));
         if (!s.attribute.empty()) {
           const Value* ns = scope->Find(s.targets[0]);
           if (ns == nullptr || !ns->is_namespace()) {
@@ -339,7 +339,7 @@ absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope,
         } else if (s.targets.size() == 1) {
           scope->Set(s.targets[0], std::move(v));
         } else {
-          JINJA_ASSIGN_OR_RETURN(items, Iterate(v, s.line));
+          KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, s.line));
           if (items.size() != s.targets.size()) {
             return Fail(s.line, absl::StrCat("cannot unpack ", items.size(), " values into ",
                                              s.targets.size(), " names"));
@@ -350,7 +350,7 @@ absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope,
       }
       case Stmt::Kind::kSetBlock: {
         std::string captured;
-        JINJA_ASSIGN_OR_RETURN(flow, Exec(s.body, scope, &captured));
+        KVSERVE_ASSIGN_OR_RETURN(flow, Exec(s.body, scope, &captured));
         (void)flow;
         scope->Set(s.targets[0], Value::String(std::move(captured)));
         break;
@@ -368,14 +368,14 @@ absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope,
 }
 
 absl::StatusOr<Flow> Renderer::ExecFor(const Stmt& s, const ScopePtr& scope, std::string* out) {
-  JINJA_ASSIGN_OR_RETURN(iterable, Eval(*s.expr, scope));
-  JINJA_ASSIGN_OR_RETURN(all, Iterate(iterable, s.line));
+  KVSERVE_ASSIGN_OR_RETURN(iterable, Eval(*s.expr, scope));
+  KVSERVE_ASSIGN_OR_RETURN(all, Iterate(iterable, s.line));
   auto bind = [&](const Value& item, Scope* target) -> absl::Status {
     if (s.targets.size() == 1) {
       target->Set(s.targets[0], item);
       return absl::OkStatus();
     }
-    JINJA_ASSIGN_OR_RETURN(parts, Iterate(item, s.line));
+    KVSERVE_ASSIGN_OR_RETURN(parts, Iterate(item, s.line));
     if (parts.size() != s.targets.size()) {
       return Fail(s.line, absl::StrCat("cannot unpack ", parts.size(), " values into ",
                                        s.targets.size(), " loop variables"));
@@ -388,22 +388,22 @@ absl::StatusOr<Flow> Renderer::ExecFor(const Stmt& s, const ScopePtr& scope, std
     for (const Value& item : all) {
       auto filter_scope = std::make_shared<Scope>();
       filter_scope->parent = scope;
-      JINJA_RETURN_IF_ERROR(bind(item, filter_scope.get()));
-      JINJA_ASSIGN_OR_RETURN(keep, Eval(*s.loop_filter, filter_scope));
+      KVSERVE_RETURN_IF_ERROR(bind(item, filter_scope.get()));
+      KVSERVE_ASSIGN_OR_RETURN(keep, Eval(*s.loop_filter, filter_scope));
       if (keep.Truthy()) items.push_back(item);
     }
   } else {
     items = std::move(all);
   }
   if (items.empty()) {
-    JINJA_ASSIGN_OR_RETURN(flow, Exec(s.else_body, scope, out));
+    KVSERVE_ASSIGN_OR_RETURN(flow, Exec(s.else_body, scope, out));
     return flow;
   }
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t i = 0; i < n; ++i) {
     auto iteration = std::make_shared<Scope>();
     iteration->parent = scope;
-    JINJA_RETURN_IF_ERROR(bind(items[i], iteration.get()));
+    KVSERVE_RETURN_IF_ERROR(bind(items[i], iteration.get()));
     ValueDict loop = {
         {"index", Value::Int(i + 1)},
         {"index0", Value::Int(i)},
@@ -425,7 +425,7 @@ absl::StatusOr<Flow> Renderer::ExecFor(const Stmt& s, const ScopePtr& scope, std
           return args.positional[i % args.positional.size()];
         }));
     iteration->Set("loop", Value::Dict(std::move(loop)));
-    JINJA_ASSIGN_OR_RETURN(flow, Exec(s.body, iteration, out));
+    KVSERVE_ASSIGN_OR_RETURN(flow, Exec(s.body, iteration, out));
     if (flow == Flow::kBreak) break;
   }
   return Flow::kNormal;
@@ -447,14 +447,14 @@ Value Renderer::MakeMacro(const Stmt& s, const ScopePtr& scope) {
       if (const Value* given = args.Get(i, param)) {
         call_scope->Set(param, *given);
       } else if (default_value != nullptr) {
-        JINJA_ASSIGN_OR_RETURN(d, Eval(*default_value, call_scope));
+        KVSERVE_ASSIGN_OR_RETURN(d, Eval(*default_value, call_scope));
         call_scope->Set(param, std::move(d));
       } else {
         call_scope->Set(param, Value());
       }
     }
     std::string out;
-    JINJA_ASSIGN_OR_RETURN(flow, Exec(stmt->body, call_scope, &out));
+    KVSERVE_ASSIGN_OR_RETURN(flow, Exec(stmt->body, call_scope, &out));
     (void)flow;
     return Value::String(std::move(out));
   });
@@ -463,11 +463,11 @@ Value Renderer::MakeMacro(const Stmt& s, const ScopePtr& scope) {
 absl::StatusOr<CallArgs> Renderer::EvalArgs(const Expr& e, const ScopePtr& scope) {
   CallArgs args;
   for (const ExprPtr& a : e.args) {
-    JINJA_ASSIGN_OR_RETURN(v, Eval(*a, scope));
+    KVSERVE_ASSIGN_OR_RETURN(v, Eval(*a, scope));
     args.positional.push_back(std::move(v));
   }
   for (const auto& [name, a] : e.kwargs) {
-    JINJA_ASSIGN_OR_RETURN(v, Eval(*a, scope));
+    KVSERVE_ASSIGN_OR_RETURN(v, Eval(*a, scope));
     args.keyword.emplace_back(name, std::move(v));
   }
   return args;
@@ -484,7 +484,7 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
     case Expr::Kind::kList: {
       ValueList items;
       for (const ExprPtr& a : e.args) {
-        JINJA_ASSIGN_OR_RETURN(v, Eval(*a, scope));
+        KVSERVE_ASSIGN_OR_RETURN(v, Eval(*a, scope));
         items.push_back(std::move(v));
       }
       return Value::List(std::move(items));
@@ -492,9 +492,9 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
     case Expr::Kind::kDict: {
       ValueDict items;
       for (const auto& [key_expr, value_expr] : e.dict_items) {
-        JINJA_ASSIGN_OR_RETURN(key, Eval(*key_expr, scope));
+        KVSERVE_ASSIGN_OR_RETURN(key, Eval(*key_expr, scope));
         if (!key.is_string()) return Fail(e.line, "dict literal keys must be strings here");
-        JINJA_ASSIGN_OR_RETURN(value, Eval(*value_expr, scope));
+        KVSERVE_ASSIGN_OR_RETURN(value, Eval(*value_expr, scope));
         bool replaced = false;
         for (auto& [k, v] : items) {
           if (k == key.string()) {
@@ -507,27 +507,27 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
       return Value::Dict(std::move(items));
     }
     case Expr::Kind::kGetAttr: {
-      JINJA_ASSIGN_OR_RETURN(obj, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(obj, Eval(*e.a, scope));
       return GetAttr(obj, e.name, e.line);
     }
     case Expr::Kind::kGetItem: {
-      JINJA_ASSIGN_OR_RETURN(obj, Eval(*e.a, scope));
-      JINJA_ASSIGN_OR_RETURN(key, Eval(*e.b, scope));
+      KVSERVE_ASSIGN_OR_RETURN(obj, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(key, Eval(*e.b, scope));
       return GetItem(obj, key, e.line);
     }
     case Expr::Kind::kSlice: {
-      JINJA_ASSIGN_OR_RETURN(obj, Eval(*e.args[0], scope));
+      KVSERVE_ASSIGN_OR_RETURN(obj, Eval(*e.args[0], scope));
       Value parts[3];
       for (int i = 0; i < 3; ++i) {
         if (e.args[i + 1] == nullptr) continue;
-        JINJA_ASSIGN_OR_RETURN(v, Eval(*e.args[i + 1], scope));
+        KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.args[i + 1], scope));
         parts[i] = std::move(v);
       }
       return Slice(obj, parts[0], parts[1], parts[2], e.line);
     }
     case Expr::Kind::kCall: {
-      JINJA_ASSIGN_OR_RETURN(callee, Eval(*e.a, scope));
-      JINJA_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
+      KVSERVE_ASSIGN_OR_RETURN(callee, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
       if (!callee.is_callable()) {
         std::string what = e.a->kind == Expr::Kind::kName      ? e.a->name
                            : e.a->kind == Expr::Kind::kGetAttr ? e.a->name
@@ -539,18 +539,18 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
       return result;
     }
     case Expr::Kind::kFilter: {
-      JINJA_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
-      JINJA_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
+      KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
       return ApplyFilter(e.name, v, args, e.line);
     }
     case Expr::Kind::kTest: {
-      JINJA_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
-      JINJA_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
-      JINJA_ASSIGN_OR_RETURN(result, ApplyTest(e.name, v, args, e.line));
+      KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
+      KVSERVE_ASSIGN_OR_RETURN(result, ApplyTest(e.name, v, args, e.line));
       return Value::Bool(result != e.negated);
     }
     case Expr::Kind::kUnary: {
-      JINJA_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
       if (e.name == "not") return Value::Bool(!v.Truthy());
       if (!v.is_number()) {
         return Fail(e.line,
@@ -562,7 +562,7 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
     case Expr::Kind::kBinary:
       return EvalBinary(e, scope);
     case Expr::Kind::kCondition: {
-      JINJA_ASSIGN_OR_RETURN(cond, Eval(*e.a, scope));
+      KVSERVE_ASSIGN_OR_RETURN(cond, Eval(*e.a, scope));
       if (cond.Truthy()) return Eval(*e.b, scope);
       if (e.c == nullptr) return Value();
       return Eval(*e.c, scope);
@@ -572,20 +572,20 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
 }
 
 absl::StatusOr<Value> Renderer::EvalBinary(const Expr& e, const ScopePtr& scope) {
-  JINJA_ASSIGN_OR_RETURN(a, Eval(*e.a, scope));
+  KVSERVE_ASSIGN_OR_RETURN(a, Eval(*e.a, scope));
   if (e.name == "and") return a.Truthy() ? Eval(*e.b, scope) : a;
   if (e.name == "or") return a.Truthy() ? a : Eval(*e.b, scope);
-  JINJA_ASSIGN_OR_RETURN(b, Eval(*e.b, scope));
+  KVSERVE_ASSIGN_OR_RETURN(b, Eval(*e.b, scope));
   const std::string& op = e.name;
   if (op == "~") return Value::String(a.ToString() + b.ToString());
   if (op == "==") return Value::Bool(a.Equals(b));
   if (op == "!=") return Value::Bool(!a.Equals(b));
   if (op == "in" || op == "notin") {
-    JINJA_ASSIGN_OR_RETURN(in, Contains(b, a, e.line));
+    KVSERVE_ASSIGN_OR_RETURN(in, Contains(b, a, e.line));
     return Value::Bool(in == (op == "in"));
   }
   if (op == "<" || op == "<=" || op == ">" || op == ">=") {
-    JINJA_ASSIGN_OR_RETURN(c, Compare(a, b, e.line));
+    KVSERVE_ASSIGN_OR_RETURN(c, Compare(a, b, e.line));
     if (op == "<") return Value::Bool(c < 0);
     if (op == "<=") return Value::Bool(c <= 0);
     if (op == ">") return Value::Bool(c > 0);
@@ -867,7 +867,7 @@ absl::StatusOr<std::optional<std::string>> OptionalString(const CallArgs& args, 
 
 absl::StatusOr<std::string> RequiredString(const CallArgs& args, size_t index,
                                            const std::string& name, int line) {
-  JINJA_ASSIGN_OR_RETURN(s, OptionalString(args, index, name, line));
+  KVSERVE_ASSIGN_OR_RETURN(s, OptionalString(args, index, name, line));
   if (!s.has_value()) return Fail(line, absl::StrCat("missing string argument '", name, "'"));
   return *s;
 }
@@ -875,7 +875,7 @@ absl::StatusOr<std::string> RequiredString(const CallArgs& args, size_t index,
 absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::string& name,
                                              const CallArgs& args, int line) {
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
-    JINJA_ASSIGN_OR_RETURN(chars, OptionalString(args, 0, "chars", line));
+    KVSERVE_ASSIGN_OR_RETURN(chars, OptionalString(args, 0, "chars", line));
     return Value::String(PythonStrip(s, chars, name != "rstrip", name != "lstrip"));
   }
   if (name == "upper") return Value::String(Upper(s));
@@ -898,7 +898,7 @@ absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::st
     return Value::Bool(false);
   }
   if (name == "split") {
-    JINJA_ASSIGN_OR_RETURN(sep, OptionalString(args, 0, "sep", line));
+    KVSERVE_ASSIGN_OR_RETURN(sep, OptionalString(args, 0, "sep", line));
     const Value* max_value = args.Get(1, "maxsplit");
     const int64_t maxsplit =
         max_value != nullptr && max_value->is_number() ? max_value->integer() : -1;
@@ -933,14 +933,14 @@ absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::st
     return Value::List(std::move(parts));
   }
   if (name == "replace") {
-    JINJA_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
-    JINJA_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
+    KVSERVE_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
+    KVSERVE_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
     const Value* count = args.Get(2, "count");
     return Value::String(PythonReplace(
         s, old_text, new_text, count != nullptr && count->is_number() ? count->integer() : -1));
   }
   if (name == "find" || name == "count") {
-    JINJA_ASSIGN_OR_RETURN(sub, RequiredString(args, 0, "sub", line));
+    KVSERVE_ASSIGN_OR_RETURN(sub, RequiredString(args, 0, "sub", line));
     if (name == "find") {
       const size_t at = s.find(sub);
       if (at == std::string::npos) return Value::Int(-1);
@@ -954,7 +954,7 @@ absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::st
   if (name == "join") {
     const Value* items = args.Get(0, "iterable");
     if (items == nullptr) return Fail(line, "str.join() needs an argument");
-    JINJA_ASSIGN_OR_RETURN(list, Iterate(*items, line));
+    KVSERVE_ASSIGN_OR_RETURN(list, Iterate(*items, line));
     std::string out;
     for (size_t i = 0; i < list.size(); ++i) {
       if (!list[i].is_string()) {
@@ -1058,12 +1058,12 @@ absl::StatusOr<bool> Renderer::ApplyTest(const std::string& name, const Value& v
       return Fail(line, absl::StrCat("test '", name, "' needs an integer"));
     if (name == "odd") return v.integer() % 2 != 0;
     if (name == "even") return v.integer() % 2 == 0;
-    JINJA_RETURN_IF_ERROR(need_arg());
+    KVSERVE_RETURN_IF_ERROR(need_arg());
     if (!arg->is_int() || arg->integer() == 0)
       return Fail(line, "divisibleby needs a non-zero integer");
     return v.integer() % arg->integer() == 0;
   }
-  JINJA_RETURN_IF_ERROR(need_arg());
+  KVSERVE_RETURN_IF_ERROR(need_arg());
   if (name == "eq" || name == "equalto" || name == "==") return v.Equals(*arg);
   if (name == "ne" || name == "!=") return !v.Equals(*arg);
   if (name == "sameas") {
@@ -1072,7 +1072,7 @@ absl::StatusOr<bool> Renderer::ApplyTest(const std::string& name, const Value& v
     return false;
   }
   if (name == "in") return Contains(*arg, v, line);
-  JINJA_ASSIGN_OR_RETURN(c, Compare(v, *arg, line));
+  KVSERVE_ASSIGN_OR_RETURN(c, Compare(v, *arg, line));
   if (name == "lt" || name == "<" || name == "lessthan") return c < 0;
   if (name == "le" || name == "<=") return c <= 0;
   if (name == "gt" || name == ">" || name == "greaterthan") return c > 0;
@@ -1085,7 +1085,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
   if (name == "safe") return v;
   if (name == "string") return Value::String(v.ToString());
   if (name == "trim") {
-    JINJA_ASSIGN_OR_RETURN(chars, OptionalString(args, 0, "chars", line));
+    KVSERVE_ASSIGN_OR_RETURN(chars, OptionalString(args, 0, "chars", line));
     return Value::String(PythonStrip(v.ToString(), chars, true, true));
   }
   if (name == "upper") return Value::String(Upper(v.ToString()));
@@ -1093,7 +1093,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
   if (name == "capitalize") return Value::String(PythonCapitalize(v.ToString()));
   if (name == "title") return Value::String(JinjaTitle(v.ToString()));
   if (name == "length" || name == "count") {
-    JINJA_ASSIGN_OR_RETURN(n, Length(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(n, Length(v, line));
     return Value::Int(n);
   }
   if (name == "default" || name == "d") {
@@ -1129,12 +1129,12 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     return Value::String(*std::move(json));
   }
   if (name == "first" || name == "last") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     if (items.empty()) return Value();
     return name == "first" ? items.front() : items.back();
   }
   if (name == "list") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     return Value::List(std::move(items));
   }
   if (name == "reverse") {
@@ -1144,7 +1144,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
       for (size_t i = cps.size(); i > 0; --i) out += cps[i - 1];
       return Value::String(std::move(out));
     }
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     std::reverse(items.begin(), items.end());
     return Value::List(std::move(items));
   }
@@ -1155,22 +1155,22 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     return DictMethod(v, "items", {}, line);
   }
   if (name == "replace") {
-    JINJA_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
-    JINJA_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
+    KVSERVE_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
+    KVSERVE_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
     const Value* count = args.Get(2, "count");
     return Value::String(
         PythonReplace(v.ToString(), old_text, new_text,
                       count != nullptr && count->is_number() ? count->integer() : -1));
   }
   if (name == "join") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     const Value* sep = args.Get(0, "d");
     const Value* attribute = args.Get(1, "attribute");
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
       if (i > 0 && sep != nullptr) out += sep->ToString();
       if (attribute != nullptr) {
-        JINJA_ASSIGN_OR_RETURN(item, GetItem(items[i], *attribute, line));
+        KVSERVE_ASSIGN_OR_RETURN(item, GetItem(items[i], *attribute, line));
         out += item.ToString();
       } else {
         out += items[i].ToString();
@@ -1205,23 +1205,23 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     return v.is_float() ? Value::Float(std::fabs(v.number())) : Value::Int(std::llabs(v.integer()));
   }
   if (name == "sum") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     const Value* attribute = args.Get(0, "attribute");
     const Value* start = args.Get(1, "start");
     Value total = start != nullptr ? *start : Value::Int(0);
     for (const Value& item : items) {
       Value x = item;
       if (attribute != nullptr) {
-        JINJA_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
+        KVSERVE_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
         x = a;
       }
-      JINJA_ASSIGN_OR_RETURN(next, Arithmetic("+", total, x, line));
+      KVSERVE_ASSIGN_OR_RETURN(next, Arithmetic("+", total, x, line));
       total = next;
     }
     return total;
   }
   if (name == "unique") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     ValueList out;
     std::vector<Value> seen;
     for (const Value& item : items) {
@@ -1236,7 +1236,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     return Value::List(std::move(out));
   }
   if (name == "map") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     ValueList out;
     const Value* attribute = nullptr;
     const Value* fallback = nullptr;
@@ -1246,7 +1246,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     }
     for (const Value& item : items) {
       if (attribute != nullptr) {
-        JINJA_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
+        KVSERVE_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
         out.push_back(a.is_undefined() && fallback != nullptr ? *fallback : a);
       } else {
         if (args.positional.empty() || !args.positional[0].is_string()) {
@@ -1254,14 +1254,15 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
         }
         CallArgs rest;
         rest.positional.assign(args.positional.begin() + 1, args.positional.end());
-        JINJA_ASSIGN_OR_RETURN(mapped, ApplyFilter(args.positional[0].string(), item, rest, line));
+        KVSERVE_ASSIGN_OR_RETURN(mapped,
+                                 ApplyFilter(args.positional[0].string(), item, rest, line));
         out.push_back(mapped);
       }
     }
     return Value::List(std::move(out));
   }
   if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
-    JINJA_ASSIGN_OR_RETURN(items, Iterate(v, line));
+    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     const bool by_attribute = name == "selectattr" || name == "rejectattr";
     const bool keep_when = name == "select" || name == "selectattr";
     size_t next = 0;
@@ -1288,13 +1289,13 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
       Value subject = item;
       if (by_attribute) {
         for (const std::string& part : std::vector<std::string>(absl::StrSplit(attribute, '.'))) {
-          JINJA_ASSIGN_OR_RETURN(a, GetItem(subject, Value::String(part), line));
+          KVSERVE_ASSIGN_OR_RETURN(a, GetItem(subject, Value::String(part), line));
           subject = a;
         }
       }
       bool result = subject.Truthy();
       if (!test.empty()) {
-        JINJA_ASSIGN_OR_RETURN(r, ApplyTest(test, subject, test_args, line));
+        KVSERVE_ASSIGN_OR_RETURN(r, ApplyTest(test, subject, test_args, line));
         result = r;
       }
       if (result == keep_when) out.push_back(item);
@@ -1307,8 +1308,8 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
 }  // namespace
 
 absl::StatusOr<Template> Template::Parse(std::string_view source, const LexerOptions& options) {
-  JINJA_ASSIGN_OR_RETURN(tokens, Tokenize(source, options));
-  JINJA_ASSIGN_OR_RETURN(body, ParseTemplate(tokens));
+  KVSERVE_ASSIGN_OR_RETURN(tokens, Tokenize(source, options));
+  KVSERVE_ASSIGN_OR_RETURN(body, ParseTemplate(tokens));
   Template t;
   t.body_ = std::move(body);
   return t;
@@ -1359,7 +1360,7 @@ absl::StatusOr<std::string> Template::Render(const ValueDict& globals) const {
             }));
   for (const auto& [k, v] : globals) root->Set(k, v);
   std::string out;
-  JINJA_ASSIGN_OR_RETURN(flow, renderer.Exec(body_, root, &out));
+  KVSERVE_ASSIGN_OR_RETURN(flow, renderer.Exec(body_, root, &out));
   (void)flow;
   return out;
 }

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "absl/strings/str_cat.h"
+#include "base/utf8.h"
 #include "server/models/jinja/value.h"
 
 namespace kvserve::server::jinja {
@@ -37,24 +38,6 @@ std::string_view RStripSpace(std::string_view s) {
 
 int CountNewlines(std::string_view s) {
   return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    *out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    *out += static_cast<char>(0xC0 | (cp >> 6));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    *out += static_cast<char>(0xE0 | (cp >> 12));
-    *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    *out += static_cast<char>(0xF0 | (cp >> 18));
-    *out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 // Python's unicode-escape decoding of a string literal's body (jinja2 decodes literals so).
@@ -117,7 +100,7 @@ absl::StatusOr<std::string> DecodeEscapes(std::string_view body, int line) {
         absl::StatusOr<uint32_t> cp = hex(c == 'x' ? 2 : c == 'u' ? 4 : 8);
         if (!cp.ok()) return cp.status();
         if (*cp > 0x10FFFF) return LexError(line, "a \\U escape beyond U+10FFFF");
-        AppendUtf8(*cp, &out);
+        base::AppendUtf8(*cp, &out);
         break;
       }
       case 'N':
@@ -129,7 +112,7 @@ absl::StatusOr<std::string> DecodeEscapes(std::string_view body, int line) {
                ++k) {
             v = v * 8 + (body[++i] - '0');
           }
-          AppendUtf8(v, &out);
+          base::AppendUtf8(v, &out);
         } else {
           out += '\\';  // Python keeps unknown escapes as written
           out += c;

@@ -50,7 +50,7 @@ class Parser {
 
   absl::StatusOr<Body> ParseAll() {
     std::string end_tag;
-    JINJA_ASSIGN_OR_RETURN(body, ParseBody({}, &end_tag));
+    KVSERVE_ASSIGN_OR_RETURN(body, ParseBody({}, &end_tag));
     return body;
   }
 
@@ -127,7 +127,7 @@ class Parser {
   // returned in `*end_tag`), or the end of the template when `ends` is empty.
   absl::StatusOr<Body> ParseBody(const std::set<std::string>& ends, std::string* end_tag) {
     const Nesting nesting(this);
-    JINJA_RETURN_IF_ERROR(nesting.Check());
+    KVSERVE_RETURN_IF_ERROR(nesting.Check());
     Body body;
     while (true) {
       const Token& t = Peek();
@@ -154,7 +154,7 @@ class Parser {
           auto stmt = std::make_unique<Stmt>();
           stmt->kind = Stmt::Kind::kPrint;
           stmt->line = t.line;
-          JINJA_ASSIGN_OR_RETURN(e, ParseTupleOrExpression());
+          KVSERVE_ASSIGN_OR_RETURN(e, ParseTupleOrExpression());
           stmt->expr = std::move(e);
           if (Peek().kind != Token::Kind::kPrintEnd) {
             return Error(absl::StrCat("expected '}}', got ", Describe(Peek())));
@@ -174,7 +174,7 @@ class Parser {
             *end_tag = name;
             return body;
           }
-          JINJA_ASSIGN_OR_RETURN(stmt, ParseStatement());
+          KVSERVE_ASSIGN_OR_RETURN(stmt, ParseStatement());
           body.push_back(std::move(stmt));
           break;
         }
@@ -193,45 +193,45 @@ class Parser {
     if (name == "if") {
       stmt->kind = Stmt::Kind::kIf;
       while (true) {
-        JINJA_ASSIGN_OR_RETURN(cond, ParseExpression(true));
-        JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+        KVSERVE_ASSIGN_OR_RETURN(cond, ParseExpression(true));
+        KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
         std::string end;
-        JINJA_ASSIGN_OR_RETURN(body, ParseBody({"elif", "else", "endif"}, &end));
+        KVSERVE_ASSIGN_OR_RETURN(body, ParseBody({"elif", "else", "endif"}, &end));
         stmt->branches.emplace_back(std::move(cond), std::move(body));
         if (end == "elif") continue;
         if (end == "else") {
-          JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
-          JINJA_ASSIGN_OR_RETURN(else_body, ParseBody({"endif"}, &end));
+          KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
+          KVSERVE_ASSIGN_OR_RETURN(else_body, ParseBody({"endif"}, &end));
           stmt->else_body = std::move(else_body);
         }
-        JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+        KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
         return stmt;
       }
     }
     if (name == "for") {
       stmt->kind = Stmt::Kind::kFor;
-      JINJA_ASSIGN_OR_RETURN(targets, ParseTargets());
+      KVSERVE_ASSIGN_OR_RETURN(targets, ParseTargets());
       stmt->targets = std::move(targets);
       if (!IsName("in")) return Error(absl::StrCat("expected 'in' in for, got ", Describe(Peek())));
       Next();
-      JINJA_ASSIGN_OR_RETURN(iterable, ParseTupleOrExpression(/*with_condition=*/false));
+      KVSERVE_ASSIGN_OR_RETURN(iterable, ParseTupleOrExpression(/*with_condition=*/false));
       stmt->expr = std::move(iterable);
       if (IsName("if")) {
         Next();
-        JINJA_ASSIGN_OR_RETURN(filter, ParseExpression(true));
+        KVSERVE_ASSIGN_OR_RETURN(filter, ParseExpression(true));
         stmt->loop_filter = std::move(filter);
       }
       if (IsName("recursive")) return Error("unsupported Jinja construct: recursive for loops");
-      JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
       std::string end;
-      JINJA_ASSIGN_OR_RETURN(body, ParseBody({"else", "endfor"}, &end));
+      KVSERVE_ASSIGN_OR_RETURN(body, ParseBody({"else", "endfor"}, &end));
       stmt->body = std::move(body);
       if (end == "else") {
-        JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
-        JINJA_ASSIGN_OR_RETURN(else_body, ParseBody({"endfor"}, &end));
+        KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
+        KVSERVE_ASSIGN_OR_RETURN(else_body, ParseBody({"endfor"}, &end));
         stmt->else_body = std::move(else_body);
       }
-      JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
       return stmt;
     }
     if (name == "set") {
@@ -239,10 +239,10 @@ class Parser {
         stmt->kind = Stmt::Kind::kSet;
         stmt->targets.push_back(Next().text);
         Next();
-        JINJA_ASSIGN_OR_RETURN(attribute, ExpectName());
+        KVSERVE_ASSIGN_OR_RETURN(attribute, ExpectName());
         stmt->attribute = attribute;
       } else {
-        JINJA_ASSIGN_OR_RETURN(targets, ParseTargets());
+        KVSERVE_ASSIGN_OR_RETURN(targets, ParseTargets());
         stmt->targets = std::move(targets);
       }
       if (Peek().kind == Token::Kind::kBlockEnd) {
@@ -252,45 +252,45 @@ class Parser {
         Next();
         stmt->kind = Stmt::Kind::kSetBlock;
         std::string end;
-        JINJA_ASSIGN_OR_RETURN(body, ParseBody({"endset"}, &end));
+        KVSERVE_ASSIGN_OR_RETURN(body, ParseBody({"endset"}, &end));
         stmt->body = std::move(body);
-        JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+        KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
         return stmt;
       }
       stmt->kind = Stmt::Kind::kSet;
-      JINJA_RETURN_IF_ERROR(ExpectOp("="));
-      JINJA_ASSIGN_OR_RETURN(value, ParseTupleOrExpression());
+      KVSERVE_RETURN_IF_ERROR(ExpectOp("="));
+      KVSERVE_ASSIGN_OR_RETURN(value, ParseTupleOrExpression());
       stmt->expr = std::move(value);
-      JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
       return stmt;
     }
     if (name == "macro") {
       stmt->kind = Stmt::Kind::kMacro;
-      JINJA_ASSIGN_OR_RETURN(macro_name, ExpectName());
+      KVSERVE_ASSIGN_OR_RETURN(macro_name, ExpectName());
       stmt->name = macro_name;
-      JINJA_RETURN_IF_ERROR(ExpectOp("("));
-      JINJA_RETURN_IF_ERROR(
+      KVSERVE_RETURN_IF_ERROR(ExpectOp("("));
+      KVSERVE_RETURN_IF_ERROR(
           ParseCommaSeparated(")", /*trailing_comma=*/false, [&]() -> absl::Status {
-            JINJA_ASSIGN_OR_RETURN(param, ExpectName());
+            KVSERVE_ASSIGN_OR_RETURN(param, ExpectName());
             ExprPtr default_value;
             if (IsOp("=")) {
               Next();
-              JINJA_ASSIGN_OR_RETURN(d, ParseExpression(true));
+              KVSERVE_ASSIGN_OR_RETURN(d, ParseExpression(true));
               default_value = std::move(d);
             }
             stmt->params.emplace_back(param, std::move(default_value));
             return absl::OkStatus();
           }));
-      JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
       std::string end;
-      JINJA_ASSIGN_OR_RETURN(body, ParseBody({"endmacro"}, &end));
+      KVSERVE_ASSIGN_OR_RETURN(body, ParseBody({"endmacro"}, &end));
       stmt->body = std::move(body);
-      JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
       return stmt;
     }
     if (name == "break" || name == "continue") {
       stmt->kind = name == "break" ? Stmt::Kind::kBreak : Stmt::Kind::kContinue;
-      JINJA_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVSERVE_RETURN_IF_ERROR(ExpectBlockEnd());
       return stmt;
     }
     if (UnsupportedTags().count(name)) {
@@ -305,12 +305,12 @@ class Parser {
     const bool parenthesized = IsOp("(");
     if (parenthesized) Next();
     while (true) {
-      JINJA_ASSIGN_OR_RETURN(n, ExpectName());
+      KVSERVE_ASSIGN_OR_RETURN(n, ExpectName());
       names.push_back(n);
       if (!IsOp(",")) break;
       Next();
     }
-    if (parenthesized) JINJA_RETURN_IF_ERROR(ExpectOp(")"));
+    if (parenthesized) KVSERVE_RETURN_IF_ERROR(ExpectOp(")"));
     return names;
   }
 
@@ -324,14 +324,14 @@ class Parser {
   // An expression, or several separated by commas (a tuple).
   absl::StatusOr<ExprPtr> ParseTupleOrExpression(bool with_condition = true) {
     const int line = Peek().line;
-    JINJA_ASSIGN_OR_RETURN(first, ParseExpression(with_condition));
+    KVSERVE_ASSIGN_OR_RETURN(first, ParseExpression(with_condition));
     if (!IsOp(",")) return first;
     ExprPtr tuple = MakeExpr(Expr::Kind::kList, line);
     tuple->args.push_back(std::move(first));
     while (IsOp(",")) {
       Next();
       if (Peek().kind == Token::Kind::kBlockEnd || Peek().kind == Token::Kind::kPrintEnd) break;
-      JINJA_ASSIGN_OR_RETURN(item, ParseExpression(with_condition));
+      KVSERVE_ASSIGN_OR_RETURN(item, ParseExpression(with_condition));
       tuple->args.push_back(std::move(item));
     }
     return tuple;
@@ -339,19 +339,19 @@ class Parser {
 
   absl::StatusOr<ExprPtr> ParseExpression(bool with_condition) {
     const Nesting nesting(this);
-    JINJA_RETURN_IF_ERROR(nesting.Check());
+    KVSERVE_RETURN_IF_ERROR(nesting.Check());
     const int line = Peek().line;
-    JINJA_ASSIGN_OR_RETURN(value, ParseOr());
+    KVSERVE_ASSIGN_OR_RETURN(value, ParseOr());
     if (!with_condition) return value;
     while (IsName("if")) {
       Next();
       ExprPtr cond = MakeExpr(Expr::Kind::kCondition, line);
-      JINJA_ASSIGN_OR_RETURN(test, ParseOr());
+      KVSERVE_ASSIGN_OR_RETURN(test, ParseOr());
       cond->a = std::move(test);
       cond->b = std::move(value);
       if (IsName("else")) {
         Next();
-        JINJA_ASSIGN_OR_RETURN(other, ParseExpression(true));
+        KVSERVE_ASSIGN_OR_RETURN(other, ParseExpression(true));
         cond->c = std::move(other);
       }
       value = std::move(cond);
@@ -372,13 +372,13 @@ class Parser {
   using Level = absl::StatusOr<ExprPtr> (Parser::*)();
   absl::StatusOr<ExprPtr> ParseLeftAssociative(std::initializer_list<std::string_view> ops,
                                                bool keywords, Level operand) {
-    JINJA_ASSIGN_OR_RETURN(left, (this->*operand)());
+    KVSERVE_ASSIGN_OR_RETURN(left, (this->*operand)());
     for (;;) {
       auto matches = [&](std::string_view op) { return keywords ? IsName(op) : IsOp(op); };
       auto op = std::find_if(ops.begin(), ops.end(), matches);
       if (op == ops.end()) return left;
       const int line = Next().line;
-      JINJA_ASSIGN_OR_RETURN(right, (this->*operand)());
+      KVSERVE_ASSIGN_OR_RETURN(right, (this->*operand)());
       left = Binary(std::string(*op), std::move(left), std::move(right), line);
     }
   }
@@ -392,10 +392,10 @@ class Parser {
 
   absl::StatusOr<ExprPtr> ParseNot() {
     const Nesting nesting(this);
-    JINJA_RETURN_IF_ERROR(nesting.Check());
+    KVSERVE_RETURN_IF_ERROR(nesting.Check());
     if (IsName("not")) {
       const int line = Next().line;
-      JINJA_ASSIGN_OR_RETURN(operand, ParseNot());
+      KVSERVE_ASSIGN_OR_RETURN(operand, ParseNot());
       ExprPtr e = MakeExpr(Expr::Kind::kUnary, line);
       e->name = "not";
       e->a = std::move(operand);
@@ -406,7 +406,7 @@ class Parser {
 
   absl::StatusOr<ExprPtr> ParseCompare() {
     const int line = Peek().line;
-    JINJA_ASSIGN_OR_RETURN(left, ParseMath1());
+    KVSERVE_ASSIGN_OR_RETURN(left, ParseMath1());
     // Chains (a < b < c) become (a < b) and (b < c) in jinja2; chat templates do not chain, so
     // a chain is rejected rather than evaluated twice.
     static const std::set<std::string, std::less<>> kOps = {"==", "!=", "<", "<=", ">", ">="};
@@ -423,7 +423,7 @@ class Parser {
     } else {
       return left;
     }
-    JINJA_ASSIGN_OR_RETURN(right, ParseMath1());
+    KVSERVE_ASSIGN_OR_RETURN(right, ParseMath1());
     if ((Peek().kind == Token::Kind::kOperator && kOps.count(Peek().text)) || IsName("in") ||
         (IsName("not") && IsName("in", 1))) {
       return Error("unsupported Jinja construct: chained comparisons");
@@ -447,22 +447,22 @@ class Parser {
 
   absl::StatusOr<ExprPtr> ParseUnary(bool with_filter) {
     const Nesting nesting(this);
-    JINJA_RETURN_IF_ERROR(nesting.Check());
+    KVSERVE_RETURN_IF_ERROR(nesting.Check());
     ExprPtr node;
     if (IsOp("-") || IsOp("+")) {
       const Token& op = Next();
-      JINJA_ASSIGN_OR_RETURN(operand, ParseUnary(false));
+      KVSERVE_ASSIGN_OR_RETURN(operand, ParseUnary(false));
       node = MakeExpr(Expr::Kind::kUnary, op.line);
       node->name = op.text;
       node->a = std::move(operand);
     } else {
-      JINJA_ASSIGN_OR_RETURN(primary, ParsePrimary());
+      KVSERVE_ASSIGN_OR_RETURN(primary, ParsePrimary());
       node = std::move(primary);
     }
-    JINJA_ASSIGN_OR_RETURN(postfix, ParsePostfix(std::move(node)));
+    KVSERVE_ASSIGN_OR_RETURN(postfix, ParsePostfix(std::move(node)));
     node = std::move(postfix);
     if (with_filter) {
-      JINJA_ASSIGN_OR_RETURN(filtered, ParseFilterChain(std::move(node)));
+      KVSERVE_ASSIGN_OR_RETURN(filtered, ParseFilterChain(std::move(node)));
       node = std::move(filtered);
     }
     return node;
@@ -508,15 +508,15 @@ class Parser {
             Next();
             return MakeExpr(Expr::Kind::kList, t.line);
           }
-          JINJA_ASSIGN_OR_RETURN(inner, ParseTupleOrExpression());
-          JINJA_RETURN_IF_ERROR(ExpectOp(")"));
+          KVSERVE_ASSIGN_OR_RETURN(inner, ParseTupleOrExpression());
+          KVSERVE_RETURN_IF_ERROR(ExpectOp(")"));
           return inner;
         }
         if (t.text == "[") {
           Next();
           ExprPtr list = MakeExpr(Expr::Kind::kList, t.line);
-          JINJA_RETURN_IF_ERROR(ParseCommaSeparated("]", true, [&]() -> absl::Status {
-            JINJA_ASSIGN_OR_RETURN(item, ParseExpression(true));
+          KVSERVE_RETURN_IF_ERROR(ParseCommaSeparated("]", true, [&]() -> absl::Status {
+            KVSERVE_ASSIGN_OR_RETURN(item, ParseExpression(true));
             list->args.push_back(std::move(item));
             return absl::OkStatus();
           }));
@@ -525,10 +525,10 @@ class Parser {
         if (t.text == "{") {
           Next();
           ExprPtr dict = MakeExpr(Expr::Kind::kDict, t.line);
-          JINJA_RETURN_IF_ERROR(ParseCommaSeparated("}", true, [&]() -> absl::Status {
-            JINJA_ASSIGN_OR_RETURN(key, ParseExpression(true));
-            JINJA_RETURN_IF_ERROR(ExpectOp(":"));
-            JINJA_ASSIGN_OR_RETURN(value, ParseExpression(true));
+          KVSERVE_RETURN_IF_ERROR(ParseCommaSeparated("}", true, [&]() -> absl::Status {
+            KVSERVE_ASSIGN_OR_RETURN(key, ParseExpression(true));
+            KVSERVE_RETURN_IF_ERROR(ExpectOp(":"));
+            KVSERVE_ASSIGN_OR_RETURN(value, ParseExpression(true));
             dict->dict_items.emplace_back(std::move(key), std::move(value));
             return absl::OkStatus();
           }));
@@ -542,17 +542,17 @@ class Parser {
   }
 
   absl::Status ParseCallArgs(Expr* call) {
-    JINJA_RETURN_IF_ERROR(ExpectOp("("));
+    KVSERVE_RETURN_IF_ERROR(ExpectOp("("));
     return ParseCommaSeparated(")", true, [&]() -> absl::Status {
       if (IsOp("*") || IsOp("**")) return Error("unsupported Jinja construct: *args / **kwargs");
       if (Peek().kind == Token::Kind::kName && IsOp("=", 1)) {
         std::string key = Next().text;
         Next();
-        JINJA_ASSIGN_OR_RETURN(value, ParseExpression(true));
+        KVSERVE_ASSIGN_OR_RETURN(value, ParseExpression(true));
         call->kwargs.emplace_back(std::move(key), std::move(value));
       } else {
         if (!call->kwargs.empty()) return Error("a positional argument after a keyword argument");
-        JINJA_ASSIGN_OR_RETURN(value, ParseExpression(true));
+        KVSERVE_ASSIGN_OR_RETURN(value, ParseExpression(true));
         call->args.push_back(std::move(value));
       }
       return absl::OkStatus();
@@ -566,10 +566,10 @@ class Parser {
   absl::Status ParseCommaSeparated(std::string_view close, bool trailing_comma, ParseItem item) {
     for (bool first = true; !IsOp(close); first = false) {
       if (!first) {
-        JINJA_RETURN_IF_ERROR(ExpectOp(","));
+        KVSERVE_RETURN_IF_ERROR(ExpectOp(","));
         if (trailing_comma && IsOp(close)) break;
       }
-      JINJA_RETURN_IF_ERROR(item());
+      KVSERVE_RETURN_IF_ERROR(item());
     }
     Next();
     return absl::OkStatus();
@@ -589,7 +589,7 @@ class Parser {
           node = std::move(item);
           continue;
         }
-        JINJA_ASSIGN_OR_RETURN(attr, ExpectName());
+        KVSERVE_ASSIGN_OR_RETURN(attr, ExpectName());
         ExprPtr e = MakeExpr(Expr::Kind::kGetAttr, line);
         e->a = std::move(node);
         e->name = attr;
@@ -606,7 +606,7 @@ class Parser {
           }
           if (parts[colons] != nullptr)
             return Error(absl::StrCat("expected ']' or ':', got ", Describe(Peek())));
-          JINJA_ASSIGN_OR_RETURN(part, ParseExpression(true));
+          KVSERVE_ASSIGN_OR_RETURN(part, ParseExpression(true));
           parts[colons] = std::move(part);
         }
         Next();
@@ -625,7 +625,7 @@ class Parser {
       } else if (IsOp("(")) {
         ExprPtr call = MakeExpr(Expr::Kind::kCall, line);
         call->a = std::move(node);
-        JINJA_RETURN_IF_ERROR(ParseCallArgs(call.get()));
+        KVSERVE_RETURN_IF_ERROR(ParseCallArgs(call.get()));
         node = std::move(call);
       } else {
         return node;
@@ -638,14 +638,14 @@ class Parser {
       const int line = Peek().line;
       if (IsOp("|")) {
         Next();
-        JINJA_ASSIGN_OR_RETURN(name, ExpectName());
+        KVSERVE_ASSIGN_OR_RETURN(name, ExpectName());
         if (!KnownFilters().count(name)) {
           return Error(line, absl::StrCat("unsupported Jinja filter '", name, "'"));
         }
         ExprPtr f = MakeExpr(Expr::Kind::kFilter, line);
         f->name = name;
         f->a = std::move(node);
-        if (IsOp("(")) JINJA_RETURN_IF_ERROR(ParseCallArgs(f.get()));
+        if (IsOp("(")) KVSERVE_RETURN_IF_ERROR(ParseCallArgs(f.get()));
         node = std::move(f);
       } else if (IsName("is")) {
         Next();
@@ -666,7 +666,7 @@ class Parser {
         t->name = name;
         t->a = std::move(node);
         if (IsOp("(")) {
-          JINJA_RETURN_IF_ERROR(ParseCallArgs(t.get()));
+          KVSERVE_RETURN_IF_ERROR(ParseCallArgs(t.get()));
         } else {
           // `x is divisibleby 3`: one argument without parentheses.
           const Token& next = Peek();
@@ -677,8 +677,8 @@ class Parser {
                next.text != "and" && next.text != "if" && next.text != "is" && next.text != "in" &&
                next.text != "not");
           if (starts_argument) {
-            JINJA_ASSIGN_OR_RETURN(arg, ParsePrimary());
-            JINJA_ASSIGN_OR_RETURN(full, ParsePostfix(std::move(arg)));
+            KVSERVE_ASSIGN_OR_RETURN(arg, ParsePrimary());
+            KVSERVE_ASSIGN_OR_RETURN(full, ParsePostfix(std::move(arg)));
             t->args.push_back(std::move(full));
           }
         }
@@ -686,7 +686,7 @@ class Parser {
       } else if (IsOp("(")) {
         ExprPtr call = MakeExpr(Expr::Kind::kCall, line);
         call->a = std::move(node);
-        JINJA_RETURN_IF_ERROR(ParseCallArgs(call.get()));
+        KVSERVE_RETURN_IF_ERROR(ParseCallArgs(call.get()));
         node = std::move(call);
       } else {
         return node;
