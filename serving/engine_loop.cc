@@ -1,11 +1,11 @@
 #include "serving/engine_loop.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/log.h"
 #include "engine/step_profile.h"
 
 namespace kvserve::serving {
@@ -305,8 +305,7 @@ void EngineLoop::Run() {
           executor_->Execute(plan);
       timer.Skip();  // Execute attributes its own time
       if (!executed.ok()) {
-        std::fprintf(stderr, "kvserve: step failed: %s\n",
-                     std::string(executed.status().message()).c_str());
+        base::Log(absl::StrCat("step failed: ", executed.status().message()));
         for (const scheduler::ScheduledRequest& r : plan.scheduled) {
           (void)scheduler_->Abort(r.request_id);
           Finish(r.request_id, scheduler::FinishReason::kAborted, executed.status());
@@ -318,8 +317,7 @@ void EngineLoop::Run() {
     }
     absl::StatusOr<scheduler::UpdateResult> update = scheduler_->Update(plan, sampled);
     if (!update.ok()) {
-      std::fprintf(stderr, "kvserve: scheduler update failed: %s\n",
-                   std::string(update.status().message()).c_str());
+      base::Log(absl::StrCat("scheduler update failed: ", update.status().message()));
       for (const scheduler::ScheduledRequest& r : plan.scheduled) {
         (void)scheduler_->Abort(r.request_id);
         Finish(r.request_id, scheduler::FinishReason::kAborted, update.status());

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "base/log.h"
 #include "engine/cpu_features.h"
 #include "engine/gguf.h"
 #include "engine/llama_model.h"
@@ -83,10 +84,7 @@ ABSL_FLAG(int32_t, debug_step_delay_ms, 0,
 namespace kvserve::server {
 namespace {
 
-void Log(const std::string& line) {
-  std::fprintf(stderr, "kvserve: %s\n", line.c_str());
-  std::fflush(stderr);
-}
+using base::Log;
 
 int Fail(const absl::Status& s) {
   Log(absl::StrCat("error: ", s.message()));

@@ -1,11 +1,12 @@
 #include "server/frontend/worker_pool.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "base/log.h"
 #include "base/stack_guard.h"
 
 namespace kvserve::server {
@@ -17,7 +18,7 @@ WorkerPool::WorkerPool(int num_threads) {
   for (int i = 0; i < std::max(1, num_threads); ++i) {
     pthread_t thread;
     if (const int err = pthread_create(&thread, &attr, &WorkerPool::ThreadMain, this); err != 0) {
-      std::fprintf(stderr, "kvserve: cannot start a worker thread: %s\n", std::strerror(err));
+      base::Log(absl::StrCat("cannot start a worker thread: ", std::strerror(err)));
       std::abort();
     }
     threads_.push_back(thread);

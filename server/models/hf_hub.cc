@@ -27,16 +27,14 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "base/json.h"
+#include "base/log.h"
 
 namespace kvserve::server {
 namespace {
 
-namespace fs = std::filesystem;
+using base::Log;
 
-void Log(const std::string& line) {
-  std::fprintf(stderr, "kvserve: %s\n", line.c_str());
-  std::fflush(stderr);
-}
+namespace fs = std::filesystem;
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
