@@ -91,8 +91,8 @@ absl::Status Scheduler::Abort(absl::string_view request_id) {
     waiting_.erase(waiting_it);
   }
   aborted_since_last_update_.push_back(
-      RequestEvent{request->id(), std::nullopt, FinishReason::kAborted});
-  Finish(request, FinishReason::kAborted);
+      RequestEvent{request->id(), std::nullopt, FinishReason::kCancelled});
+  Finish(request, FinishReason::kCancelled);
   return absl::OkStatus();
 }
 

@@ -77,8 +77,8 @@ class Scheduler {
   // pool; AlreadyExists for the id of a request still queued or running.
   absl::Status AddRequest(std::unique_ptr<Request> request);
 
-  // Finishes a queued or running request with kAborted; its pages are freed at once. It is
-  // reported in the next StepPlan::finished_ids and as an event of the next Update. NotFound if
+  // Finishes a queued or running request as aborted (kCancelled); its pages are freed at once. It
+  // is reported in the next StepPlan::finished_ids and as an event of the next Update. NotFound if
   // no such request is queued or running (e.g. it already finished).
   absl::Status Abort(absl::string_view request_id);
 

@@ -91,9 +91,9 @@ absl::StatusOr<std::shared_ptr<OutputChannel>> EngineLoop::Submit(GenerationRequ
   return channel;
 }
 
-void EngineLoop::Abort(const std::string& request_id, FinishCause cause) {
+void EngineLoop::Abort(const std::string& request_id, scheduler::FinishReason reason) {
   absl::MutexLock lock(&mu_);
-  aborts_.emplace_back(request_id, cause);
+  aborts_.emplace_back(request_id, reason);
 }
 
 EngineLoad EngineLoop::Load() const {
@@ -126,8 +126,9 @@ void EngineLoop::Shutdown() {
   if (thread_.joinable()) thread_.join();
 }
 
-void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending,
-                                  std::vector<std::pair<std::string, FinishCause>>& aborts) {
+void EngineLoop::ApplyPendingWork(
+    std::vector<Pending>& pending,
+    std::vector<std::pair<std::string, scheduler::FinishReason>>& aborts) {
   for (Pending& p : pending) {
     const std::string id = p.request.request_id;
     Live& live = live_[id];
@@ -139,38 +140,16 @@ void EngineLoop::ApplyPendingWork(std::vector<Pending>& pending,
     auto req = std::make_unique<scheduler::Request>(id, std::move(p.request.prompt),
                                                     std::move(p.request.stop));
     absl::Status s = scheduler_->AddRequest(std::move(req));
-    if (!s.ok()) Finish(id, scheduler::FinishReason::kAborted, s);
+    if (!s.ok()) Finish(id, scheduler::FinishReason::kError, s);
   }
   for (const auto& [id, cause] : aborts) {
     if (!live_.contains(id)) continue;
     // NotFound means it finished in the meantime; its final output is already out.
-    if (scheduler_->Abort(id).ok())
-      Finish(id, scheduler::FinishReason::kAborted, absl::OkStatus(), cause);
+    if (scheduler_->Abort(id).ok()) Finish(id, cause);
   }
 }
 
-namespace {
-
-FinishCause CauseOf(scheduler::FinishReason reason, const absl::Status& error,
-                    FinishCause abort_cause) {
-  if (!error.ok()) return FinishCause::kError;
-  switch (reason) {
-    case scheduler::FinishReason::kStop:
-      return FinishCause::kStop;
-    case scheduler::FinishReason::kLength:
-      return FinishCause::kLength;
-    case scheduler::FinishReason::kContextLength:
-      return FinishCause::kContextLength;
-    case scheduler::FinishReason::kAborted:
-      return abort_cause;
-  }
-  return FinishCause::kError;
-}
-
-}  // namespace
-
-void EngineLoop::Finish(const std::string& id, scheduler::FinishReason reason, absl::Status error,
-                        FinishCause abort_cause) {
+void EngineLoop::Finish(const std::string& id, scheduler::FinishReason reason, absl::Status error) {
   auto it = live_.find(id);
   if (it == live_.end()) return;
   Live& live = it->second;
@@ -195,7 +174,7 @@ void EngineLoop::Finish(const std::string& id, scheduler::FinishReason reason, a
   executor_->RemoveSequence(id);
   EngineRequestStats observed;
   if (config_.observer != nullptr) {
-    observed.cause = CauseOf(reason, out.error, abort_cause);
+    observed.cause = reason;
     observed.num_prompt_tokens = st.num_prompt_tokens;
     observed.num_generated_tokens = st.num_output_tokens;
     observed.num_cached_prompt_tokens = st.num_cached_prompt_tokens;
@@ -232,7 +211,7 @@ void EngineLoop::PublishLoad() {
 void EngineLoop::Run() {
   for (;;) {
     std::vector<Pending> pending;
-    std::vector<std::pair<std::string, FinishCause>> aborts;
+    std::vector<std::pair<std::string, scheduler::FinishReason>> aborts;
     bool stop;
     {
       // Only the engine thread changes the scheduler, so this stays true while we wait.
@@ -252,14 +231,14 @@ void EngineLoop::Run() {
         Live& live = live_[p.request.request_id];
         live.channel = p.channel;
         live.arrival = p.arrival;
-        Finish(p.request.request_id, scheduler::FinishReason::kAborted,
+        Finish(p.request.request_id, scheduler::FinishReason::kError,
                absl::UnavailableError("the server is shutting down"));
       }
       std::vector<std::string> ids;
       for (const auto& [id, live] : live_) ids.push_back(id);
       for (const std::string& id : ids) {
         (void)scheduler_->Abort(id);
-        Finish(id, scheduler::FinishReason::kAborted,
+        Finish(id, scheduler::FinishReason::kError,
                absl::UnavailableError("the server is shutting down"));
       }
       PublishLoad();
@@ -308,7 +287,7 @@ void EngineLoop::Run() {
         base::Log(absl::StrCat("step failed: ", executed.status().message()));
         for (const scheduler::ScheduledRequest& r : plan.scheduled) {
           (void)scheduler_->Abort(r.request_id);
-          Finish(r.request_id, scheduler::FinishReason::kAborted, executed.status());
+          Finish(r.request_id, scheduler::FinishReason::kError, executed.status());
         }
       } else {
         results = std::move(*executed);
@@ -320,7 +299,7 @@ void EngineLoop::Run() {
       base::Log(absl::StrCat("scheduler update failed: ", update.status().message()));
       for (const scheduler::ScheduledRequest& r : plan.scheduled) {
         (void)scheduler_->Abort(r.request_id);
-        Finish(r.request_id, scheduler::FinishReason::kAborted, update.status());
+        Finish(r.request_id, scheduler::FinishReason::kError, update.status());
       }
     } else {
       const absl::Time now = absl::Now();

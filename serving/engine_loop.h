@@ -79,8 +79,10 @@ class EngineLoop {
   absl::StatusOr<std::shared_ptr<OutputChannel>> Submit(GenerationRequest request);
 
   // Aborts a request wherever it is; applied before the next step. Unknown ids are ignored.
-  // `cause` is what the observer is told (kStopString when the server matched a stop string).
-  void Abort(const std::string& request_id, FinishCause cause = FinishCause::kCancelled);
+  // `reason` is an abort reason (scheduler::IsAbort): kCancelled, or kStopString when the server
+  // matched a stop string; the request's final output and the observer are told it.
+  void Abort(const std::string& request_id,
+             scheduler::FinishReason reason = scheduler::FinishReason::kCancelled);
 
   EngineLoad Load() const;
   const ExecutorShape& shape() const { return shape_; }
@@ -114,10 +116,10 @@ class EngineLoop {
              std::unique_ptr<scheduler::Scheduler> scheduler, EngineLoopConfig config);
   void Run();
   void ApplyPendingWork(std::vector<Pending>& pending,
-                        std::vector<std::pair<std::string, FinishCause>>& aborts);
-  // `abort_cause` says who aborted, when reason is kAborted and error is OK.
-  void Finish(const std::string& id, scheduler::FinishReason reason, absl::Status error,
-              FinishCause abort_cause = FinishCause::kCancelled);
+                        std::vector<std::pair<std::string, scheduler::FinishReason>>& aborts);
+  // Publishes the final output. `error` is non-OK only with reason kError.
+  void Finish(const std::string& id, scheduler::FinishReason reason,
+              absl::Status error = absl::OkStatus());
   void PublishLoad();
 
   std::unique_ptr<StepExecutor> executor_;
@@ -127,7 +129,7 @@ class EngineLoop {
 
   mutable absl::Mutex mu_;
   std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<std::string, FinishCause>> aborts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, scheduler::FinishReason>> aborts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> ids_in_use_ ABSL_GUARDED_BY(mu_);
   int32_t num_unfinished_ ABSL_GUARDED_BY(mu_) = 0;
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;

@@ -12,39 +12,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "absl/strings/string_view.h"
+#include "scheduler/finish_reason.h"
 
 namespace kvserve::serving {
-
-// Why a request ended, as reported to clients and metrics. Finer than FinishReason: an abort is
-// split by who caused it.
-enum class FinishCause {
-  kStop,           // EOS or a stop token
-  kStopString,     // the server matched a stop string and aborted the request
-  kLength,         // max_tokens reached
-  kContextLength,  // the model's context is full
-  kCancelled,      // the client cancelled or went away
-  kError,          // the engine or the server failed the request (including shutdown)
-};
-
-// "stop", "stop_string", "length", "context_length", "cancelled", "error".
-inline absl::string_view FinishCauseName(FinishCause cause) {
-  switch (cause) {
-    case FinishCause::kStop:
-      return "stop";
-    case FinishCause::kStopString:
-      return "stop_string";
-    case FinishCause::kLength:
-      return "length";
-    case FinishCause::kContextLength:
-      return "context_length";
-    case FinishCause::kCancelled:
-      return "cancelled";
-    case FinishCause::kError:
-      return "error";
-  }
-  return "error";
-}
 
 struct EngineStepStats {
   int32_t num_scheduled_tokens = 0;    // tokens computed in the forward pass (StepPlan)
@@ -64,7 +34,7 @@ struct EngineStepStats {
 };
 
 struct EngineRequestStats {
-  FinishCause cause = FinishCause::kStop;
+  scheduler::FinishReason cause = scheduler::FinishReason::kStop;  // who or what ended it
   int32_t num_prompt_tokens = 0;
   int32_t num_generated_tokens = 0;
   int32_t num_cached_prompt_tokens = 0;     // prompt tokens served from the prefix cache

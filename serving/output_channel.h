@@ -47,7 +47,7 @@ struct RequestOutput {
   std::vector<GeneratedToken> tokens;  // new tokens since the previous output
   bool finished = false;
   // Set when finished: why, and the whole request's figures. `error` is non-OK when the
-  // engine failed the request (finish_reason is then kAborted).
+  // engine failed the request (finish_reason is then kError).
   scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
   RequestStats stats;
   absl::Status error;

@@ -3,24 +3,6 @@
 #include <utility>
 
 namespace kvserve::server {
-namespace {
-
-StreamFinishReason FromEngine(scheduler::FinishReason reason) {
-  switch (reason) {
-    case scheduler::FinishReason::kStop:
-      return StreamFinishReason::kStop;
-    case scheduler::FinishReason::kLength:
-      return StreamFinishReason::kLength;
-    case scheduler::FinishReason::kContextLength:
-      return StreamFinishReason::kContextLength;
-    case scheduler::FinishReason::kAborted:
-      return StreamFinishReason::kCancelled;
-  }
-  return StreamFinishReason::kCancelled;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<GenerationStream>> GenerationStream::Submit(
     serving::EngineLoop* loop, const TextCodec* codec, BuiltRequest request) {
   const int32_t num_prompt_tokens = static_cast<int32_t>(request.engine.prompt.size());
@@ -41,7 +23,7 @@ GenerationStream::GenerationStream(serving::EngineLoop* loop, const TextCodec* c
       channel_(std::move(channel)),
       matcher_(options_.stop_strings, options_.include_stop_str_in_output) {}
 
-void GenerationStream::AbortEngine(serving::FinishCause cause) {
+void GenerationStream::AbortEngine(scheduler::FinishReason cause) {
   if (engine_finished_ || channel_->finished_pushed()) return;
   loop_->Abort(channel_->request_id(), cause);
 }
@@ -100,10 +82,10 @@ absl::Status GenerationStream::Consume(serving::RequestOutput& out, StreamEvent*
   }
   event->finished = true;
   if (matcher_.matched()) {
-    event->finish_reason = StreamFinishReason::kStopString;
+    event->finish_reason = scheduler::FinishReason::kStopString;
     event->matched_stop = matched_stop_;
   } else {
-    event->finish_reason = FromEngine(out.finish_reason);
+    event->finish_reason = out.finish_reason;
   }
   event->prompt_tokens = num_prompt_tokens_;
   event->completion_tokens = num_completion_tokens_;

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/utf8.h"
+#include "scheduler/finish_reason.h"
 #include "server/frontend/request_builder.h"
 #include "server/frontend/stop_matcher.h"
 #include "server/models/text_codec.h"
@@ -35,14 +36,6 @@
 #include "serving/output_channel.h"
 
 namespace kvserve::server {
-
-enum class StreamFinishReason {
-  kStop,           // an end-of-sequence or stop token
-  kStopString,     // one of the request's stop strings (see matched_stop)
-  kLength,         // max_tokens
-  kContextLength,  // the sequence filled the context
-  kCancelled,      // aborted
-};
 
 struct TokenLogprobs {
   int32_t token_id = 0;
@@ -58,7 +51,7 @@ struct StreamEvent {
   bool abort_engine = false;            // a stop string matched: call AbortEngine(kStopString)
 
   bool finished = false;  // the last event of the request; the fields below are set
-  StreamFinishReason finish_reason = StreamFinishReason::kStop;
+  scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
   std::string matched_stop;  // with kStopString
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
@@ -84,7 +77,7 @@ class GenerationStream {
   bool finished() const { return engine_finished_; }
   // Aborts the engine request unless the engine already finished it. `cause` tells the engine
   // (and its metrics) why: kStopString after `abort_engine`, kCancelled when the client left.
-  void AbortEngine(serving::FinishCause cause = serving::FinishCause::kCancelled);
+  void AbortEngine(scheduler::FinishReason cause = scheduler::FinishReason::kCancelled);
 
   const std::string& request_id() const { return channel_->request_id(); }
   serving::OutputChannel& channel() { return *channel_; }

@@ -97,7 +97,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   for (int cause = 0; cause < static_cast<int>(finished_by_cause_.size()); ++cause) {
     finished_by_cause_[cause] = &finished.Add(
         {{"finish_reason",
-          std::string(serving::FinishCauseName(static_cast<serving::FinishCause>(cause)))}});
+          std::string(scheduler::FinishReasonName(static_cast<scheduler::FinishReason>(cause)))}});
   }
   grpc_requests_ = &BuildCounter()
                         .Name("kvserve_grpc_requests_total")

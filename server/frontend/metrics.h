@@ -109,8 +109,8 @@ class Metrics final : public serving::EngineObserver {
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
   prometheus::Counter* preemptions_;
-  // Indexed by scheduler::FinishCause; created up front so the engine thread never inserts.
-  std::array<prometheus::Counter*, 6> finished_by_cause_;
+  // Indexed by scheduler::FinishReason; created up front so the engine thread never inserts.
+  std::array<prometheus::Counter*, scheduler::kNumFinishReasons> finished_by_cause_;
   prometheus::Family<prometheus::Counter>* grpc_requests_;
   prometheus::Family<prometheus::Counter>* http_requests_;
   prometheus::Family<prometheus::Gauge>* model_info_;

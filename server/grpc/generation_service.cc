@@ -19,18 +19,21 @@ using kvserve::v1::FinishReason;
 using kvserve::v1::GenerateRequest;
 using kvserve::v1::GenerateResponse;
 
-FinishReason ToProto(StreamFinishReason reason) {
+// The one mapping of finish reasons to the proto's.
+FinishReason ToProto(scheduler::FinishReason reason) {
   switch (reason) {
-    case StreamFinishReason::kStop:
+    case scheduler::FinishReason::kStop:
       return kvserve::v1::FINISH_REASON_STOP;
-    case StreamFinishReason::kStopString:
+    case scheduler::FinishReason::kStopString:
       return kvserve::v1::FINISH_REASON_STOP_STRING;
-    case StreamFinishReason::kLength:
+    case scheduler::FinishReason::kLength:
       return kvserve::v1::FINISH_REASON_LENGTH;
-    case StreamFinishReason::kContextLength:
+    case scheduler::FinishReason::kContextLength:
       return kvserve::v1::FINISH_REASON_CONTEXT_LENGTH;
-    case StreamFinishReason::kCancelled:
+    case scheduler::FinishReason::kCancelled:
       return kvserve::v1::FINISH_REASON_CANCELLED;
+    case scheduler::FinishReason::kError:
+      break;  // an error ends the call with its status, never with a finish reason
   }
   return kvserve::v1::FINISH_REASON_UNSPECIFIED;
 }
@@ -131,7 +134,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
  private:
   // Aborts the engine request unless it already finished (its id may be reused afterwards).
   // The stream lives as long as the reactor, so it is used outside the lock.
-  void AbortInEngine(serving::FinishCause cause = serving::FinishCause::kCancelled) {
+  void AbortInEngine(scheduler::FinishReason cause = scheduler::FinishReason::kCancelled) {
     GenerationStream* stream;
     {
       absl::MutexLock lock(&mu_);
@@ -167,7 +170,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       if (action == Action::kWrite) write_in_flight_ = true;
       if (action == Action::kFinish || action == Action::kWriteAndFinish) finish_called_ = true;
     }
-    if (abort) AbortInEngine(serving::FinishCause::kStopString);
+    if (abort) AbortInEngine(scheduler::FinishReason::kStopString);
     switch (action) {
       case Action::kNone:
         break;
@@ -211,7 +214,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
     response->set_text(std::move(event.text));
     if (event.finished) {
       response->set_finish_reason(ToProto(event.finish_reason));
-      if (event.finish_reason == StreamFinishReason::kStopString) {
+      if (event.finish_reason == scheduler::FinishReason::kStopString) {
         response->set_matched_stop(event.matched_stop);
       }
       kvserve::v1::Usage* usage = response->mutable_usage();

@@ -18,6 +18,7 @@ namespace kvserve::server::openai {
 namespace {
 
 using base::JsonValue;
+using scheduler::FinishReason;
 
 // Where an InvalidParam error keeps the field name.
 constexpr absl::string_view kParamPayload = "type.kvserve.dev/openai.param";
@@ -457,21 +458,22 @@ ApiError ErrorFromStatus(const absl::Status& status) {
   return error;
 }
 
-absl::string_view FinishReasonName(StreamFinishReason reason) {
+absl::string_view OpenAiFinishReason(FinishReason reason) {
   switch (reason) {
-    case StreamFinishReason::kLength:
-    case StreamFinishReason::kContextLength:
+    case FinishReason::kLength:
+    case FinishReason::kContextLength:
       return "length";
-    case StreamFinishReason::kStop:
-    case StreamFinishReason::kStopString:
-    case StreamFinishReason::kCancelled:
+    case FinishReason::kStop:
+    case FinishReason::kStopString:
+    case FinishReason::kCancelled:
+    case FinishReason::kError:
       return "stop";
   }
   return "stop";
 }
 
 std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
-                         StreamFinishReason finish_reason, bool with_logprobs,
+                         FinishReason finish_reason, bool with_logprobs,
                          const std::vector<LogprobEntry>& logprobs, const Usage& usage) {
   const bool chat = meta.endpoint == Endpoint::kChatCompletions;
   JsonWriter w;
@@ -497,7 +499,7 @@ std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
   } else {
     WriteCompletionLogprobs(w, logprobs, 0);
   }
-  w.Key("finish_reason").String(FinishReasonName(finish_reason));
+  w.Key("finish_reason").String(OpenAiFinishReason(finish_reason));
   w.EndObject().EndArray();
   w.Key("usage");
   WriteUsage(w, usage);
@@ -531,7 +533,7 @@ std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, boo
   if (content.finish_reason == nullptr) {
     w.Null();
   } else {
-    w.String(FinishReasonName(*content.finish_reason));
+    w.String(OpenAiFinishReason(*content.finish_reason));
   }
   w.EndObject().EndArray();
   if (include_usage) w.Key("usage").Null();

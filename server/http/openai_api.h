@@ -84,12 +84,13 @@ struct Usage {
   int32_t completion_tokens = 0;
 };
 
-// "stop" or "length" (kCancelled, which a finished response does not have, maps to "stop").
-absl::string_view FinishReasonName(StreamFinishReason reason);
+// The one mapping of finish reasons to OpenAI's: "length" (max_tokens or the context filled) or
+// "stop" (everything else; the aborts, which a finished response does not have, included).
+absl::string_view OpenAiFinishReason(scheduler::FinishReason reason);
 
 // A whole non-streamed response. `logprobs` is null in the body when `with_logprobs` is false.
 std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
-                         StreamFinishReason finish_reason, bool with_logprobs,
+                         scheduler::FinishReason finish_reason, bool with_logprobs,
                          const std::vector<LogprobEntry>& logprobs, const Usage& usage);
 
 // One streamed chunk. `finish_reason` null while streaming; chat chunks carry a `delta` with the
@@ -99,7 +100,7 @@ struct ChunkContent {
   bool role = false;      // chat: delta.role = "assistant"
   bool has_text = false;  // completions always write text; chat writes content if set
   std::string text;
-  const StreamFinishReason* finish_reason = nullptr;
+  const scheduler::FinishReason* finish_reason = nullptr;
   bool with_logprobs = false;
   std::vector<LogprobEntry> logprobs;
   int64_t text_offset = 0;

@@ -91,7 +91,7 @@ void StreamEvents(const openai::ParsedRequest& parsed, const openai::ResponseMet
       }
       continue;
     }
-    if (event.abort_engine) stream.AbortEngine(serving::FinishCause::kStopString);
+    if (event.abort_engine) stream.AbortEngine(scheduler::FinishReason::kStopString);
     const bool with_logprobs = parsed.logprobs && !event.logprobs.empty();
     if (!event.text.empty() || with_logprobs) {
       openai::ChunkContent chunk;
@@ -134,7 +134,7 @@ void SendWhole(const openai::ParsedRequest& parsed, const openai::ResponseMeta& 
       SendError(writer, got.status());
       return;
     }
-    if (event.abort_engine) stream.AbortEngine(serving::FinishCause::kStopString);
+    if (event.abort_engine) stream.AbortEngine(scheduler::FinishReason::kStopString);
     text += event.text;
     if (parsed.logprobs) {
       for (TokenLogprobs& t : event.logprobs) logprobs.push_back(std::move(t));

@@ -78,12 +78,12 @@ TEST(MetricsTest, EngineStatsBecomeCountersAndHistograms) {
   step.inter_token_seconds = {0.004, 0.004, 0.02};
   metrics.OnStep(step);
   serving::EngineRequestStats done;
-  done.cause = serving::FinishCause::kLength;
+  done.cause = scheduler::FinishReason::kLength;
   done.num_prompt_tokens = 9;
   done.num_generated_tokens = 2;
   done.e2e_seconds = 0.5;
   metrics.OnRequestFinished(done);
-  done.cause = serving::FinishCause::kStopString;
+  done.cause = scheduler::FinishReason::kStopString;
   metrics.OnRequestFinished(done);
   metrics.CountGrpcRequest("Generate", "OK");
   metrics.CountGrpcRequest("Generate", "OK");

@@ -196,8 +196,8 @@ ResponseMeta Meta(Endpoint endpoint) {
 }
 
 TEST(ResponseBodyTest, Completion) {
-  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "Hi \"you\"", StreamFinishReason::kLength,
-                         false, {}, Usage{3, 4}),
+  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "Hi \"you\"",
+                         scheduler::FinishReason::kLength, false, {}, Usage{3, 4}),
             R"({"id":"cmpl-1","object":"text_completion","created":1700000000,"model":"demo",)"
             R"("choices":[{"index":0,"text":"Hi \"you\"","logprobs":null,"finish_reason":)"
             R"("length"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})");
@@ -206,8 +206,8 @@ TEST(ResponseBodyTest, Completion) {
 TEST(ResponseBodyTest, CompletionWithLogprobs) {
   std::vector<LogprobEntry> lp = {{"a", -0.5f, {{"a", -0.5f}, {"b", -1.5f}}},
                                   {"bc", -1.0f / 0.0f, {{"x", -0.25f}, {"x", -3.0f}}}};
-  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "abc", StreamFinishReason::kStopString, true,
-                         lp, Usage{1, 2}),
+  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "abc", scheduler::FinishReason::kStopString,
+                         true, lp, Usage{1, 2}),
             R"({"id":"cmpl-1","object":"text_completion","created":1700000000,"model":"demo",)"
             R"("choices":[{"index":0,"text":"abc","logprobs":{"tokens":["a","bc"],)"
             R"("token_logprobs":[-0.5,-9999],"top_logprobs":[{"a":-0.5,"b":-1.5},{"x":-0.25}],)"
@@ -217,8 +217,8 @@ TEST(ResponseBodyTest, CompletionWithLogprobs) {
 
 TEST(ResponseBodyTest, ChatWithLogprobs) {
   std::vector<LogprobEntry> lp = {{"\xc3\xa9", -0.5f, {{"\xc3\xa9", -0.5f}}}};
-  EXPECT_EQ(ResponseBody(Meta(Endpoint::kChatCompletions), "\xc3\xa9", StreamFinishReason::kStop,
-                         true, lp, Usage{5, 1}),
+  EXPECT_EQ(ResponseBody(Meta(Endpoint::kChatCompletions), "\xc3\xa9",
+                         scheduler::FinishReason::kStop, true, lp, Usage{5, 1}),
             "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,"
             "\"model\":\"demo\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
             "\"content\":\"\xc3\xa9\"},\"logprobs\":{\"content\":[{\"token\":\"\xc3\xa9\","
@@ -238,7 +238,7 @@ TEST(ChunkBodyTest, ChatChunksAndUsage) {
             R"("model":"demo","choices":[{"index":0,"delta":{"role":"assistant","content":""},)"
             R"("logprobs":null,"finish_reason":null}]})");
   ChunkContent last;
-  const StreamFinishReason length = StreamFinishReason::kContextLength;
+  const scheduler::FinishReason length = scheduler::FinishReason::kContextLength;
   last.finish_reason = &length;
   EXPECT_EQ(ChunkBody(meta, last, true),
             R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,)"

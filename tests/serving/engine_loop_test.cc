@@ -200,7 +200,7 @@ TEST(EngineLoopTest, RandomAbortsLeaveNoLeakedPage) {
   for (auto& c : channels) {
     RequestOutput final_out;
     Collect(*c, &final_out);
-    if (final_out.finish_reason == scheduler::FinishReason::kAborted)
+    if (final_out.finish_reason == scheduler::FinishReason::kCancelled)
       ++aborted;
     else
       EXPECT_EQ(final_out.finish_reason, scheduler::FinishReason::kLength);

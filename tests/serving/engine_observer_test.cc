@@ -141,7 +141,7 @@ TEST(EngineObserverTest, CountsMatchTheSubmittedRequests) {
   ASSERT_EQ(observer.finished.size(), 3u);
   int64_t finished_prompt = 0, finished_generated = 0;
   for (const EngineRequestStats& r : observer.finished) {
-    EXPECT_EQ(r.cause, FinishCause::kLength);
+    EXPECT_EQ(r.cause, scheduler::FinishReason::kLength);
     finished_prompt += r.num_prompt_tokens;
     finished_generated += r.num_generated_tokens;
     EXPECT_GE(r.time_to_first_token_seconds, 0.004);
@@ -164,13 +164,14 @@ TEST(EngineObserverTest, FinishCausesNameWhoEndedTheRequest) {
   ASSERT_TRUE(observer.WaitFinished(1));
 
   // Aborted after its first token, once by the "server" for a stop string, once by a client.
-  const FinishCause causes[] = {FinishCause::kStopString, FinishCause::kCancelled};
-  for (FinishCause cause : causes) {
+  const scheduler::FinishReason causes[] = {scheduler::FinishReason::kStopString,
+                                            scheduler::FinishReason::kCancelled};
+  for (scheduler::FinishReason cause : causes) {
     auto channel = loop->Submit(Request(4, 1000));
     ASSERT_TRUE(channel.ok());
     RequestOutput out;
     ASSERT_TRUE((*channel)->Pop(&out, absl::Now() + absl::Seconds(20)));
-    if (cause == FinishCause::kCancelled) {
+    if (cause == scheduler::FinishReason::kCancelled) {
       loop->Abort((*channel)->request_id());
     } else {
       loop->Abort((*channel)->request_id(), cause);
@@ -187,13 +188,13 @@ TEST(EngineObserverTest, FinishCausesNameWhoEndedTheRequest) {
 
   absl::MutexLock lock(&observer.mu_);
   ASSERT_EQ(observer.finished.size(), 4u);
-  EXPECT_EQ(observer.finished[0].cause, FinishCause::kStop);
+  EXPECT_EQ(observer.finished[0].cause, scheduler::FinishReason::kStop);
   EXPECT_EQ(observer.finished[0].num_generated_tokens, 1);
-  EXPECT_EQ(observer.finished[1].cause, FinishCause::kStopString);
-  EXPECT_EQ(observer.finished[2].cause, FinishCause::kCancelled);
-  EXPECT_EQ(observer.finished[3].cause, FinishCause::kError);
-  EXPECT_EQ(FinishCauseName(FinishCause::kStopString), "stop_string");
-  EXPECT_EQ(FinishCauseName(FinishCause::kContextLength), "context_length");
+  EXPECT_EQ(observer.finished[1].cause, scheduler::FinishReason::kStopString);
+  EXPECT_EQ(observer.finished[2].cause, scheduler::FinishReason::kCancelled);
+  EXPECT_EQ(observer.finished[3].cause, scheduler::FinishReason::kError);
+  EXPECT_EQ(scheduler::FinishReasonName(scheduler::FinishReason::kStopString), "stop_string");
+  EXPECT_EQ(scheduler::FinishReasonName(scheduler::FinishReason::kContextLength), "context_length");
 }
 
 }  // namespace
