@@ -4,184 +4,239 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace kvserve::server {
 namespace {
 
+// Where an InvalidParam error keeps the field name.
+constexpr absl::string_view kParamPayload = "type.kvserve.dev/param";
+
 absl::Status OutOfRangeField(absl::string_view field, double value, absl::string_view range) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, " = ", value, " is out of range: must be ", range));
+  return InvalidParam(field,
+                      absl::StrCat(field, " = ", value, " is out of range: must be ", range));
 }
 
-}  // namespace
+// "in [lo, hi]" / "in (lo, hi]".
+std::string Interval(double lo, double hi, bool lo_open = false) {
+  return absl::StrCat("in ", lo_open ? "(" : "[", lo, ", ", hi, "]");
+}
 
-absl::StatusOr<engine::SamplingParams> BuildSamplingParams(const kvserve::v1::SamplingParams& s,
-                                                           int32_t vocab_size) {
-  engine::SamplingParams p;
-  // Comparisons are written so that NaN fails them.
-  if (s.has_temperature()) {
-    if (!(std::isfinite(s.temperature()) && s.temperature() >= 0)) {
-      return OutOfRangeField("sampling.temperature", s.temperature(), "finite and >= 0");
+// Comparisons are written so that NaN fails them.
+absl::Status CheckSamplingRanges(const GenerationParams& p, const WireRules& wire) {
+  const auto name = [&](absl::string_view field) {
+    return absl::StrCat(wire.sampling_prefix, field);
+  };
+  if (p.temperature.has_value()) {
+    const double t = *p.temperature;
+    const bool bounded = std::isfinite(wire.max_temperature);
+    if (!(std::isfinite(t) && t >= 0 && t <= wire.max_temperature)) {
+      return OutOfRangeField(name("temperature"), t,
+                             bounded ? Interval(0, wire.max_temperature) : "finite and >= 0");
     }
-    p.temperature = s.temperature();
   }
-  if (s.has_top_k()) {
-    if (s.top_k() < 0) return OutOfRangeField("sampling.top_k", s.top_k(), ">= 0 (0 = off)");
-    p.top_k = s.top_k();
+  if (p.top_k.has_value() && *p.top_k < 0) {
+    return OutOfRangeField(name("top_k"), static_cast<double>(*p.top_k), ">= 0 (0 = off)");
   }
-  if (s.has_top_p()) {
-    if (!(s.top_p() > 0 && s.top_p() <= 1)) {
-      return OutOfRangeField("sampling.top_p", s.top_p(), "in (0, 1]");
+  if (p.top_p.has_value() && !(*p.top_p > 0 && *p.top_p <= 1)) {
+    return OutOfRangeField(name("top_p"), *p.top_p, Interval(0, 1, /*lo_open=*/true));
+  }
+  if (p.min_p.has_value() && !(*p.min_p >= 0 && *p.min_p <= 1)) {
+    return OutOfRangeField(name("min_p"), *p.min_p, Interval(0, 1));
+  }
+  if (p.repetition_penalty.has_value() &&
+      !(std::isfinite(*p.repetition_penalty) && *p.repetition_penalty > 0)) {
+    return OutOfRangeField(name("repetition_penalty"), *p.repetition_penalty,
+                           "finite and > 0 (1 = off)");
+  }
+  for (const auto& [field, value] : {std::pair{"presence_penalty", p.presence_penalty},
+                                     std::pair{"frequency_penalty", p.frequency_penalty}}) {
+    if (value.has_value() && !(*value >= -2 && *value <= 2)) {
+      return OutOfRangeField(name(field), *value, Interval(-2, 2));
     }
-    p.top_p = s.top_p();
   }
-  if (s.has_min_p()) {
-    if (!(s.min_p() >= 0 && s.min_p() <= 1)) {
-      return OutOfRangeField("sampling.min_p", s.min_p(), "in [0, 1]");
-    }
-    p.min_p = s.min_p();
-  }
-  if (s.has_repetition_penalty()) {
-    if (!(std::isfinite(s.repetition_penalty()) && s.repetition_penalty() > 0)) {
-      return OutOfRangeField("sampling.repetition_penalty", s.repetition_penalty(),
-                             "finite and > 0 (1 = off)");
-    }
-    p.repetition_penalty = s.repetition_penalty();
-  }
-  if (s.has_presence_penalty()) {
-    if (!(s.presence_penalty() >= -2 && s.presence_penalty() <= 2)) {
-      return OutOfRangeField("sampling.presence_penalty", s.presence_penalty(), "in [-2, 2]");
-    }
-    p.presence_penalty = s.presence_penalty();
-  }
-  if (s.has_frequency_penalty()) {
-    if (!(s.frequency_penalty() >= -2 && s.frequency_penalty() <= 2)) {
-      return OutOfRangeField("sampling.frequency_penalty", s.frequency_penalty(), "in [-2, 2]");
-    }
-    p.frequency_penalty = s.frequency_penalty();
-  }
-  if (s.has_seed()) p.seed = s.seed();
-  // Sorted so that the engine sees the same order whatever the map's iteration order is.
-  for (const auto& [token, bias] : s.logit_bias()) {
-    if (token < 0 || token >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "sampling.logit_bias: token id %d is outside the vocabulary [0, %d)", token, vocab_size));
-    }
+  for (const auto& [token, bias] : p.logit_bias) {
     if (!(bias >= -engine::kMaxAbsLogitBias && bias <= engine::kMaxAbsLogitBias)) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling.logit_bias[", token, "] = ", bias,
-                                                     " is out of range: must be in [-100, 100]"));
+      return InvalidParam(name("logit_bias"),
+                          absl::StrCat(name("logit_bias"), "[", token, "] = ", bias,
+                                       " is out of range: must be in [-100, 100]"));
     }
-    p.logit_bias.emplace_back(token, bias);
   }
-  std::sort(p.logit_bias.begin(), p.logit_bias.end());
-  return p;
+  return absl::OkStatus();
 }
 
-absl::StatusOr<BuiltRequest> BuildGenerationRequest(const kvserve::v1::GenerateRequest& r,
-                                                    const TextCodec& codec,
-                                                    const RequestLimits& limits) {
-  BuiltRequest out;
-  const int32_t vocab = codec.vocab_size();
-  if (r.request_id().size() > kMaxRequestIdBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
+absl::Status CheckStopStrings(const std::vector<std::string>& stop) {
+  if (stop.size() > kMaxStopStrings) {
+    return InvalidParam(
+        "stop", absl::StrCat("stop has ", stop.size(), " strings; at most ", kMaxStopStrings));
   }
-  out.engine.request_id = r.request_id();
-
-  switch (r.input_case()) {
-    case kvserve::v1::GenerateRequest::kPrompt: {
-      if (r.prompt().empty()) return absl::InvalidArgumentError("prompt is empty");
-      const bool add_special = !r.has_add_special_tokens() || r.add_special_tokens();
-      absl::StatusOr<std::vector<int32_t>> ids = codec.Encode(r.prompt(), add_special);
-      if (!ids.ok()) {
-        return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));
-      }
-      out.engine.prompt = std::move(*ids);
-      break;
+  for (size_t i = 0; i < stop.size(); ++i) {
+    if (stop[i].empty()) return InvalidParam("stop", absl::StrCat("stop[", i, "] is empty"));
+    if (stop[i].size() > kMaxStopStringBytes) {
+      return InvalidParam(
+          "stop", absl::StrCat("stop[", i, "] is longer than ", kMaxStopStringBytes, " bytes"));
     }
-    case kvserve::v1::GenerateRequest::kPromptTokenIds: {
-      const auto& ids = r.prompt_token_ids().ids();
-      if (ids.empty()) return absl::InvalidArgumentError("prompt_token_ids is empty");
-      for (int i = 0; i < ids.size(); ++i) {
-        if (ids[i] < 0 || ids[i] >= vocab) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "prompt_token_ids[%d] = %d is outside the vocabulary [0, %d)", i, ids[i], vocab));
-        }
-      }
-      out.engine.prompt.assign(ids.begin(), ids.end());
-      break;
-    }
-    default:
-      return absl::InvalidArgumentError("input is missing: set prompt or prompt_token_ids");
   }
-  if (out.engine.prompt.empty()) return absl::InvalidArgumentError("prompt encodes to no tokens");
+  return absl::OkStatus();
+}
 
-  absl::StatusOr<engine::SamplingParams> sampling = BuildSamplingParams(r.sampling(), vocab);
-  if (!sampling.ok()) return sampling.status();
-  out.engine.sampling = std::move(*sampling);
-  if (r.has_logprobs()) {
-    if (r.logprobs() < 0 || r.logprobs() > engine::kMaxLogprobs) {
-      return OutOfRangeField("logprobs", r.logprobs(),
-                             absl::StrCat("in [0, ", engine::kMaxLogprobs, "]"));
-    }
-    out.engine.sampling.num_logprobs = r.logprobs();
-    out.stream.num_logprobs = r.logprobs();
-  }
+// Token `id` at `field` (e.g. "prompt_token_ids[3]") must be in the vocabulary.
+absl::Status CheckTokenId(absl::string_view param, absl::string_view field, int32_t id,
+                          int32_t vocab) {
+  if (id >= 0 && id < vocab) return absl::OkStatus();
+  return InvalidParam(
+      param, absl::StrFormat("%s = %d is outside the vocabulary [0, %d)", field, id, vocab));
+}
 
-  if (r.stop_size() > kMaxStopStrings) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stop has ", r.stop_size(), " strings; at most ", kMaxStopStrings));
-  }
-  for (int i = 0; i < r.stop_size(); ++i) {
-    if (r.stop(i).empty())
-      return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] is empty"));
-    if (r.stop(i).size() > kMaxStopStringBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stop[", i, "] is longer than ", kMaxStopStringBytes, " bytes"));
+absl::StatusOr<std::vector<int32_t>> BuildPrompt(const GenerationParams& p, const TextCodec& codec,
+                                                 const WireRules& wire) {
+  if (p.prompt.has_value()) {
+    if (p.prompt->empty()) return InvalidParam(wire.prompt, absl::StrCat(wire.prompt, " is empty"));
+    absl::StatusOr<std::vector<int32_t>> ids = codec.Encode(*p.prompt, p.add_special_tokens);
+    if (!ids.ok()) {
+      return absl::Status(ids.status().code(),
+                          absl::StrCat(wire.prompt, ": ", ids.status().message()));
     }
-    out.stream.stop_strings.push_back(r.stop(i));
+    if (ids->empty()) return InvalidParam(wire.prompt, "prompt encodes to no tokens");
+    return ids;
   }
-  out.stream.include_stop_str_in_output = r.include_stop_str_in_output();
+  if (!p.prompt_token_ids.has_value()) {
+    return InvalidParam(wire.prompt, absl::StrCat("input is missing: set ", wire.prompt, " or ",
+                                                  wire.prompt_token_ids));
+  }
+  const std::vector<int32_t>& ids = *p.prompt_token_ids;
+  if (ids.empty()) {
+    return InvalidParam(wire.prompt_token_ids, absl::StrCat(wire.prompt_token_ids, " is empty"));
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    absl::Status s =
+        CheckTokenId(wire.prompt_token_ids, absl::StrCat(wire.prompt_token_ids, "[", i, "]"),
+                     ids[i], codec.vocab_size());
+    if (!s.ok()) return s;
+  }
+  return ids;
+}
 
-  scheduler::StopConditions& stop = out.engine.stop;
-  for (int i = 0; i < r.stop_token_ids_size(); ++i) {
-    const int32_t id = r.stop_token_ids(i);
-    if (id < 0 || id >= vocab) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "stop_token_ids[%d] = %d is outside the vocabulary [0, %d)", i, id, vocab));
+absl::StatusOr<engine::SamplingParams> BuildSampling(const GenerationParams& p, int32_t vocab,
+                                                     const WireRules& wire) {
+  engine::SamplingParams s;
+  if (p.temperature.has_value()) s.temperature = static_cast<float>(*p.temperature);
+  if (p.top_k.has_value()) s.top_k = static_cast<int32_t>(*p.top_k);
+  if (p.top_p.has_value()) s.top_p = static_cast<float>(*p.top_p);
+  if (p.min_p.has_value()) s.min_p = static_cast<float>(*p.min_p);
+  if (p.repetition_penalty.has_value()) {
+    s.repetition_penalty = static_cast<float>(*p.repetition_penalty);
+  }
+  if (p.presence_penalty.has_value()) s.presence_penalty = static_cast<float>(*p.presence_penalty);
+  if (p.frequency_penalty.has_value()) {
+    s.frequency_penalty = static_cast<float>(*p.frequency_penalty);
+  }
+  if (p.seed.has_value()) s.seed = *p.seed;
+  const std::string bias_field = absl::StrCat(wire.sampling_prefix, "logit_bias");
+  for (const auto& [token, bias] : p.logit_bias) {
+    if (token < 0 || token >= vocab) {
+      return InvalidParam(bias_field,
+                          absl::StrFormat("%s: token id %d is outside the vocabulary [0, %d)",
+                                          bias_field, token, vocab));
     }
-    stop.stop_token_ids.push_back(id);
-    out.stream.stop_token_ids.insert(id);
+    s.logit_bias.emplace_back(token, static_cast<float>(bias));
   }
-  stop.ignore_eos = r.ignore_eos();
-  for (int32_t id : codec.eos_ids()) {
-    stop.eos_token_ids.insert(id);
-    if (!stop.ignore_eos) out.stream.stop_token_ids.insert(id);
-  }
+  // Sorted so that the engine sees the same order whatever the wire's map order was.
+  std::sort(s.logit_bias.begin(), s.logit_bias.end());
+  if (p.logprobs.has_value()) s.num_logprobs = static_cast<int32_t>(*p.logprobs);
+  return s;
+}
 
-  const int64_t n = static_cast<int64_t>(out.engine.prompt.size());
+// max_tokens against what one sequence may hold: min(context, KV cache).
+absl::StatusOr<int32_t> BuildMaxTokens(const GenerationParams& p, int64_t num_prompt_tokens,
+                                       const RequestLimits& limits) {
+  const int64_t n = num_prompt_tokens;
   const int64_t room = std::min<int64_t>(limits.context_length, limits.kv_capacity_tokens);
-  if (r.has_max_tokens()) {
-    if (r.max_tokens() < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_tokens = ", r.max_tokens(), " must be at least 1"));
-    }
-    if (n + r.max_tokens() > room) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "prompt (%d tokens) + max_tokens (%d) exceeds the %d tokens a sequence may hold "
-          "(context %d, KV cache %d)",
-          n, r.max_tokens(), room, limits.context_length, limits.kv_capacity_tokens));
-    }
-    stop.max_tokens = r.max_tokens();
-  } else {
+  if (!p.max_tokens.has_value()) {
     if (n >= room) {
       return absl::OutOfRangeError(absl::StrFormat(
           "prompt (%d tokens) leaves no room to generate: a sequence may hold %d tokens", n, room));
     }
-    stop.max_tokens = static_cast<int32_t>(room - n);
+    return static_cast<int32_t>(room - n);
   }
+  if (n + *p.max_tokens > room) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "prompt (%d tokens) + max_tokens (%d) exceeds the %d tokens a sequence may hold "
+        "(context %d, KV cache %d)",
+        n, *p.max_tokens, room, limits.context_length, limits.kv_capacity_tokens));
+  }
+  return static_cast<int32_t>(*p.max_tokens);
+}
+
+}  // namespace
+
+absl::Status InvalidParam(absl::string_view field, absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kParamPayload, absl::Cord(field));
+  return status;
+}
+
+std::optional<std::string> ErrorParam(const absl::Status& status) {
+  absl::optional<absl::Cord> param = status.GetPayload(kParamPayload);
+  if (!param.has_value()) return std::nullopt;
+  return std::string(*param);
+}
+
+absl::Status CheckGenerationParams(const GenerationParams& p, const WireRules& wire) {
+  if (p.request_id.size() > kMaxRequestIdBytes) {
+    return InvalidParam("request_id",
+                        absl::StrCat("request_id is longer than ", kMaxRequestIdBytes, " bytes"));
+  }
+  if (absl::Status s = CheckSamplingRanges(p, wire); !s.ok()) return s;
+  if (p.logprobs.has_value() && (*p.logprobs < 0 || *p.logprobs > engine::kMaxLogprobs)) {
+    return OutOfRangeField(wire.logprobs, static_cast<double>(*p.logprobs),
+                           Interval(0, engine::kMaxLogprobs));
+  }
+  if (p.max_tokens.has_value() && *p.max_tokens < 1) {
+    return InvalidParam(wire.max_tokens,
+                        absl::StrCat(wire.max_tokens, " = ", *p.max_tokens, " must be at least 1"));
+  }
+  return CheckStopStrings(p.stop);
+}
+
+absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& p,
+                                                    const TextCodec& codec,
+                                                    const RequestLimits& limits,
+                                                    const WireRules& wire) {
+  if (absl::Status s = CheckGenerationParams(p, wire); !s.ok()) return s;
+  const int32_t vocab = codec.vocab_size();
+  BuiltRequest out;
+  out.engine.request_id = p.request_id;
+  absl::StatusOr<std::vector<int32_t>> prompt = BuildPrompt(p, codec, wire);
+  if (!prompt.ok()) return prompt.status();
+  out.engine.prompt = *std::move(prompt);
+  absl::StatusOr<engine::SamplingParams> sampling = BuildSampling(p, vocab, wire);
+  if (!sampling.ok()) return sampling.status();
+  out.engine.sampling = *std::move(sampling);
+  out.stream.num_logprobs = out.engine.sampling.num_logprobs;
+  out.stream.stop_strings = p.stop;
+  out.stream.include_stop_str_in_output = p.include_stop_str_in_output;
+
+  scheduler::StopConditions& stop = out.engine.stop;
+  for (size_t i = 0; i < p.stop_token_ids.size(); ++i) {
+    const int32_t id = p.stop_token_ids[i];
+    absl::Status s =
+        CheckTokenId("stop_token_ids", absl::StrCat("stop_token_ids[", i, "]"), id, vocab);
+    if (!s.ok()) return s;
+    stop.stop_token_ids.push_back(id);
+    out.stream.stop_token_ids.insert(id);
+  }
+  stop.ignore_eos = p.ignore_eos;
+  for (int32_t id : codec.eos_ids()) {
+    stop.eos_token_ids.insert(id);
+    if (!stop.ignore_eos) out.stream.stop_token_ids.insert(id);
+  }
+  absl::StatusOr<int32_t> max_tokens =
+      BuildMaxTokens(p, static_cast<int64_t>(out.engine.prompt.size()), limits);
+  if (!max_tokens.ok()) return max_tokens.status();
+  stop.max_tokens = *max_tokens;
   return out;
 }
 

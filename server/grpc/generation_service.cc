@@ -10,6 +10,7 @@
 #include "base/utf8.h"
 #include "server/frontend/auth.h"
 #include "server/frontend/generation_stream.h"
+#include "server/grpc/proto_request.h"
 #include "server/grpc/status_mapping.h"
 
 namespace kvserve::server {

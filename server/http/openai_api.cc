@@ -20,9 +20,6 @@ namespace {
 using base::JsonValue;
 using scheduler::FinishReason;
 
-// Where an InvalidParam error keeps the field name.
-constexpr absl::string_view kParamPayload = "type.kvserve.dev/openai.param";
-
 // OpenAI writes logprobs of impossible tokens as -9999 rather than -infinity (not JSON).
 constexpr float kMinLogprob = -9999.0f;
 
@@ -67,54 +64,23 @@ absl::StatusOr<JsonValue> ParseBody(absl::string_view body) {
   return json;
 }
 
-absl::Status CheckRange(absl::string_view key, double value, double lo, double hi,
-                        bool lo_open = false) {
-  const bool ok = (lo_open ? value > lo : value >= lo) && value <= hi;
-  if (!ok) {
-    return InvalidParam(key, absl::StrCat(key, " = ", value, " is out of range: must be in ",
-                                          lo_open ? "(" : "[", lo, ", ", hi, "]"));
-  }
-  return absl::OkStatus();
-}
-
-int32_t ClampedInt(int64_t v) {
-  return static_cast<int32_t>(std::clamp<int64_t>(v, std::numeric_limits<int32_t>::min(),
-                                                  std::numeric_limits<int32_t>::max()));
-}
-
 // The fields both endpoints share: model, sampling, stop, n, stream.
 absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
   if (const JsonValue* model = Field(body, "model"); model != nullptr) {
     if (!model->is_string()) return InvalidParam("model", "model must be a string");
     out->model = model->string;
   }
-  kvserve::v1::SamplingParams* s = out->generate.mutable_sampling();
-  absl::StatusOr<std::optional<double>> num = NumberField(body, "temperature");
-  if (!num.ok()) return num.status();
-  if (num->has_value()) {
-    if (absl::Status st = CheckRange("temperature", **num, 0, 2); !st.ok()) return st;
-    s->set_temperature(static_cast<float>(**num));
-  }
-  num = NumberField(body, "top_p");
-  if (!num.ok()) return num.status();
-  if (num->has_value()) {
-    if (absl::Status st = CheckRange("top_p", **num, 0, 1, /*lo_open=*/true); !st.ok()) return st;
-    s->set_top_p(static_cast<float>(**num));
-  }
-  for (absl::string_view key : {"presence_penalty", "frequency_penalty"}) {
-    num = NumberField(body, key);
+  GenerationParams& p = out->params;
+  for (auto [key, field] : {std::pair{"temperature", &p.temperature}, std::pair{"top_p", &p.top_p},
+                            std::pair{"presence_penalty", &p.presence_penalty},
+                            std::pair{"frequency_penalty", &p.frequency_penalty}}) {
+    absl::StatusOr<std::optional<double>> num = NumberField(body, key);
     if (!num.ok()) return num.status();
-    if (!num->has_value()) continue;
-    if (absl::Status st = CheckRange(key, **num, -2, 2); !st.ok()) return st;
-    if (key == "presence_penalty") {
-      s->set_presence_penalty(static_cast<float>(**num));
-    } else {
-      s->set_frequency_penalty(static_cast<float>(**num));
-    }
+    *field = *num;
   }
   absl::StatusOr<std::optional<int64_t>> integer = IntField(body, "seed");
   if (!integer.ok()) return integer.status();
-  if (integer->has_value()) s->set_seed(static_cast<uint64_t>(**integer));
+  if (integer->has_value()) p.seed = static_cast<uint64_t>(**integer);
   if (const JsonValue* bias = Field(body, "logit_bias"); bias != nullptr) {
     if (!bias->is_object()) return InvalidParam("logit_bias", "logit_bias must be an object");
     for (const auto& [key, value] : bias->object) {
@@ -123,17 +89,17 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
         return InvalidParam("logit_bias",
                             "logit_bias maps token ids (as strings) to numbers in [-100, 100]");
       }
-      (*s->mutable_logit_bias())[id] = static_cast<float>(value.number);
+      p.logit_bias.emplace_back(id, value.number);
     }
   }
 
   if (const JsonValue* stop = Field(body, "stop"); stop != nullptr) {
     if (stop->is_string()) {
-      out->generate.add_stop(stop->string);
+      p.stop.push_back(stop->string);
     } else if (stop->is_array()) {
       for (const JsonValue& item : stop->array) {
         if (!item.is_string()) return InvalidParam("stop", "stop must be a string or strings");
-        out->generate.add_stop(item.string);
+        p.stop.push_back(item.string);
       }
     } else {
       return InvalidParam("stop", "stop must be a string or a list of strings");
@@ -143,7 +109,7 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
   // An extension (as vLLM's): generate past end-of-sequence tokens, for benchmarks and tests.
   absl::StatusOr<std::optional<bool>> ignore_eos = BoolField(body, "ignore_eos");
   if (!ignore_eos.ok()) return ignore_eos.status();
-  if (ignore_eos->value_or(false)) out->generate.set_ignore_eos(true);
+  p.ignore_eos = ignore_eos->value_or(false);
 
   integer = IntField(body, "n");
   if (!integer.ok()) return integer.status();
@@ -169,39 +135,34 @@ absl::Status SetMaxTokens(const JsonValue& body, absl::string_view key, ParsedRe
   absl::StatusOr<std::optional<int64_t>> max_tokens = IntField(body, key);
   if (!max_tokens.ok()) return max_tokens.status();
   if (!max_tokens->has_value()) return absl::OkStatus();
-  if (**max_tokens < 1) {
-    return InvalidParam(key, absl::StrCat(key, " = ", **max_tokens, " must be at least 1"));
-  }
-  out->generate.set_max_tokens(ClampedInt(**max_tokens));
+  out->params.max_tokens = **max_tokens;
+  out->wire.max_tokens = std::string(key);
   return absl::OkStatus();
 }
 
-absl::Status SetLogprobCount(absl::string_view key, int64_t count, ParsedRequest* out) {
-  if (count < 0 || count > engine::kMaxLogprobs) {
-    return InvalidParam(key, absl::StrCat(key, " = ", count, " is out of range: must be in [0, ",
-                                          engine::kMaxLogprobs, "]"));
-  }
-  out->top_logprobs = static_cast<int32_t>(count);
-  out->generate.set_logprobs(static_cast<int32_t>(count));
-  return absl::OkStatus();
+// The range is checked with the rest (CheckGenerationParams); top_logprobs is only read then.
+void SetLogprobCount(absl::string_view key, int64_t count, ParsedRequest* out) {
+  out->params.logprobs = count;
+  out->top_logprobs = static_cast<int32_t>(std::clamp<int64_t>(count, 0, engine::kMaxLogprobs));
+  out->wire.logprobs = std::string(key);
 }
 
 // Token ids of a prompt array; `param` names it in errors.
 absl::Status SetPromptIds(const JsonValue& array, ParsedRequest* out) {
-  kvserve::v1::TokenIds* ids = out->generate.mutable_prompt_token_ids();
+  std::vector<int32_t>& ids = out->params.prompt_token_ids.emplace();
   for (const JsonValue& item : array.array) {
     if (!item.is_number() || !item.is_integer || item.integer < 0 ||
         item.integer > std::numeric_limits<int32_t>::max()) {
       return InvalidParam("prompt", "prompt token ids must be non-negative integers");
     }
-    ids->add_ids(static_cast<int32_t>(item.integer));
+    ids.push_back(static_cast<int32_t>(item.integer));
   }
   return absl::OkStatus();
 }
 
 absl::Status SetPrompt(const JsonValue& prompt, ParsedRequest* out) {
   if (prompt.is_string()) {
-    out->generate.set_prompt(prompt.string);
+    out->params.prompt = prompt.string;
     return absl::OkStatus();
   }
   if (!prompt.is_array()) {
@@ -215,7 +176,7 @@ absl::Status SetPrompt(const JsonValue& prompt, ParsedRequest* out) {
   }
   const JsonValue& only = prompt.array[0];
   if (only.is_string()) {
-    out->generate.set_prompt(only.string);
+    out->params.prompt = only.string;
     return absl::OkStatus();
   }
   if (only.is_array()) return SetPromptIds(only, out);
@@ -296,10 +257,14 @@ void WriteUsage(JsonWriter& w, const Usage& usage) {
 
 }  // namespace
 
-absl::Status InvalidParam(absl::string_view param, absl::string_view message) {
-  absl::Status status = absl::InvalidArgumentError(message);
-  status.SetPayload(kParamPayload, absl::Cord(param));
-  return status;
+const WireRules& OpenAiWireRules() {
+  static const WireRules* rules = [] {
+    auto* w = new WireRules;
+    w->prompt_token_ids = "prompt";  // token ids are sent as the prompt
+    w->max_temperature = 2;          // OpenAI's documented range is [0, 2]
+    return w;
+  }();
+  return *rules;
 }
 
 absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view text) {
@@ -312,13 +277,13 @@ absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view text) {
   if (prompt == nullptr) return InvalidParam("prompt", "prompt is missing");
   if (absl::Status st = SetPrompt(*prompt, &out); !st.ok()) return st;
   // OpenAI's default for the legacy completions endpoint.
-  out.generate.set_max_tokens(16);
+  out.params.max_tokens = 16;
   if (absl::Status st = SetMaxTokens(*body, "max_tokens", &out); !st.ok()) return st;
   absl::StatusOr<std::optional<int64_t>> logprobs = IntField(*body, "logprobs");
   if (!logprobs.ok()) return logprobs.status();
   if (logprobs->has_value()) {
     out.logprobs = true;
-    if (absl::Status st = SetLogprobCount("logprobs", **logprobs, &out); !st.ok()) return st;
+    SetLogprobCount("logprobs", **logprobs, &out);
   }
   absl::StatusOr<std::optional<bool>> echo = BoolField(*body, "echo");
   if (!echo.ok()) return echo.status();
@@ -332,6 +297,7 @@ absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view text) {
   if (best_of->has_value() && **best_of != 1) {
     return InvalidParam("best_of", "best_of is not supported: only 1");
   }
+  if (absl::Status st = CheckGenerationParams(out.params, out.wire); !st.ok()) return st;
   return out;
 }
 
@@ -395,8 +361,9 @@ absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view text) {
     if (!out.logprobs) {
       return InvalidParam("top_logprobs", "top_logprobs requires logprobs to be true");
     }
-    if (absl::Status st = SetLogprobCount("top_logprobs", **top, &out); !st.ok()) return st;
+    SetLogprobCount("top_logprobs", **top, &out);
   }
+  if (absl::Status st = CheckGenerationParams(out.params, out.wire); !st.ok()) return st;
   return out;
 }
 
@@ -442,8 +409,8 @@ ApiError ErrorFromStatus(const absl::Status& status) {
   JsonWriter w;
   w.BeginObject().Key("error").BeginObject();
   w.Key("message").String(status.message()).Key("type").String(type).Key("param");
-  if (absl::optional<absl::Cord> param = status.GetPayload(kParamPayload); param.has_value()) {
-    w.String(std::string(*param));
+  if (std::optional<std::string> param = ErrorParam(status); param.has_value()) {
+    w.String(*param);
   } else {
     w.Null();
   }

@@ -1,7 +1,7 @@
-// The OpenAI-compatible API's wire format, independent of any transport: request bodies of
-// POST /v1/completions and POST /v1/chat/completions parsed into a kvserve GenerateRequest (so the
-// one request builder validates what both transports share), and response bodies, stream chunks
-// and errors written exactly as OpenAI shapes them.
+// The OpenAI-compatible API's wire format, independent of the HTTP server: request bodies of
+// POST /v1/completions and POST /v1/chat/completions parsed into GenerationParams (the one
+// validation point, server/frontend/request_builder.h, checks them with OpenAI's field names),
+// and response bodies, stream chunks and errors written exactly as OpenAI shapes them.
 //
 // Supported request fields — completions: model, prompt (string, or an array of token ids, or a
 // one-element array of either), max_tokens, temperature, top_p, seed, stop (string or list),
@@ -13,8 +13,10 @@
 // extension (vLLM's name), `ignore_eos`. Other fields are ignored.
 //
 // Errors: parse errors are InvalidArgument statuses whose payload names the offending field
-// (ErrorFromStatus reads it into "param"); ErrorFromStatus maps every status to the HTTP status of
-// the API (400, 401, 404, 413, 429, 503, 500).
+// (InvalidParam; ErrorFromStatus reads it into "param"); the parse functions also run the
+// model-independent checks (CheckGenerationParams), so a bad range is refused before a chat
+// template renders. ErrorFromStatus maps every status to the HTTP status of the API (400, 401,
+// 404, 413, 429, 503, 500).
 //
 // Thread-safety: pure functions.
 #ifndef KVSERVE_SERVER_HTTP_OPENAI_API_H_
@@ -28,20 +30,25 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "kvserve/v1/generation.pb.h"
 #include "server/frontend/generation_stream.h"
+#include "server/frontend/request_builder.h"
 #include "server/models/chat_template.h"
 
 namespace kvserve::server::openai {
 
 enum class Endpoint { kCompletions, kChatCompletions };
 
+// OpenAI's field names ("prompt" for token ids too) and its temperature range [0, 2].
+const WireRules& OpenAiWireRules();
+
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;  // as sent; "" when absent
   // Prompt (completions only), max_tokens, sampling, stop, logprobs. For chat the caller renders
-  // `messages` with the model's template into `generate.prompt`.
-  kvserve::v1::GenerateRequest generate;
+  // `messages` with the model's template into `params.prompt`.
+  GenerationParams params;
+  // OpenAI's field names; max_tokens / logprobs say which key the value came from.
+  WireRules wire = OpenAiWireRules();
   std::vector<ChatMessage> messages;  // chat only
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
@@ -51,9 +58,6 @@ struct ParsedRequest {
 
 absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view body);
 absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view body);
-
-// An InvalidArgument error about request field `param` (carried as the error's "param").
-absl::Status InvalidParam(absl::string_view param, absl::string_view message);
 
 struct ApiError {
   int http_status = 500;

@@ -165,12 +165,12 @@ absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string&
     absl::StatusOr<std::string> prompt =
         backend.RenderChat(std::move(parsed->messages), /*add_generation_prompt=*/true);
     if (!prompt.ok()) return prompt.status();
-    parsed->generate.set_prompt(*std::move(prompt));
+    parsed->params.prompt = *std::move(prompt);
     // The template writes the special tokens (BOS) itself, as transformers does.
-    parsed->generate.set_add_special_tokens(false);
+    parsed->params.add_special_tokens = false;
   }
   absl::StatusOr<BuiltRequest> built =
-      BuildGenerationRequest(parsed->generate, *backend.codec, backend.limits);
+      BuildGenerationRequest(parsed->params, *backend.codec, backend.limits, parsed->wire);
   if (!built.ok()) return built.status();
   absl::StatusOr<std::unique_ptr<GenerationStream>> stream =
       GenerationStream::Submit(backend.loop.get(), backend.codec.get(), *std::move(built));

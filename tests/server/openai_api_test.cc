@@ -40,42 +40,42 @@ TEST(ParseCompletionTest, ReadsEveryField) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->endpoint, Endpoint::kCompletions);
   EXPECT_EQ(r->model, "m");
-  EXPECT_EQ(r->generate.prompt(), "Hello");
-  EXPECT_EQ(r->generate.max_tokens(), 7);
-  EXPECT_FLOAT_EQ(r->generate.sampling().temperature(), 0.5f);
-  EXPECT_FLOAT_EQ(r->generate.sampling().top_p(), 0.9f);
-  EXPECT_EQ(r->generate.sampling().seed(), 42u);
-  EXPECT_FLOAT_EQ(r->generate.sampling().presence_penalty(), 0.5f);
-  EXPECT_FLOAT_EQ(r->generate.sampling().frequency_penalty(), -0.5f);
-  ASSERT_EQ(r->generate.stop_size(), 2);
-  EXPECT_EQ(r->generate.stop(1), "bc");
+  EXPECT_EQ(*r->params.prompt, "Hello");
+  EXPECT_EQ(*r->params.max_tokens, 7);
+  EXPECT_FLOAT_EQ(*r->params.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(*r->params.top_p, 0.9f);
+  EXPECT_EQ(*r->params.seed, 42u);
+  EXPECT_FLOAT_EQ(*r->params.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(*r->params.frequency_penalty, -0.5f);
+  ASSERT_EQ(r->params.stop.size(), 2u);
+  EXPECT_EQ(r->params.stop[1], "bc");
   EXPECT_TRUE(r->logprobs);
   EXPECT_EQ(r->top_logprobs, 2);
-  EXPECT_EQ(r->generate.logprobs(), 2);
+  EXPECT_EQ(*r->params.logprobs, 2);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
-  EXPECT_TRUE(r->generate.ignore_eos());
+  EXPECT_TRUE(r->params.ignore_eos);
 }
 
 TEST(ParseCompletionTest, DefaultsAndTokenPrompts) {
   absl::StatusOr<ParsedRequest> r = ParseCompletionRequest(R"({"prompt": [1, 2, 3], "stop": "x"})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->generate.max_tokens(), 16);  // OpenAI's default for completions
-  EXPECT_FALSE(r->generate.sampling().has_temperature());
-  ASSERT_EQ(r->generate.prompt_token_ids().ids_size(), 3);
-  EXPECT_EQ(r->generate.prompt_token_ids().ids(2), 3);
-  ASSERT_EQ(r->generate.stop_size(), 1);
-  EXPECT_EQ(r->generate.stop(0), "x");
+  EXPECT_EQ(*r->params.max_tokens, 16);  // OpenAI's default for completions
+  EXPECT_FALSE(r->params.temperature.has_value());
+  ASSERT_EQ(r->params.prompt_token_ids->size(), 3u);
+  EXPECT_EQ((*r->params.prompt_token_ids)[2], 3);
+  ASSERT_EQ(r->params.stop.size(), 1u);
+  EXPECT_EQ(r->params.stop[0], "x");
   EXPECT_FALSE(r->stream);
   EXPECT_FALSE(r->logprobs);
 
   r = ParseCompletionRequest(R"({"prompt": [[5, 6]]})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->generate.prompt_token_ids().ids_size(), 2);
+  EXPECT_EQ(r->params.prompt_token_ids->size(), 2u);
   r = ParseCompletionRequest(R"({"prompt": ["only"], "temperature": null})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->generate.prompt(), "only");
-  EXPECT_FALSE(r->generate.sampling().has_temperature());
+  EXPECT_EQ(*r->params.prompt, "only");
+  EXPECT_FALSE(r->params.temperature.has_value());
   // include_usage only applies to streams.
   r = ParseCompletionRequest(R"({"prompt": "p", "stream_options": {"include_usage": true}})");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -136,15 +136,15 @@ TEST(ParseChatTest, ReadsMessagesAndChatFields) {
   EXPECT_EQ(r->messages[1].content, "Hi\nthere");
   EXPECT_EQ(r->messages[2].role, "assistant");
   EXPECT_EQ(r->messages[2].content, "");
-  EXPECT_EQ(r->generate.max_tokens(), 9);  // max_completion_tokens wins
+  EXPECT_EQ(*r->params.max_tokens, 9);  // max_completion_tokens wins
   EXPECT_TRUE(r->logprobs);
   EXPECT_EQ(r->top_logprobs, 3);
-  EXPECT_EQ(r->generate.logprobs(), 3);
-  EXPECT_EQ(r->generate.input_case(), kvserve::v1::GenerateRequest::INPUT_NOT_SET);
+  EXPECT_EQ(*r->params.logprobs, 3);
+  EXPECT_FALSE(r->params.prompt.has_value() || r->params.prompt_token_ids.has_value());
 
   r = ParseChatRequest(R"({"messages": [{"role": "user", "content": "x"}]})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_FALSE(r->generate.has_max_tokens());  // chat: up to the context
+  EXPECT_FALSE(r->params.max_tokens.has_value());  // chat: up to the context
   EXPECT_FALSE(r->logprobs);
 }
 

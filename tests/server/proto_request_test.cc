@@ -1,4 +1,4 @@
-#include "server/frontend/request_builder.h"
+#include "server/grpc/proto_request.h"
 
 #include <string>
 
@@ -107,6 +107,34 @@ TEST(RequestBuilderTest, PromptPlusMaxTokensBeyondTheContextIsOutOfRange) {
   r.set_prompt(std::string(100, 'a'));
   r.clear_max_tokens();
   EXPECT_EQ(Build(r).code(), absl::StatusCode::kOutOfRange);
+}
+
+// The one validation point, as both transports call it: the same rule, each wire's field names.
+TEST(ValidationPointTest, OneRuleEachWiresFieldNames) {
+  ByteLevelCodec codec;
+  GenerationParams p;
+  p.prompt = "hi";
+  p.top_p = 0;
+  WireRules openai;
+  openai.max_temperature = 2;
+  const absl::Status grpc_error =
+      BuildGenerationRequest(p, codec, kLimits, GrpcWireRules()).status();
+  const absl::Status http_error = BuildGenerationRequest(p, codec, kLimits, openai).status();
+  EXPECT_EQ(grpc_error.message(), "sampling.top_p = 0 is out of range: must be in (0, 1]");
+  EXPECT_EQ(ErrorParam(grpc_error), "sampling.top_p");
+  EXPECT_EQ(http_error.message(), "top_p = 0 is out of range: must be in (0, 1]");
+  EXPECT_EQ(ErrorParam(http_error), "top_p");
+
+  p.top_p.reset();
+  p.temperature = 2.5;  // beyond OpenAI's range only
+  EXPECT_TRUE(BuildGenerationRequest(p, codec, kLimits, GrpcWireRules()).ok());
+  EXPECT_EQ(CheckGenerationParams(p, openai).message(),
+            "temperature = 2.5 is out of range: must be in [0, 2]");
+
+  p.temperature.reset();
+  p.max_tokens = 98;  // 3 prompt tokens + 98 > the context of 100
+  EXPECT_EQ(BuildGenerationRequest(p, codec, kLimits, openai).status().code(),
+            absl::StatusCode::kOutOfRange);
 }
 
 }  // namespace
