@@ -190,8 +190,7 @@ void Scheduler::Finish(Request* request, FinishReason reason) {
   requests_.erase(id);
 }
 
-absl::StatusOr<UpdateResult> Scheduler::Update(
-    const StepPlan& plan, const absl::flat_hash_map<std::string, int32_t>& sampled) {
+absl::StatusOr<UpdateResult> Scheduler::Update(const StepPlan& plan, const SampledTokens& sampled) {
   // Validate everything first so a bad call changes nothing.
   std::vector<Request*> live(plan.scheduled.size(), nullptr);
   for (size_t i = 0; i < plan.scheduled.size(); ++i) {
@@ -206,7 +205,7 @@ absl::StatusOr<UpdateResult> Scheduler::Update(
           absl::StrCat("Update: the plan for request '", step.request_id,
                        "' does not match its state; pass the plan of the last Schedule() once"));
     }
-    if (step.sample && !sampled.contains(step.request_id)) {
+    if (step.sample && (i >= sampled.size() || !sampled[i].has_value())) {
       return absl::InvalidArgumentError(
           absl::StrCat("Update: no sampled token for request '", step.request_id, "'"));
     }
@@ -225,9 +224,10 @@ absl::StatusOr<UpdateResult> Scheduler::Update(
                                      static_cast<int32_t>(step.token_ids.size()));
     kv_.CacheComputedPages(*request);
     if (!step.sample) continue;
-    const int32_t token = sampled.at(step.request_id);
+    const int32_t token = *sampled[i];
     request->AppendOutputToken(token);
-    RequestEvent event{request->id(), token, request->CheckStop(config_.max_model_len)};
+    RequestEvent event{request->id(), token, request->CheckStop(config_.max_model_len),
+                       static_cast<int32_t>(i)};
     if (event.finish_reason.has_value()) finished.emplace(request, *event.finish_reason);
     result.events.push_back(std::move(event));
   }

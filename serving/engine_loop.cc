@@ -37,7 +37,8 @@ EngineLoop::EngineLoop(std::unique_ptr<StepExecutor> executor,
     : executor_(std::move(executor)),
       scheduler_(std::move(scheduler)),
       config_(std::move(config)),
-      shape_(executor_->shape()) {}
+      shape_(executor_->shape()),
+      stats_(config_.observer) {}
 
 EngineLoop::~EngineLoop() { Shutdown(); }
 
@@ -126,65 +127,167 @@ void EngineLoop::Shutdown() {
   if (thread_.joinable()) thread_.join();
 }
 
-void EngineLoop::ApplyPendingWork(
-    std::vector<Pending>& pending,
-    std::vector<std::pair<std::string, scheduler::FinishReason>>& aborts) {
-  for (Pending& p : pending) {
+void EngineLoop::Run() {
+  for (;;) {
+    Work work = WaitForWork();
+    if (work.stop) {
+      AbortAll(work.pending);
+      return;
+    }
+    engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
+    ApplyWork(work);
+    Step(/*handed_over=*/!work.pending.empty(), timer);
+  }
+}
+
+EngineLoop::Work EngineLoop::WaitForWork() {
+  Work work;
+  // Only the engine thread changes the scheduler, so this stays true while we wait.
+  const bool busy = scheduler_->has_unfinished_requests();
+  absl::MutexLock lock(&mu_);
+  auto has_work = [this, busy]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return busy || stop_ || !pending_.empty() || !aborts_.empty();
+  };
+  mu_.Await(absl::Condition(&has_work));
+  work.pending.swap(pending_);
+  in_transit_ = static_cast<int32_t>(work.pending.size());
+  work.aborts.swap(aborts_);
+  work.stop = stop_;
+  return work;
+}
+
+void EngineLoop::ApplyWork(Work& work) {
+  for (Pending& p : work.pending) {
     const std::string id = p.request.request_id;
     Live& live = live_[id];
     live.channel = p.channel;
-    live.arrival = p.arrival;
     live.num_logprobs = p.request.sampling.num_logprobs;
-    live.stats.num_prompt_tokens = static_cast<int32_t>(p.request.prompt.size());
+    live.timeline.arrival = p.arrival;
+    live.timeline.stats.num_prompt_tokens = static_cast<int32_t>(p.request.prompt.size());
     executor_->AddSequence(id, p.request.sampling, p.request.prompt);
     auto req = std::make_unique<scheduler::Request>(id, std::move(p.request.prompt),
                                                     std::move(p.request.stop));
     absl::Status s = scheduler_->AddRequest(std::move(req));
     if (!s.ok()) Finish(id, scheduler::FinishReason::kError, s);
   }
-  for (const auto& [id, cause] : aborts) {
+  for (const auto& [id, reason] : work.aborts) {
     if (!live_.contains(id)) continue;
     // NotFound means it finished in the meantime; its final output is already out.
-    if (scheduler_->Abort(id).ok()) Finish(id, cause);
+    if (scheduler_->Abort(id).ok()) Finish(id, reason);
   }
+  if (!work.aborts.empty()) PublishLoad();  // aborted requests' pages show as free at once
+}
+
+void EngineLoop::Step(bool handed_over, engine::PhaseTimer& timer) {
+  const absl::Time start = absl::Now();
+  const scheduler::StepPlan plan = scheduler_->Schedule();
+  // Submit's queue limit must count the requests just handed over as waiting (or not, once
+  // admitted) during this step, not one step later.
+  if (handed_over) PublishLoad();
+  stats_.BeginStep(plan, start);
+  StepResults results = Execute(plan, timer);
+  Publish(plan, results);
+  ++steps_;
+  PublishLoad();
+  stats_.EndStep(plan);
+  timer.Lap(engine::StepPhase::kSchedule);
+  timer.EndStep();
+}
+
+StepResults EngineLoop::Execute(const scheduler::StepPlan& plan, engine::PhaseTimer& timer) {
+  if (plan.empty()) return {};
+  const absl::Time now = absl::Now();
+  for (const scheduler::ScheduledRequest& r : plan.scheduled) {
+    auto it = live_.find(r.request_id);
+    if (it == live_.end()) continue;
+    stats_.Scheduled(it->second.timeline, scheduler_->GetRequest(r.request_id), now);
+  }
+  timer.Lap(engine::StepPhase::kSchedule);
+  absl::StatusOr<StepResults> executed = executor_->Execute(plan);
+  timer.Skip();  // Execute attributes its own time
+  if (!executed.ok()) {
+    base::Log(absl::StrCat("step failed: ", executed.status().message()));
+    FailStep(plan, executed.status());
+    return {};
+  }
+  return *std::move(executed);
+}
+
+void EngineLoop::Publish(const scheduler::StepPlan& plan, StepResults& results) {
+  scheduler::SampledTokens sampled(results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (results[i].has_value()) sampled[i] = results[i]->token;
+  }
+  absl::StatusOr<scheduler::UpdateResult> update = scheduler_->Update(plan, sampled);
+  if (!update.ok()) {
+    base::Log(absl::StrCat("scheduler update failed: ", update.status().message()));
+    FailStep(plan, update.status());
+    return;
+  }
+  const absl::Time now = absl::Now();
+  for (const scheduler::RequestEvent& event : update->events) PublishEvent(event, results, now);
+}
+
+void EngineLoop::PublishEvent(const scheduler::RequestEvent& event, StepResults& results,
+                              absl::Time now) {
+  auto it = live_.find(event.request_id);
+  if (it == live_.end()) return;  // already finished (e.g. aborted by us)
+  Live& live = it->second;
+  if (event.new_token.has_value()) {
+    GeneratedToken token;
+    token.token_id = *event.new_token;
+    if (event.scheduled_index >= 0 && event.scheduled_index < static_cast<int>(results.size()) &&
+        results[event.scheduled_index].has_value()) {
+      engine::SampleResult& sampled = *results[event.scheduled_index];
+      token.logprob = sampled.logprob;
+      if (live.num_logprobs > 0) token.top_logprobs = std::move(sampled.top_logprobs);
+    }
+    RequestOutput out;
+    out.tokens.push_back(std::move(token));
+    stats_.TokenPublished(live.timeline, now);
+    live.channel->Push(std::move(out));
+  }
+  if (event.finish_reason.has_value()) Finish(event.request_id, *event.finish_reason);
+}
+
+void EngineLoop::FailStep(const scheduler::StepPlan& plan, const absl::Status& error) {
+  for (const scheduler::ScheduledRequest& r : plan.scheduled) {
+    (void)scheduler_->Abort(r.request_id);
+    Finish(r.request_id, scheduler::FinishReason::kError, error);
+  }
+}
+
+void EngineLoop::AbortAll(std::vector<Pending>& pending) {
+  const absl::Status shutdown = absl::UnavailableError("the server is shutting down");
+  for (Pending& p : pending) {
+    Live& live = live_[p.request.request_id];
+    live.channel = p.channel;
+    live.timeline.arrival = p.arrival;
+    Finish(p.request.request_id, scheduler::FinishReason::kError, shutdown);
+  }
+  std::vector<std::string> ids;
+  for (const auto& [id, live] : live_) ids.push_back(id);
+  for (const std::string& id : ids) {
+    (void)scheduler_->Abort(id);
+    Finish(id, scheduler::FinishReason::kError, shutdown);
+  }
+  PublishLoad();
 }
 
 void EngineLoop::Finish(const std::string& id, scheduler::FinishReason reason, absl::Status error) {
   auto it = live_.find(id);
   if (it == live_.end()) return;
-  Live& live = it->second;
+  Live live = std::move(it->second);
+  live_.erase(it);
+  executor_->RemoveSequence(id);
   RequestOutput out;
   out.finished = true;
   out.finish_reason = reason;
   out.error = std::move(error);
-  const absl::Time now = absl::Now();
-  out.stats = live.stats;
-  RequestStats& st = out.stats;
-  if (live.first_scheduled != absl::InfinitePast()) {
-    st.queue_seconds = absl::ToDoubleSeconds(live.first_scheduled - live.arrival);
-  } else {
-    st.queue_seconds = absl::ToDoubleSeconds(now - live.arrival);
-  }
-  if (live.first_token != absl::InfinitePast()) {
-    st.time_to_first_token_seconds = absl::ToDoubleSeconds(live.first_token - live.arrival);
-  }
-  st.total_seconds = absl::ToDoubleSeconds(now - live.arrival);
-  std::shared_ptr<OutputChannel> channel = std::move(live.channel);
-  live_.erase(it);
-  executor_->RemoveSequence(id);
-  EngineRequestStats observed;
-  if (config_.observer != nullptr) {
-    observed.cause = reason;
-    observed.num_prompt_tokens = st.num_prompt_tokens;
-    observed.num_generated_tokens = st.num_output_tokens;
-    observed.num_cached_prompt_tokens = st.num_cached_prompt_tokens;
-    observed.queue_seconds = st.queue_seconds;
-    observed.time_to_first_token_seconds =
-        st.num_output_tokens > 0 ? st.time_to_first_token_seconds : -1;
-    observed.e2e_seconds = st.total_seconds;
-  }
-  channel->Push(std::move(out));
-  if (config_.observer != nullptr) config_.observer->OnRequestFinished(observed);
+  out.stats = StatsRecorder::FinalStats(live.timeline, absl::Now());
+  const RequestStats stats = out.stats;
+  live.channel->Push(std::move(out));
+  stats_.Finished(stats, reason);
   absl::MutexLock lock(&mu_);
   ids_in_use_.erase(id);
   --num_unfinished_;
@@ -206,142 +309,6 @@ void EngineLoop::PublishLoad() {
   load_ = load;
   in_transit_ = 0;  // every request taken from pending_ is in the scheduler's counts now
   finished_since_publish_ = false;
-}
-
-void EngineLoop::Run() {
-  for (;;) {
-    std::vector<Pending> pending;
-    std::vector<std::pair<std::string, scheduler::FinishReason>> aborts;
-    bool stop;
-    {
-      // Only the engine thread changes the scheduler, so this stays true while we wait.
-      const bool busy = scheduler_->has_unfinished_requests();
-      absl::MutexLock lock(&mu_);
-      auto has_work = [this, busy]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return busy || stop_ || !pending_.empty() || !aborts_.empty();
-      };
-      mu_.Await(absl::Condition(&has_work));
-      pending.swap(pending_);
-      in_transit_ = static_cast<int32_t>(pending.size());
-      aborts.swap(aborts_);
-      stop = stop_;
-    }
-    if (stop) {
-      for (Pending& p : pending) {
-        Live& live = live_[p.request.request_id];
-        live.channel = p.channel;
-        live.arrival = p.arrival;
-        Finish(p.request.request_id, scheduler::FinishReason::kError,
-               absl::UnavailableError("the server is shutting down"));
-      }
-      std::vector<std::string> ids;
-      for (const auto& [id, live] : live_) ids.push_back(id);
-      for (const std::string& id : ids) {
-        (void)scheduler_->Abort(id);
-        Finish(id, scheduler::FinishReason::kError,
-               absl::UnavailableError("the server is shutting down"));
-      }
-      PublishLoad();
-      return;
-    }
-    engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
-    ApplyPendingWork(pending, aborts);
-    if (!aborts.empty()) PublishLoad();  // aborted requests' pages show as free at once
-
-    const absl::Time step_start = absl::Now();
-    scheduler::StepPlan plan = scheduler_->Schedule();
-    // Submit's queue limit must count the requests just handed over as waiting (or not, once
-    // admitted) during this step, not one step later.
-    if (!pending.empty()) PublishLoad();
-    const absl::Time scheduled_at = absl::Now();
-    EngineStepStats& step = step_stats_;
-    step.num_scheduled_tokens = plan.total_tokens;
-    step.num_scheduled_requests = static_cast<int32_t>(plan.scheduled.size());
-    step.num_preempted_requests = static_cast<int32_t>(plan.preempted_ids.size());
-    step.num_generated_tokens = 0;
-    step.num_prompt_tokens_completed = 0;
-    step.queue_seconds.clear();
-    step.time_to_first_token_seconds.clear();
-    step.inter_token_seconds.clear();
-    absl::flat_hash_map<std::string, engine::SampleResult> results;
-    absl::flat_hash_map<std::string, int32_t> sampled;
-    if (!plan.empty()) {
-      for (const scheduler::ScheduledRequest& r : plan.scheduled) {
-        auto it = live_.find(r.request_id);
-        if (it == live_.end()) continue;
-        Live& live = it->second;
-        if (live.first_scheduled == absl::InfinitePast()) {
-          live.first_scheduled = scheduled_at;
-          step.queue_seconds.push_back(absl::ToDoubleSeconds(scheduled_at - live.arrival));
-        }
-        if (const scheduler::Request* req = scheduler_->GetRequest(r.request_id); req != nullptr) {
-          live.stats.num_cached_prompt_tokens = std::max(0, req->num_cached_prompt_tokens());
-          live.stats.num_preemptions = req->num_preemptions();
-        }
-      }
-      timer.Lap(engine::StepPhase::kSchedule);
-      absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> executed =
-          executor_->Execute(plan);
-      timer.Skip();  // Execute attributes its own time
-      if (!executed.ok()) {
-        base::Log(absl::StrCat("step failed: ", executed.status().message()));
-        for (const scheduler::ScheduledRequest& r : plan.scheduled) {
-          (void)scheduler_->Abort(r.request_id);
-          Finish(r.request_id, scheduler::FinishReason::kError, executed.status());
-        }
-      } else {
-        results = std::move(*executed);
-        for (const auto& [id, result] : results) sampled[id] = result.token;
-      }
-    }
-    absl::StatusOr<scheduler::UpdateResult> update = scheduler_->Update(plan, sampled);
-    if (!update.ok()) {
-      base::Log(absl::StrCat("scheduler update failed: ", update.status().message()));
-      for (const scheduler::ScheduledRequest& r : plan.scheduled) {
-        (void)scheduler_->Abort(r.request_id);
-        Finish(r.request_id, scheduler::FinishReason::kError, update.status());
-      }
-    } else {
-      const absl::Time now = absl::Now();
-      for (const scheduler::RequestEvent& event : update->events) {
-        auto it = live_.find(event.request_id);
-        if (it == live_.end()) continue;  // already finished (e.g. aborted by us)
-        Live& live = it->second;
-        RequestOutput out;
-        if (event.new_token.has_value()) {
-          GeneratedToken token;
-          token.token_id = *event.new_token;
-          if (auto r = results.find(event.request_id); r != results.end()) {
-            token.logprob = r->second.logprob;
-            if (live.num_logprobs > 0) token.top_logprobs = std::move(r->second.top_logprobs);
-          }
-          out.tokens.push_back(std::move(token));
-          ++live.stats.num_output_tokens;
-          ++step.num_generated_tokens;
-          if (live.first_token == absl::InfinitePast()) {
-            live.first_token = now;
-            step.time_to_first_token_seconds.push_back(absl::ToDoubleSeconds(now - live.arrival));
-            step.num_prompt_tokens_completed += live.stats.num_prompt_tokens;
-          } else {
-            step.inter_token_seconds.push_back(absl::ToDoubleSeconds(now - live.last_token));
-          }
-          live.last_token = now;
-        }
-        if (!out.tokens.empty()) live.channel->Push(std::move(out));
-        if (event.finish_reason.has_value()) {
-          Finish(event.request_id, *event.finish_reason, absl::OkStatus());
-        }
-      }
-    }
-    ++steps_;
-    PublishLoad();
-    if (config_.observer != nullptr && !plan.empty()) {
-      step.duration_seconds = absl::ToDoubleSeconds(absl::Now() - step_start);
-      config_.observer->OnStep(step);
-    }
-    timer.Lap(engine::StepPhase::kSchedule);
-    timer.EndStep();
-  }
 }
 
 }  // namespace kvserve::serving

@@ -1,7 +1,8 @@
 // EngineLoop: the one engine thread of DESIGN.md, and its thread-safe front.
 //
-//   forever: plan = scheduler.Schedule(); sampled = executor.Execute(plan);
-//            events = scheduler.Update(plan, sampled); push events to the requests' channels
+//   forever: wait for work (new requests, aborts, or requests still running);
+//            plan = scheduler.Schedule(); results = executor.Execute(plan);
+//            events = scheduler.Update(plan, results); push events to the requests' channels
 //
 // Other threads (gRPC, HTTP, benchmarks) call Submit() and Abort(); those only enqueue work under
 // a mutex, and the engine thread applies it between steps. Nothing outside the engine thread
@@ -27,9 +28,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/sampling.h"
+#include "engine/step_profile.h"
 #include "scheduler/scheduler.h"
 #include "serving/engine_observer.h"
 #include "serving/output_channel.h"
+#include "serving/stats_recorder.h"
 #include "serving/step_executor.h"
 
 namespace kvserve::serving {
@@ -102,25 +105,45 @@ class EngineLoop {
     std::shared_ptr<OutputChannel> channel;
     absl::Time arrival;
   };
+  using AbortList = std::vector<std::pair<std::string, scheduler::FinishReason>>;
+  // What the front handed over since the engine thread last looked.
+  struct Work {
+    std::vector<Pending> pending;
+    AbortList aborts;
+    bool stop = false;
+  };
+  // A request the engine thread serves: where its outputs go, and its figures.
   struct Live {
     std::shared_ptr<OutputChannel> channel;
-    absl::Time arrival;
-    absl::Time first_scheduled = absl::InfinitePast();
-    absl::Time first_token = absl::InfinitePast();
-    absl::Time last_token = absl::InfinitePast();
     int32_t num_logprobs = 0;
-    RequestStats stats;  // token counts kept up to date by the engine thread
+    RequestTimeline timeline;
   };
 
   EngineLoop(std::unique_ptr<StepExecutor> executor,
              std::unique_ptr<scheduler::Scheduler> scheduler, EngineLoopConfig config);
+
+  // The engine thread: wait for work, step, publish; until Shutdown.
   void Run();
-  void ApplyPendingWork(std::vector<Pending>& pending,
-                        std::vector<std::pair<std::string, scheduler::FinishReason>>& aborts);
+  // Blocks until there is a request to run, something handed over, or stop.
+  Work WaitForWork() ABSL_LOCKS_EXCLUDED(mu_);
+  // Hands new requests to the scheduler and applies aborts.
+  void ApplyWork(Work& work);
+  // One step: schedule, execute, update the scheduler, publish every output.
+  void Step(bool handed_over, engine::PhaseTimer& timer);
+  // Runs the plan; on failure every scheduled request ends with the error and the result is
+  // empty.
+  StepResults Execute(const scheduler::StepPlan& plan, engine::PhaseTimer& timer);
+  // Applies the step to the scheduler and publishes its events to the requests' channels.
+  void Publish(const scheduler::StepPlan& plan, StepResults& results);
+  void PublishEvent(const scheduler::RequestEvent& event, StepResults& results, absl::Time now);
+  // Ends every scheduled request with `error` (the step could not be run or applied).
+  void FailStep(const scheduler::StepPlan& plan, const absl::Status& error);
+  // Ends every request, queued, handed over or running: the loop is shutting down.
+  void AbortAll(std::vector<Pending>& pending);
   // Publishes the final output. `error` is non-OK only with reason kError.
   void Finish(const std::string& id, scheduler::FinishReason reason,
-              absl::Status error = absl::OkStatus());
-  void PublishLoad();
+              absl::Status error = absl::OkStatus()) ABSL_LOCKS_EXCLUDED(mu_);
+  void PublishLoad() ABSL_LOCKS_EXCLUDED(mu_);
 
   std::unique_ptr<StepExecutor> executor_;
   std::unique_ptr<scheduler::Scheduler> scheduler_;  // engine thread only
@@ -144,7 +167,7 @@ class EngineLoop {
 
   absl::flat_hash_map<std::string, Live> live_;  // engine thread only
   int64_t steps_ = 0;                            // engine thread only
-  EngineStepStats step_stats_;                   // engine thread only; reused every step
+  StatsRecorder stats_;                          // engine thread only
   std::thread thread_;
 };
 

@@ -44,15 +44,15 @@ void ModelExecutor::AddSequence(const std::string& request_id, const engine::Sam
 
 void ModelExecutor::RemoveSequence(const std::string& request_id) { sequences_.erase(request_id); }
 
-absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExecutor::Execute(
-    const scheduler::StepPlan& plan) {
+absl::StatusOr<StepResults> ModelExecutor::Execute(const scheduler::StepPlan& plan) {
   engine::PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
   engine::ForwardBatch batch;
   batch.runs.reserve(plan.scheduled.size());
   std::vector<const engine::SamplingParams*> params;
   std::vector<engine::SamplerState*> states;
-  std::vector<const std::string*> sampled_ids;
-  for (const scheduler::ScheduledRequest& r : plan.scheduled) {
+  std::vector<size_t> sampled_rows;  // index in plan.scheduled of each sampled row
+  for (size_t i = 0; i < plan.scheduled.size(); ++i) {
+    const scheduler::ScheduledRequest& r = plan.scheduled[i];
     engine::ForwardRun run;
     run.token_ids = r.token_ids;
     run.start_position = r.start_position;
@@ -67,22 +67,22 @@ absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> ModelExec
       }
       params.push_back(&it->second.params);
       states.push_back(it->second.state.get());
-      sampled_ids.push_back(&r.request_id);
+      sampled_rows.push_back(i);
     }
   }
-  absl::flat_hash_map<std::string, engine::SampleResult> out;
+  StepResults out(plan.scheduled.size());
   if (batch.runs.empty()) return out;
   timer.Lap(engine::StepPhase::kSchedule);
   absl::Status s = model_->Forward(batch, *pool_, &logits_);
   timer.Skip();  // Forward attributes its own time
   if (!s.ok()) return s;
-  if (sampled_ids.empty()) return out;
-  std::vector<engine::SampleResult> results(sampled_ids.size());
+  if (sampled_rows.empty()) return out;
+  std::vector<engine::SampleResult> results(sampled_rows.size());
   engine::SampleBatch(logits_, static_cast<int32_t>(model_->config().vocab_size), params, states,
                       absl::MakeSpan(results));
-  for (size_t i = 0; i < results.size(); ++i) {
-    states[i]->Accept(results[i].token);
-    out.emplace(*sampled_ids[i], std::move(results[i]));
+  for (size_t k = 0; k < results.size(); ++k) {
+    states[k]->Accept(results[k].token);
+    out[sampled_rows[k]] = std::move(results[k]);
   }
   timer.Lap(engine::StepPhase::kSampling);
   return out;

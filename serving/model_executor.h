@@ -33,8 +33,7 @@ class ModelExecutor : public StepExecutor {
   void AddSequence(const std::string& request_id, const engine::SamplingParams& params,
                    absl::Span<const int32_t> prompt) override;
   void RemoveSequence(const std::string& request_id) override;
-  absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const scheduler::StepPlan& plan) override;
+  absl::StatusOr<StepResults> Execute(const scheduler::StepPlan& plan) override;
 
   const engine::LlamaModel& model() const { return *model_; }
   const engine::KvPagePool& pool() const { return *pool_; }

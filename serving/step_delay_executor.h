@@ -30,8 +30,7 @@ class StepDelayExecutor : public StepExecutor {
   void RemoveSequence(const std::string& request_id) override {
     inner_->RemoveSequence(request_id);
   }
-  absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const scheduler::StepPlan& plan) override {
+  absl::StatusOr<StepResults> Execute(const scheduler::StepPlan& plan) override {
     absl::SleepFor(delay_);
     return inner_->Execute(plan);
   }

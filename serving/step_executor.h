@@ -7,10 +7,10 @@
 #define KVSERVE_SERVING_STEP_EXECUTOR_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -27,6 +27,9 @@ struct ExecutorShape {
   int32_t context_length = 0;
 };
 
+// What a step sampled, aligned with StepPlan::scheduled: entry i is set iff scheduled[i].sample.
+using StepResults = std::vector<std::optional<engine::SampleResult>>;
+
 class StepExecutor {
  public:
   virtual ~StepExecutor() = default;
@@ -41,8 +44,7 @@ class StepExecutor {
   virtual void RemoveSequence(const std::string& request_id) = 0;
 
   // Runs the plan and returns a sampled token for every scheduled request with `sample` set.
-  virtual absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const scheduler::StepPlan& plan) = 0;
+  virtual absl::StatusOr<StepResults> Execute(const scheduler::StepPlan& plan) = 0;
 };
 
 }  // namespace kvserve::serving

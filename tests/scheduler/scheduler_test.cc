@@ -79,7 +79,7 @@ class SchedulerTest : public ::testing::Test {
     const std::vector<std::string> waiting_before = scheduler_->WaitingIds();
     StepPlan plan = scheduler_->Schedule();
     CheckPlan(plan, running_before, waiting_before);
-    const absl::flat_hash_map<std::string, int32_t> sampled = runner_->Execute(plan);
+    const SampledTokens sampled = runner_->Execute(plan);
     absl::StatusOr<UpdateResult> result = scheduler_->Update(plan, sampled);
     EXPECT_TRUE(result.ok()) << result.status();
     if (result.ok()) {

@@ -23,16 +23,15 @@ class GatedExecutor final : public StepExecutor {
   void AddSequence(const std::string&, const engine::SamplingParams&,
                    absl::Span<const int32_t>) override {}
   void RemoveSequence(const std::string&) override {}
-  absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const scheduler::StepPlan& plan) override {
+  absl::StatusOr<StepResults> Execute(const scheduler::StepPlan& plan) override {
     absl::MutexLock lock(&mu_);
     ++entered_;
     auto granted = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return grants_ > 0 || open_; };
     mu_.Await(absl::Condition(&granted));
     if (!open_) --grants_;
-    absl::flat_hash_map<std::string, engine::SampleResult> out;
-    for (const scheduler::ScheduledRequest& r : plan.scheduled) {
-      if (r.sample) out[r.request_id].token = 7;
+    StepResults out(plan.scheduled.size());
+    for (size_t i = 0; i < plan.scheduled.size(); ++i) {
+      if (plan.scheduled[i].sample) out[i].emplace().token = 7;
     }
     return out;
   }

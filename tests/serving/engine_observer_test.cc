@@ -30,12 +30,11 @@ class ConstantExecutor final : public StepExecutor {
   void AddSequence(const std::string&, const engine::SamplingParams&,
                    absl::Span<const int32_t>) override {}
   void RemoveSequence(const std::string&) override {}
-  absl::StatusOr<absl::flat_hash_map<std::string, engine::SampleResult>> Execute(
-      const scheduler::StepPlan& plan) override {
+  absl::StatusOr<StepResults> Execute(const scheduler::StepPlan& plan) override {
     std::this_thread::sleep_for(step_delay_);
-    absl::flat_hash_map<std::string, engine::SampleResult> out;
-    for (const scheduler::ScheduledRequest& r : plan.scheduled) {
-      if (r.sample) out[r.request_id].token = kSampledToken;
+    StepResults out(plan.scheduled.size());
+    for (size_t i = 0; i < plan.scheduled.size(); ++i) {
+      if (plan.scheduled[i].sample) out[i].emplace().token = kSampledToken;
     }
     return out;
   }
