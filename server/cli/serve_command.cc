@@ -142,96 +142,109 @@ void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
                          "); Chat is unavailable"));
 }
 
-// Loads the model and starts the engine loop, which reports to `metrics`.
-absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
+// --model, or the demo model written into the cache when it is empty (`*demo` then true).
+absl::StatusOr<std::string> ModelPath(bool* demo) {
   std::string path = absl::GetFlag(FLAGS_model);
-  const bool demo = path.empty();
-  if (demo) {
-    absl::StatusOr<std::string> written = WriteDemoModel(DemoModelDirectory());
-    if (!written.ok()) return written.status();
-    path = *written;
-    Log(
-        absl::StrCat("no --model given: serving the built-in demo model (random weights, "
-                     "byte-level vocabulary) from ",
-                     path,
-                     "; pass --model FILE.gguf, a Hugging Face folder or hf:OWNER/REPO to serve a "
-                     "real model"));
-  }
-  absl::StatusOr<engine::WeightDType> weight_dtype =
-      engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
-  if (!weight_dtype.ok()) return weight_dtype.status();
-  const std::string kv_dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
-  engine::KvDType kv_dtype;
-  if (kv_dtype_name == "f32") {
-    kv_dtype = engine::KvDType::kF32;
-  } else if (kv_dtype_name == "bf16") {
-    kv_dtype = engine::KvDType::kBF16;
+  *demo = path.empty();
+  if (!*demo) return path;
+  absl::StatusOr<std::string> written = WriteDemoModel(DemoModelDirectory());
+  if (!written.ok()) return written.status();
+  Log(
+      absl::StrCat("no --model given: serving the built-in demo model (random weights, "
+                   "byte-level vocabulary) from ",
+                   *written,
+                   "; pass --model FILE.gguf, a Hugging Face folder or hf:OWNER/REPO to serve a "
+                   "real model"));
+  return written;
+}
+
+// The KV cache flags: --kv-cache-dtype, --kv-cache-memory, --kv-page-size.
+struct KvCacheFlags {
+  engine::KvDType dtype = engine::KvDType::kF32;
+  std::string dtype_name;
+  int64_t bytes = 0;
+  int32_t page_size = 0;
+};
+
+absl::StatusOr<KvCacheFlags> ReadKvCacheFlags() {
+  KvCacheFlags kv;
+  kv.dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
+  if (kv.dtype_name == "f32") {
+    kv.dtype = engine::KvDType::kF32;
+  } else if (kv.dtype_name == "bf16") {
+    kv.dtype = engine::KvDType::kBF16;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("--kv-cache-dtype must be f32 or bf16, not '", kv_dtype_name, "'"));
+        absl::StrCat("--kv-cache-dtype must be f32 or bf16, not '", kv.dtype_name, "'"));
   }
   absl::StatusOr<int64_t> kv_bytes =
       ParseBytes("kv-cache-memory", absl::GetFlag(FLAGS_kv_cache_memory));
   if (!kv_bytes.ok()) return kv_bytes.status();
-  const int32_t page_size = absl::GetFlag(FLAGS_kv_page_size);
-  if (page_size < 1) return absl::InvalidArgumentError("--kv-page-size must be at least 1");
+  kv.bytes = *kv_bytes;
+  kv.page_size = absl::GetFlag(FLAGS_kv_page_size);
+  if (kv.page_size < 1) return absl::InvalidArgumentError("--kv-page-size must be at least 1");
+  return kv;
+}
 
+// Loads `path` (weights in `weight_dtype`) and logs what was loaded.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, engine::WeightDType weight_dtype) {
   ModelSourceOptions options;
-  options.weight_dtype = *weight_dtype;
+  options.weight_dtype = weight_dtype;
   options.offline = absl::GetFlag(FLAGS_offline);
   const absl::Time start = absl::Now();
   absl::StatusOr<LoadedModel> loaded = LoadModelSource(path, options);
   if (!loaded.ok()) return loaded.status();
-  std::unique_ptr<engine::LlamaModel>& model = loaded->model;
-  const engine::ModelConfig config = model->config();
+  const engine::ModelConfig& config = loaded->model->config();
   Log(absl::StrFormat(
       "model %s (%s): %d layers, hidden %d, heads %d/%d, FFN %d, vocab %d, context %d; weights "
       "%s%s; loaded in %.2f s",
       loaded->name, config.architecture, config.num_layers, config.hidden_size, config.num_heads,
       config.num_kv_heads, config.intermediate_size, config.vocab_size, config.context_length,
-      engine::WeightDTypeName(*weight_dtype),
+      engine::WeightDTypeName(weight_dtype),
       config.rope_scaling == "none" ? "" : absl::StrCat("; RoPE scaling ", config.rope_scaling),
       absl::ToDoubleSeconds(absl::Now() - start)));
+  return loaded;
+}
 
-  auto backend = std::make_shared<ServingBackend>();
-  LoadChatTemplate(*loaded, backend.get());
+// The text codec: the demo model's bytes, the model's tokenizer, or token ids only.
+absl::Status SetCodec(LoadedModel& loaded, bool demo, int64_t model_vocab_size,
+                      ServingBackend& backend) {
   if (demo) {
-    backend->codec = std::make_unique<ByteLevelCodec>();
+    backend.codec = std::make_unique<ByteLevelCodec>();
   } else {
     // Without a usable tokenizer the model is served on token ids, with EOS/BOS from the
     // metadata.
-    if (loaded->tokenizer == nullptr) {
-      Log(absl::StrCat("no usable tokenizer (", loaded->tokenizer_status.message(),
+    if (loaded.tokenizer == nullptr) {
+      Log(absl::StrCat("no usable tokenizer (", loaded.tokenizer_status.message(),
                        "): serving token ids only"));
     }
-    backend->codec = loaded->TakeCodec(static_cast<int32_t>(config.vocab_size));
+    backend.codec = loaded.TakeCodec(static_cast<int32_t>(model_vocab_size));
   }
-  Log(absl::StrCat("vocabulary: ", backend->codec->name()));
+  Log(absl::StrCat("vocabulary: ", backend.codec->name()));
   // Hugging Face checkpoints often pad the embedding past the tokenizer's last id (Qwen2: 151936
   // rows, 151665 tokens); ids the tokenizer cannot produce are simply never sent.
-  if (backend->codec->vocab_size() > config.vocab_size) {
+  if (backend.codec->vocab_size() > model_vocab_size) {
     return absl::FailedPreconditionError(
-        absl::StrCat("the model has ", config.vocab_size, " tokens but its vocabulary (",
-                     backend->codec->name(), ") has ", backend->codec->vocab_size()));
+        absl::StrCat("the model has ", model_vocab_size, " tokens but its vocabulary (",
+                     backend.codec->name(), ") has ", backend.codec->vocab_size()));
   }
-  const int32_t num_pages =
-      serving::ModelExecutor::PagesForBytes(*model, page_size, kv_dtype, *kv_bytes);
-  if (num_pages < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv-cache-memory = ", *kv_bytes, " bytes holds no KV page"));
-  }
-  Log(absl::StrFormat("KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s",
-                      num_pages, page_size, int64_t{num_pages} * page_size,
-                      static_cast<double>(*kv_bytes) / (1 << 20), kv_dtype_name));
+  return absl::OkStatus();
+}
+
+// The executor over `model` with `num_pages` KV pages, and the engine loop that runs it.
+absl::StatusOr<std::unique_ptr<serving::EngineLoop>> StartEngineLoop(
+    std::unique_ptr<engine::LlamaModel> model, const KvCacheFlags& kv, int32_t num_pages,
+    Metrics& metrics) {
+  const int64_t context_length = model->config().context_length;
   absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor =
-      serving::ModelExecutor::Create(std::move(model), page_size, num_pages, kv_dtype);
+      serving::ModelExecutor::Create(std::move(model), kv.page_size, num_pages, kv.dtype);
   if (!executor.ok()) return executor.status();
 
   serving::EngineLoopConfig loop_config;
   loop_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   loop_config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
   loop_config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
-  loop_config.scheduler.max_model_len = static_cast<int32_t>(config.context_length);
+  loop_config.scheduler.max_model_len = static_cast<int32_t>(context_length);
   loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   loop_config.observer = &metrics;
   std::unique_ptr<serving::StepExecutor> step_executor = std::move(*executor);
@@ -243,29 +256,67 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
       serving::EngineLoop::Create(std::move(step_executor), loop_config);
   if (!loop.ok()) return loop.status();
-  backend->loop = std::move(*loop);
   Log(absl::StrFormat("scheduler: max %d running, %d tokens per step, %d queued",
                       loop_config.scheduler.max_num_seqs,
                       loop_config.scheduler.max_num_batched_tokens,
                       loop_config.max_queued_requests));
+  return loop;
+}
 
-  const int32_t context = backend->loop->scheduler_config().max_model_len;
-  backend->limits.context_length = context;
-  backend->limits.kv_capacity_tokens = int64_t{num_pages} * page_size;
-  ModelDescription& info = backend->model_info;
-  info.name = loaded->name;
+// What GetModelInfo and /v1/models report.
+ModelDescription DescribeModel(const LoadedModel& loaded, const engine::ModelConfig& config,
+                               const ServingBackend& backend, engine::WeightDType weight_dtype,
+                               const KvCacheFlags& kv, bool demo) {
+  ModelDescription info;
+  info.name = loaded.name;
   info.architecture = config.architecture;
-  info.context_length = context;
+  info.context_length = backend.limits.context_length;
   info.vocab_size = static_cast<int32_t>(config.vocab_size);
-  for (int32_t id : backend->codec->eos_ids()) info.eos_token_ids.push_back(id);
+  for (int32_t id : backend.codec->eos_ids()) info.eos_token_ids.push_back(id);
   std::sort(info.eos_token_ids.begin(), info.eos_token_ids.end());
-  info.weight_dtype = std::string(engine::WeightDTypeName(*weight_dtype));
-  info.kv_cache_dtype = kv_dtype_name;
-  info.bos_token_id = backend->codec->bos_id();
-  info.kv_page_size = page_size;
+  info.weight_dtype = std::string(engine::WeightDTypeName(weight_dtype));
+  info.kv_cache_dtype = kv.dtype_name;
+  info.bos_token_id = backend.codec->bos_id();
+  info.kv_page_size = kv.page_size;
   info.demo = demo;
+  return info;
+}
+
+// Loads the model and starts the engine loop, which reports to `metrics`.
+absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
+  bool demo = false;
+  absl::StatusOr<std::string> path = ModelPath(&demo);
+  if (!path.ok()) return path.status();
+  absl::StatusOr<engine::WeightDType> weight_dtype =
+      engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  if (!weight_dtype.ok()) return weight_dtype.status();
+  absl::StatusOr<KvCacheFlags> kv = ReadKvCacheFlags();
+  if (!kv.ok()) return kv.status();
+  absl::StatusOr<LoadedModel> loaded = LoadModel(*path, *weight_dtype);
+  if (!loaded.ok()) return loaded.status();
+  const engine::ModelConfig config = loaded->model->config();
+
+  auto backend = std::make_shared<ServingBackend>();
+  LoadChatTemplate(*loaded, backend.get());
+  if (absl::Status s = SetCodec(*loaded, demo, config.vocab_size, *backend); !s.ok()) return s;
+  const int32_t num_pages =
+      serving::ModelExecutor::PagesForBytes(*loaded->model, kv->page_size, kv->dtype, kv->bytes);
+  if (num_pages < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-memory = ", kv->bytes, " bytes holds no KV page"));
+  }
+  Log(absl::StrFormat("KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s",
+                      num_pages, kv->page_size, int64_t{num_pages} * kv->page_size,
+                      static_cast<double>(kv->bytes) / (1 << 20), kv->dtype_name));
+  absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
+      StartEngineLoop(std::move(loaded->model), *kv, num_pages, metrics);
+  if (!loop.ok()) return loop.status();
+  backend->loop = *std::move(loop);
+  backend->limits.context_length = backend->loop->scheduler_config().max_model_len;
+  backend->limits.kv_capacity_tokens = int64_t{num_pages} * kv->page_size;
+  backend->model_info = DescribeModel(*loaded, config, *backend, *weight_dtype, *kv, demo);
   metrics.SetModelInfo(config.name, config.architecture,
-                       std::string(engine::WeightDTypeName(*weight_dtype)), kv_dtype_name);
+                       std::string(engine::WeightDTypeName(*weight_dtype)), kv->dtype_name);
   return backend;
 }
 

@@ -238,6 +238,9 @@ class Renderer {
   absl::StatusOr<Value> EvalExpr(const Expr& e, const ScopePtr& scope);
   absl::StatusOr<Flow> ExecFor(const Stmt& s, const ScopePtr& scope, std::string* out);
   Value MakeMacro(const Stmt& s, const ScopePtr& scope);
+  absl::StatusOr<Value> EvalDict(const Expr& e, const ScopePtr& scope);
+  absl::StatusOr<Value> EvalCall(const Expr& e, const ScopePtr& scope);
+  absl::StatusOr<Value> EvalUnary(const Expr& e, const ScopePtr& scope);
   absl::StatusOr<Value> EvalBinary(const Expr& e, const ScopePtr& scope);
   absl::StatusOr<Value> Arithmetic(const std::string& op, const Value& a, const Value& b, int line);
   absl::StatusOr<int> Compare(const Value& a, const Value& b, int line);
@@ -250,10 +253,24 @@ class Renderer {
   absl::StatusOr<CallArgs> EvalArgs(const Expr& e, const ScopePtr& scope);
   absl::StatusOr<Value> ApplyFilter(const std::string& name, const Value& v, const CallArgs& args,
                                     int line);
+  // The filters too long to stand inline in ApplyFilter.
+  absl::StatusOr<Value> FilterToJson(const Value& v, const CallArgs& args, int line);
+  absl::StatusOr<Value> FilterReverse(const Value& v, int line);
+  absl::StatusOr<Value> FilterJoin(const Value& v, const CallArgs& args, int line);
+  absl::StatusOr<Value> FilterNumber(const std::string& name, const Value& v, const CallArgs& args);
+  absl::StatusOr<Value> FilterSum(const Value& v, const CallArgs& args, int line);
+  absl::StatusOr<Value> FilterUnique(const Value& v, int line);
+  absl::StatusOr<Value> FilterMap(const Value& v, const CallArgs& args, int line);
+  absl::StatusOr<Value> FilterSelect(const std::string& name, const Value& v, const CallArgs& args,
+                                     int line);
   absl::StatusOr<bool> ApplyTest(const std::string& name, const Value& v, const CallArgs& args,
                                  int line);
   absl::StatusOr<Value> StringMethod(const std::string& s, const std::string& name,
                                      const CallArgs& args, int line);
+  // The str methods too long to stand inline in StringMethod.
+  absl::StatusOr<Value> StringSplit(const std::string& s, const CallArgs& args, int line);
+  absl::StatusOr<Value> StringJoin(const std::string& s, const CallArgs& args, int line);
+  absl::StatusOr<Value> StringFormat(const std::string& s, const CallArgs& args, int line);
   absl::StatusOr<Value> DictMethod(const Value& d, const std::string& name, const CallArgs& args,
                                    int line);
   absl::StatusOr<int64_t> Length(const Value& v, int line);
@@ -489,23 +506,8 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
       }
       return Value::List(std::move(items));
     }
-    case Expr::Kind::kDict: {
-      ValueDict items;
-      for (const auto& [key_expr, value_expr] : e.dict_items) {
-        KVSERVE_ASSIGN_OR_RETURN(key, Eval(*key_expr, scope));
-        if (!key.is_string()) return Fail(e.line, "dict literal keys must be strings here");
-        KVSERVE_ASSIGN_OR_RETURN(value, Eval(*value_expr, scope));
-        bool replaced = false;
-        for (auto& [k, v] : items) {
-          if (k == key.string()) {
-            v = value;
-            replaced = true;
-          }
-        }
-        if (!replaced) items.emplace_back(key.string(), std::move(value));
-      }
-      return Value::Dict(std::move(items));
-    }
+    case Expr::Kind::kDict:
+      return EvalDict(e, scope);
     case Expr::Kind::kGetAttr: {
       KVSERVE_ASSIGN_OR_RETURN(obj, Eval(*e.a, scope));
       return GetAttr(obj, e.name, e.line);
@@ -525,19 +527,8 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
       }
       return Slice(obj, parts[0], parts[1], parts[2], e.line);
     }
-    case Expr::Kind::kCall: {
-      KVSERVE_ASSIGN_OR_RETURN(callee, Eval(*e.a, scope));
-      KVSERVE_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
-      if (!callee.is_callable()) {
-        std::string what = e.a->kind == Expr::Kind::kName      ? e.a->name
-                           : e.a->kind == Expr::Kind::kGetAttr ? e.a->name
-                                                               : "expression";
-        return Fail(e.line, absl::StrCat("'", what, "' is ",
-                                         callee.is_undefined() ? "undefined" : "not callable"));
-      }
-      absl::StatusOr<Value> result = callee.Call(args);
-      return result;
-    }
+    case Expr::Kind::kCall:
+      return EvalCall(e, scope);
     case Expr::Kind::kFilter: {
       KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
       KVSERVE_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
@@ -549,16 +540,8 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
       KVSERVE_ASSIGN_OR_RETURN(result, ApplyTest(e.name, v, args, e.line));
       return Value::Bool(result != e.negated);
     }
-    case Expr::Kind::kUnary: {
-      KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
-      if (e.name == "not") return Value::Bool(!v.Truthy());
-      if (!v.is_number()) {
-        return Fail(e.line,
-                    absl::StrCat("bad operand type for unary ", e.name, ": '", v.TypeName(), "'"));
-      }
-      if (e.name == "+") return v.is_float() ? v : Value::Int(v.integer());
-      return v.is_float() ? Value::Float(-v.number()) : Value::Int(-v.integer());
-    }
+    case Expr::Kind::kUnary:
+      return EvalUnary(e, scope);
     case Expr::Kind::kBinary:
       return EvalBinary(e, scope);
     case Expr::Kind::kCondition: {
@@ -569,6 +552,49 @@ absl::StatusOr<Value> Renderer::EvalExpr(const Expr& e, const ScopePtr& scope) {
     }
   }
   return Fail(e.line, "unknown expression");
+}
+
+absl::StatusOr<Value> Renderer::EvalDict(const Expr& e, const ScopePtr& scope) {
+  ValueDict items;
+  for (const auto& [key_expr, value_expr] : e.dict_items) {
+    KVSERVE_ASSIGN_OR_RETURN(key, Eval(*key_expr, scope));
+    if (!key.is_string()) return Fail(e.line, "dict literal keys must be strings here");
+    KVSERVE_ASSIGN_OR_RETURN(value, Eval(*value_expr, scope));
+    bool replaced = false;
+    for (auto& [k, v] : items) {
+      if (k == key.string()) {
+        v = value;
+        replaced = true;
+      }
+    }
+    if (!replaced) items.emplace_back(key.string(), std::move(value));
+  }
+  return Value::Dict(std::move(items));
+}
+
+absl::StatusOr<Value> Renderer::EvalCall(const Expr& e, const ScopePtr& scope) {
+  KVSERVE_ASSIGN_OR_RETURN(callee, Eval(*e.a, scope));
+  KVSERVE_ASSIGN_OR_RETURN(args, EvalArgs(e, scope));
+  if (!callee.is_callable()) {
+    std::string what = e.a->kind == Expr::Kind::kName      ? e.a->name
+                       : e.a->kind == Expr::Kind::kGetAttr ? e.a->name
+                                                           : "expression";
+    return Fail(e.line, absl::StrCat("'", what, "' is ",
+                                     callee.is_undefined() ? "undefined" : "not callable"));
+  }
+  absl::StatusOr<Value> result = callee.Call(args);
+  return result;
+}
+
+absl::StatusOr<Value> Renderer::EvalUnary(const Expr& e, const ScopePtr& scope) {
+  KVSERVE_ASSIGN_OR_RETURN(v, Eval(*e.a, scope));
+  if (e.name == "not") return Value::Bool(!v.Truthy());
+  if (!v.is_number()) {
+    return Fail(e.line,
+                absl::StrCat("bad operand type for unary ", e.name, ": '", v.TypeName(), "'"));
+  }
+  if (e.name == "+") return v.is_float() ? v : Value::Int(v.integer());
+  return v.is_float() ? Value::Float(-v.number()) : Value::Int(-v.integer());
 }
 
 absl::StatusOr<Value> Renderer::EvalBinary(const Expr& e, const ScopePtr& scope) {
@@ -872,6 +898,95 @@ absl::StatusOr<std::string> RequiredString(const CallArgs& args, size_t index,
   return *s;
 }
 
+absl::StatusOr<Value> Renderer::StringSplit(const std::string& s, const CallArgs& args, int line) {
+  KVSERVE_ASSIGN_OR_RETURN(sep, OptionalString(args, 0, "sep", line));
+  const Value* max_value = args.Get(1, "maxsplit");
+  const int64_t maxsplit =
+      max_value != nullptr && max_value->is_number() ? max_value->integer() : -1;
+  ValueList parts;
+  if (sep.has_value()) {
+    if (sep->empty()) return Fail(line, "str.split(): empty separator");
+    size_t pos = 0;
+    while (maxsplit < 0 || static_cast<int64_t>(parts.size()) < maxsplit) {
+      const size_t at = s.find(*sep, pos);
+      if (at == std::string::npos) break;
+      parts.push_back(Value::String(s.substr(pos, at - pos)));
+      pos = at + sep->size();
+    }
+    parts.push_back(Value::String(s.substr(pos)));
+    return Value::List(std::move(parts));
+  }
+  std::vector<std::string_view> cps = SplitCodePoints(s);
+  size_t i = 0;
+  while (i < cps.size()) {
+    while (i < cps.size() && IsPythonSpace(cps[i])) ++i;
+    if (i == cps.size()) break;
+    std::string word;
+    if (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit) {
+      for (; i < cps.size(); ++i) word += cps[i];
+      // Python keeps the remainder's trailing whitespace stripped.
+      parts.push_back(Value::String(PythonStrip(word, std::nullopt, false, true)));
+      break;
+    }
+    for (; i < cps.size() && !IsPythonSpace(cps[i]); ++i) word += cps[i];
+    parts.push_back(Value::String(std::move(word)));
+  }
+  return Value::List(std::move(parts));
+}
+
+absl::StatusOr<Value> Renderer::StringJoin(const std::string& s, const CallArgs& args, int line) {
+  const Value* items = args.Get(0, "iterable");
+  if (items == nullptr) return Fail(line, "str.join() needs an argument");
+  KVSERVE_ASSIGN_OR_RETURN(list, Iterate(*items, line));
+  std::string out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].is_string()) {
+      return Fail(line, absl::StrCat("str.join(): item ", i, " is '", list[i].TypeName(),
+                                     "', not a string"));
+    }
+    if (i > 0) out += s;
+    out += list[i].string();
+  }
+  return Value::String(std::move(out));
+}
+
+absl::StatusOr<Value> Renderer::StringFormat(const std::string& s, const CallArgs& args, int line) {
+  std::string out;
+  size_t next_auto = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '{' && i + 1 < s.size() && s[i + 1] == '{') {
+      out += '{';
+      ++i;
+    } else if (s[i] == '}' && i + 1 < s.size() && s[i + 1] == '}') {
+      out += '}';
+      ++i;
+    } else if (s[i] == '{') {
+      const size_t close = s.find('}', i);
+      if (close == std::string::npos) return Fail(line, "str.format(): unmatched '{'");
+      const std::string field = s.substr(i + 1, close - i - 1);
+      const Value* v = nullptr;
+      int64_t index = 0;
+      if (field.empty()) {
+        v = next_auto < args.positional.size() ? &args.positional[next_auto++] : nullptr;
+      } else if (absl::SimpleAtoi(field, &index)) {
+        v = index >= 0 && static_cast<size_t>(index) < args.positional.size()
+                ? &args.positional[index]
+                : nullptr;
+      } else {
+        for (const auto& [k, kv] : args.keyword) {
+          if (k == field) v = &kv;
+        }
+      }
+      if (v == nullptr) return Fail(line, absl::StrCat("str.format(): no value for {", field, "}"));
+      out += v->ToString();
+      i = close;
+    } else {
+      out += s[i];
+    }
+  }
+  return Value::String(std::move(out));
+}
+
 absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::string& name,
                                              const CallArgs& args, int line) {
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
@@ -897,41 +1012,7 @@ absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::st
     }
     return Value::Bool(false);
   }
-  if (name == "split") {
-    KVSERVE_ASSIGN_OR_RETURN(sep, OptionalString(args, 0, "sep", line));
-    const Value* max_value = args.Get(1, "maxsplit");
-    const int64_t maxsplit =
-        max_value != nullptr && max_value->is_number() ? max_value->integer() : -1;
-    ValueList parts;
-    if (sep.has_value()) {
-      if (sep->empty()) return Fail(line, "str.split(): empty separator");
-      size_t pos = 0;
-      while (maxsplit < 0 || static_cast<int64_t>(parts.size()) < maxsplit) {
-        const size_t at = s.find(*sep, pos);
-        if (at == std::string::npos) break;
-        parts.push_back(Value::String(s.substr(pos, at - pos)));
-        pos = at + sep->size();
-      }
-      parts.push_back(Value::String(s.substr(pos)));
-      return Value::List(std::move(parts));
-    }
-    std::vector<std::string_view> cps = SplitCodePoints(s);
-    size_t i = 0;
-    while (i < cps.size()) {
-      while (i < cps.size() && IsPythonSpace(cps[i])) ++i;
-      if (i == cps.size()) break;
-      std::string word;
-      if (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit) {
-        for (; i < cps.size(); ++i) word += cps[i];
-        // Python keeps the remainder's trailing whitespace stripped.
-        parts.push_back(Value::String(PythonStrip(word, std::nullopt, false, true)));
-        break;
-      }
-      for (; i < cps.size() && !IsPythonSpace(cps[i]); ++i) word += cps[i];
-      parts.push_back(Value::String(std::move(word)));
-    }
-    return Value::List(std::move(parts));
-  }
+  if (name == "split") return StringSplit(s, args, line);
   if (name == "replace") {
     KVSERVE_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
     KVSERVE_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
@@ -951,58 +1032,8 @@ absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::st
     for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
     return Value::Int(n);
   }
-  if (name == "join") {
-    const Value* items = args.Get(0, "iterable");
-    if (items == nullptr) return Fail(line, "str.join() needs an argument");
-    KVSERVE_ASSIGN_OR_RETURN(list, Iterate(*items, line));
-    std::string out;
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (!list[i].is_string()) {
-        return Fail(line, absl::StrCat("str.join(): item ", i, " is '", list[i].TypeName(),
-                                       "', not a string"));
-      }
-      if (i > 0) out += s;
-      out += list[i].string();
-    }
-    return Value::String(std::move(out));
-  }
-  if (name == "format") {
-    std::string out;
-    size_t next_auto = 0;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '{' && i + 1 < s.size() && s[i + 1] == '{') {
-        out += '{';
-        ++i;
-      } else if (s[i] == '}' && i + 1 < s.size() && s[i + 1] == '}') {
-        out += '}';
-        ++i;
-      } else if (s[i] == '{') {
-        const size_t close = s.find('}', i);
-        if (close == std::string::npos) return Fail(line, "str.format(): unmatched '{'");
-        const std::string field = s.substr(i + 1, close - i - 1);
-        const Value* v = nullptr;
-        int64_t index = 0;
-        if (field.empty()) {
-          v = next_auto < args.positional.size() ? &args.positional[next_auto++] : nullptr;
-        } else if (absl::SimpleAtoi(field, &index)) {
-          v = index >= 0 && static_cast<size_t>(index) < args.positional.size()
-                  ? &args.positional[index]
-                  : nullptr;
-        } else {
-          for (const auto& [k, kv] : args.keyword) {
-            if (k == field) v = &kv;
-          }
-        }
-        if (v == nullptr)
-          return Fail(line, absl::StrCat("str.format(): no value for {", field, "}"));
-        out += v->ToString();
-        i = close;
-      } else {
-        out += s[i];
-      }
-    }
-    return Value::String(std::move(out));
-  }
+  if (name == "join") return StringJoin(s, args, line);
+  if (name == "format") return StringFormat(s, args, line);
   return Fail(line, absl::StrCat("str has no method '", name, "'"));
 }
 
@@ -1080,6 +1111,184 @@ absl::StatusOr<bool> Renderer::ApplyTest(const std::string& name, const Value& v
   return Fail(line, absl::StrCat("unsupported Jinja test '", name, "'"));
 }
 
+absl::StatusOr<Value> Renderer::FilterToJson(const Value& v, const CallArgs& args, int line) {
+  const Value* indent = args.Get(0, "indent");
+  const Value* ensure_ascii = args.Get(1, "ensure_ascii");
+  const Value* separators = args.Get(2, "separators");
+  const Value* sort_keys = args.Get(3, "sort_keys");
+  // Positional order of transformers' tojson is (x, ensure_ascii, indent, separators,
+  // sort_keys); templates pass these by keyword.
+  if (!args.positional.empty()) return Fail(line, "tojson: pass its options by keyword");
+  if (ensure_ascii != nullptr && ensure_ascii->Truthy()) {
+    return Fail(line, "tojson: ensure_ascii=true is not supported");
+  }
+  if (separators != nullptr && !separators->is_none()) {
+    return Fail(line, "tojson: separators are not supported");
+  }
+  int width = -1;
+  if (indent != nullptr && !indent->is_none()) {
+    if (!indent->is_int()) return Fail(line, "tojson: indent must be an integer");
+    width = static_cast<int>(indent->integer());
+  }
+  absl::StatusOr<std::string> json = ToJson(v, width, sort_keys != nullptr && sort_keys->Truthy());
+  if (!json.ok()) return Fail(line, std::string(json.status().message()));
+  return Value::String(*std::move(json));
+}
+
+absl::StatusOr<Value> Renderer::FilterReverse(const Value& v, int line) {
+  if (v.is_string()) {
+    std::vector<std::string_view> cps = SplitCodePoints(v.string());
+    std::string out;
+    for (size_t i = cps.size(); i > 0; --i) out += cps[i - 1];
+    return Value::String(std::move(out));
+  }
+  KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
+  std::reverse(items.begin(), items.end());
+  return Value::List(std::move(items));
+}
+
+absl::StatusOr<Value> Renderer::FilterJoin(const Value& v, const CallArgs& args, int line) {
+  KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
+  const Value* sep = args.Get(0, "d");
+  const Value* attribute = args.Get(1, "attribute");
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0 && sep != nullptr) out += sep->ToString();
+    if (attribute != nullptr) {
+      KVSERVE_ASSIGN_OR_RETURN(item, GetItem(items[i], *attribute, line));
+      out += item.ToString();
+    } else {
+      out += items[i].ToString();
+    }
+  }
+  return Value::String(std::move(out));
+}
+
+absl::StatusOr<Value> Renderer::FilterNumber(const std::string& name, const Value& v,
+                                             const CallArgs& args) {
+  const Value* fallback = args.Get(0, "default");
+  const Value def =
+      fallback != nullptr ? *fallback : (name == "int" ? Value::Int(0) : Value::Float(0));
+  double number = 0;
+  if (v.is_number()) {
+    number = v.number();
+    if (name == "int" && !v.is_float()) return Value::Int(v.integer());
+  } else if (v.is_string()) {
+    const std::string text = PythonStrip(v.string(), std::nullopt, true, true);
+    int64_t i = 0;
+    if (absl::SimpleAtoi(text, &i))
+      return name == "int" ? Value::Int(i) : Value::Float(static_cast<double>(i));
+    if (!absl::SimpleAtod(text, &number)) return def;
+  } else {
+    return def;
+  }
+  if (name == "float") return Value::Float(number);
+  if (!std::isfinite(number)) return def;
+  return Value::Int(static_cast<int64_t>(std::trunc(number)));
+}
+
+absl::StatusOr<Value> Renderer::FilterSum(const Value& v, const CallArgs& args, int line) {
+  KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
+  const Value* attribute = args.Get(0, "attribute");
+  const Value* start = args.Get(1, "start");
+  Value total = start != nullptr ? *start : Value::Int(0);
+  for (const Value& item : items) {
+    Value x = item;
+    if (attribute != nullptr) {
+      KVSERVE_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
+      x = a;
+    }
+    KVSERVE_ASSIGN_OR_RETURN(next, Arithmetic("+", total, x, line));
+    total = next;
+  }
+  return total;
+}
+
+absl::StatusOr<Value> Renderer::FilterUnique(const Value& v, int line) {
+  KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
+  ValueList out;
+  std::vector<Value> seen;
+  for (const Value& item : items) {
+    const Value key = item.is_string() ? Value::String(Lower(item.string())) : item;
+    bool dup = false;
+    for (const Value& s : seen) dup = dup || s.Equals(key);
+    if (!dup) {
+      seen.push_back(key);
+      out.push_back(item);
+    }
+  }
+  return Value::List(std::move(out));
+}
+
+absl::StatusOr<Value> Renderer::FilterMap(const Value& v, const CallArgs& args, int line) {
+  KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
+  ValueList out;
+  const Value* attribute = nullptr;
+  const Value* fallback = nullptr;
+  for (const auto& [k, kv] : args.keyword) {
+    if (k == "attribute") attribute = &kv;
+    if (k == "default") fallback = &kv;
+  }
+  for (const Value& item : items) {
+    if (attribute != nullptr) {
+      KVSERVE_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
+      out.push_back(a.is_undefined() && fallback != nullptr ? *fallback : a);
+    } else {
+      if (args.positional.empty() || !args.positional[0].is_string()) {
+        return Fail(line, "map: give attribute= or a filter name");
+      }
+      CallArgs rest;
+      rest.positional.assign(args.positional.begin() + 1, args.positional.end());
+      KVSERVE_ASSIGN_OR_RETURN(mapped, ApplyFilter(args.positional[0].string(), item, rest, line));
+      out.push_back(mapped);
+    }
+  }
+  return Value::List(std::move(out));
+}
+
+absl::StatusOr<Value> Renderer::FilterSelect(const std::string& name, const Value& v,
+                                             const CallArgs& args, int line) {
+  KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
+  const bool by_attribute = name == "selectattr" || name == "rejectattr";
+  const bool keep_when = name == "select" || name == "selectattr";
+  size_t next = 0;
+  std::string attribute;
+  if (by_attribute) {
+    if (args.positional.empty() || !args.positional[0].is_string()) {
+      return Fail(line, absl::StrCat(name, ": needs an attribute name"));
+    }
+    attribute = args.positional[0].string();
+    next = 1;
+  }
+  std::string test;
+  if (next < args.positional.size()) {
+    if (!args.positional[next].is_string())
+      return Fail(line, absl::StrCat(name, ": the test name must be a string"));
+    test = args.positional[next].string();
+    ++next;
+  }
+  CallArgs test_args;
+  test_args.positional.assign(args.positional.begin() + std::min(next, args.positional.size()),
+                              args.positional.end());
+  ValueList out;
+  for (const Value& item : items) {
+    Value subject = item;
+    if (by_attribute) {
+      for (const std::string& part : std::vector<std::string>(absl::StrSplit(attribute, '.'))) {
+        KVSERVE_ASSIGN_OR_RETURN(a, GetItem(subject, Value::String(part), line));
+        subject = a;
+      }
+    }
+    bool result = subject.Truthy();
+    if (!test.empty()) {
+      KVSERVE_ASSIGN_OR_RETURN(r, ApplyTest(test, subject, test_args, line));
+      result = r;
+    }
+    if (result == keep_when) out.push_back(item);
+  }
+  return Value::List(std::move(out));
+}
+
 absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value& v,
                                             const CallArgs& args, int line) {
   if (name == "safe") return v;
@@ -1104,30 +1313,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     if (!use_fallback) return v;
     return fallback != nullptr ? *fallback : Value::String("");
   }
-  if (name == "tojson") {
-    const Value* indent = args.Get(0, "indent");
-    const Value* ensure_ascii = args.Get(1, "ensure_ascii");
-    const Value* separators = args.Get(2, "separators");
-    const Value* sort_keys = args.Get(3, "sort_keys");
-    // Positional order of transformers' tojson is (x, ensure_ascii, indent, separators,
-    // sort_keys); templates pass these by keyword.
-    if (!args.positional.empty()) return Fail(line, "tojson: pass its options by keyword");
-    if (ensure_ascii != nullptr && ensure_ascii->Truthy()) {
-      return Fail(line, "tojson: ensure_ascii=true is not supported");
-    }
-    if (separators != nullptr && !separators->is_none()) {
-      return Fail(line, "tojson: separators are not supported");
-    }
-    int width = -1;
-    if (indent != nullptr && !indent->is_none()) {
-      if (!indent->is_int()) return Fail(line, "tojson: indent must be an integer");
-      width = static_cast<int>(indent->integer());
-    }
-    absl::StatusOr<std::string> json =
-        ToJson(v, width, sort_keys != nullptr && sort_keys->Truthy());
-    if (!json.ok()) return Fail(line, std::string(json.status().message()));
-    return Value::String(*std::move(json));
-  }
+  if (name == "tojson") return FilterToJson(v, args, line);
   if (name == "first" || name == "last") {
     KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     if (items.empty()) return Value();
@@ -1137,17 +1323,7 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
     return Value::List(std::move(items));
   }
-  if (name == "reverse") {
-    if (v.is_string()) {
-      std::vector<std::string_view> cps = SplitCodePoints(v.string());
-      std::string out;
-      for (size_t i = cps.size(); i > 0; --i) out += cps[i - 1];
-      return Value::String(std::move(out));
-    }
-    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
-    std::reverse(items.begin(), items.end());
-    return Value::List(std::move(items));
-  }
+  if (name == "reverse") return FilterReverse(v, line);
   if (name == "items") {
     if (v.is_undefined()) return Value::List({});
     if (!v.is_dict())
@@ -1162,146 +1338,18 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
         PythonReplace(v.ToString(), old_text, new_text,
                       count != nullptr && count->is_number() ? count->integer() : -1));
   }
-  if (name == "join") {
-    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
-    const Value* sep = args.Get(0, "d");
-    const Value* attribute = args.Get(1, "attribute");
-    std::string out;
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (i > 0 && sep != nullptr) out += sep->ToString();
-      if (attribute != nullptr) {
-        KVSERVE_ASSIGN_OR_RETURN(item, GetItem(items[i], *attribute, line));
-        out += item.ToString();
-      } else {
-        out += items[i].ToString();
-      }
-    }
-    return Value::String(std::move(out));
-  }
-  if (name == "int" || name == "float") {
-    const Value* fallback = args.Get(0, "default");
-    const Value def =
-        fallback != nullptr ? *fallback : (name == "int" ? Value::Int(0) : Value::Float(0));
-    double number = 0;
-    if (v.is_number()) {
-      number = v.number();
-      if (name == "int" && !v.is_float()) return Value::Int(v.integer());
-    } else if (v.is_string()) {
-      const std::string text = PythonStrip(v.string(), std::nullopt, true, true);
-      int64_t i = 0;
-      if (absl::SimpleAtoi(text, &i))
-        return name == "int" ? Value::Int(i) : Value::Float(static_cast<double>(i));
-      if (!absl::SimpleAtod(text, &number)) return def;
-    } else {
-      return def;
-    }
-    if (name == "float") return Value::Float(number);
-    if (!std::isfinite(number)) return def;
-    return Value::Int(static_cast<int64_t>(std::trunc(number)));
-  }
+  if (name == "join") return FilterJoin(v, args, line);
+  if (name == "int" || name == "float") return FilterNumber(name, v, args);
   if (name == "abs") {
     if (!v.is_number())
       return Fail(line, absl::StrCat("abs: bad operand type '", v.TypeName(), "'"));
     return v.is_float() ? Value::Float(std::fabs(v.number())) : Value::Int(std::llabs(v.integer()));
   }
-  if (name == "sum") {
-    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
-    const Value* attribute = args.Get(0, "attribute");
-    const Value* start = args.Get(1, "start");
-    Value total = start != nullptr ? *start : Value::Int(0);
-    for (const Value& item : items) {
-      Value x = item;
-      if (attribute != nullptr) {
-        KVSERVE_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
-        x = a;
-      }
-      KVSERVE_ASSIGN_OR_RETURN(next, Arithmetic("+", total, x, line));
-      total = next;
-    }
-    return total;
-  }
-  if (name == "unique") {
-    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
-    ValueList out;
-    std::vector<Value> seen;
-    for (const Value& item : items) {
-      const Value key = item.is_string() ? Value::String(Lower(item.string())) : item;
-      bool dup = false;
-      for (const Value& s : seen) dup = dup || s.Equals(key);
-      if (!dup) {
-        seen.push_back(key);
-        out.push_back(item);
-      }
-    }
-    return Value::List(std::move(out));
-  }
-  if (name == "map") {
-    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
-    ValueList out;
-    const Value* attribute = nullptr;
-    const Value* fallback = nullptr;
-    for (const auto& [k, kv] : args.keyword) {
-      if (k == "attribute") attribute = &kv;
-      if (k == "default") fallback = &kv;
-    }
-    for (const Value& item : items) {
-      if (attribute != nullptr) {
-        KVSERVE_ASSIGN_OR_RETURN(a, GetItem(item, *attribute, line));
-        out.push_back(a.is_undefined() && fallback != nullptr ? *fallback : a);
-      } else {
-        if (args.positional.empty() || !args.positional[0].is_string()) {
-          return Fail(line, "map: give attribute= or a filter name");
-        }
-        CallArgs rest;
-        rest.positional.assign(args.positional.begin() + 1, args.positional.end());
-        KVSERVE_ASSIGN_OR_RETURN(mapped,
-                                 ApplyFilter(args.positional[0].string(), item, rest, line));
-        out.push_back(mapped);
-      }
-    }
-    return Value::List(std::move(out));
-  }
-  if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
-    KVSERVE_ASSIGN_OR_RETURN(items, Iterate(v, line));
-    const bool by_attribute = name == "selectattr" || name == "rejectattr";
-    const bool keep_when = name == "select" || name == "selectattr";
-    size_t next = 0;
-    std::string attribute;
-    if (by_attribute) {
-      if (args.positional.empty() || !args.positional[0].is_string()) {
-        return Fail(line, absl::StrCat(name, ": needs an attribute name"));
-      }
-      attribute = args.positional[0].string();
-      next = 1;
-    }
-    std::string test;
-    if (next < args.positional.size()) {
-      if (!args.positional[next].is_string())
-        return Fail(line, absl::StrCat(name, ": the test name must be a string"));
-      test = args.positional[next].string();
-      ++next;
-    }
-    CallArgs test_args;
-    test_args.positional.assign(args.positional.begin() + std::min(next, args.positional.size()),
-                                args.positional.end());
-    ValueList out;
-    for (const Value& item : items) {
-      Value subject = item;
-      if (by_attribute) {
-        for (const std::string& part : std::vector<std::string>(absl::StrSplit(attribute, '.'))) {
-          KVSERVE_ASSIGN_OR_RETURN(a, GetItem(subject, Value::String(part), line));
-          subject = a;
-        }
-      }
-      bool result = subject.Truthy();
-      if (!test.empty()) {
-        KVSERVE_ASSIGN_OR_RETURN(r, ApplyTest(test, subject, test_args, line));
-        result = r;
-      }
-      if (result == keep_when) out.push_back(item);
-    }
-    return Value::List(std::move(out));
-  }
+  if (name == "sum") return FilterSum(v, args, line);
+  if (name == "unique") return FilterUnique(v, line);
+  if (name == "map") return FilterMap(v, args, line);
+  if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr")
+    return FilterSelect(name, v, args, line);
   return Fail(line, absl::StrCat("unsupported Jinja filter '", name, "'"));
 }
 
