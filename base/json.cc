@@ -8,6 +8,13 @@
 #include "base/utf8.h"
 
 namespace kvserve::base {
+
+JsonValue::JsonValue() = default;
+JsonValue::JsonValue(const JsonValue&) = default;
+JsonValue::JsonValue(JsonValue&&) noexcept = default;
+JsonValue& JsonValue::operator=(const JsonValue&) = default;
+JsonValue& JsonValue::operator=(JsonValue&&) noexcept = default;
+JsonValue::~JsonValue() = default;
 namespace {
 
 // Parsing needs no stack (see ParseValue), but the tree's destructor and its readers recurse

@@ -33,6 +33,15 @@ struct JsonValue {
   std::vector<JsonValue> array;
   std::vector<std::pair<std::string, JsonValue>> object;  // in file order
 
+  // Out of line: `object` holds pairs of this (so far incomplete) type, which clang's library
+  // only instantiates once JsonValue is complete.
+  JsonValue();
+  JsonValue(const JsonValue&);
+  JsonValue(JsonValue&&) noexcept;
+  JsonValue& operator=(const JsonValue&);
+  JsonValue& operator=(JsonValue&&) noexcept;
+  ~JsonValue();
+
   // The member `key` of an object, or nullptr (also when this is not an object).
   const JsonValue* Find(absl::string_view key) const;
 

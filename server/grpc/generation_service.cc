@@ -67,8 +67,8 @@ void FillTokenLogprob(const TextCodec& codec, int32_t id, float logprob,
 class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
                         public std::enable_shared_from_this<GenerateReactor> {
  public:
-  GenerateReactor(std::shared_ptr<ServingBackend> backend, grpc::CallbackServerContext* context)
-      : backend_(std::move(backend)), context_(context) {}
+  explicit GenerateReactor(std::shared_ptr<ServingBackend> backend)
+      : backend_(std::move(backend)) {}
 
   // Validates and submits, or finishes the call with the error.
   void Start(const GenerateRequest& request) {
@@ -232,7 +232,6 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
   }
 
   const std::shared_ptr<ServingBackend> backend_;
-  grpc::CallbackServerContext* const context_;
 
   absl::Mutex mu_;
   std::unique_ptr<GenerationStream> stream_ ABSL_GUARDED_BY(mu_);
@@ -296,7 +295,7 @@ grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const GenerateRequest* request) {
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
   if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
-  auto reactor = std::make_shared<GenerateReactor>(*std::move(backend), context);
+  auto reactor = std::make_shared<GenerateReactor>(*std::move(backend));
   reactor->self_ = reactor;
   reactor->Start(*request);
   return reactor.get();
@@ -336,7 +335,7 @@ grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Chat(
   absl::StatusOr<GenerateRequest> generate = ChatToGenerateRequest(*request, **backend);
   if (!generate.ok()) return new ErrorReactor(ToGrpcStatus(generate.status()));
   // From here on exactly the Generate path.
-  auto reactor = std::make_shared<GenerateReactor>(*std::move(backend), context);
+  auto reactor = std::make_shared<GenerateReactor>(*std::move(backend));
   reactor->self_ = reactor;
   reactor->Start(*generate);
   return reactor.get();

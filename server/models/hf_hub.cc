@@ -128,7 +128,7 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
     t.content_length.clear();
     t.content_range.clear();
     std::vector<absl::string_view> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (parts.size() >= 2) absl::SimpleAtoi(parts[1], &t.status);
+    if (parts.size() >= 2 && !absl::SimpleAtoi(parts[1], &t.status)) t.status = 0;
     return size * count;
   }
   const size_t colon = line.find(':');
