@@ -6,7 +6,7 @@
 
 #include "base/stack_guard.h"
 #include "gtest/gtest.h"
-#include "tests/engine/small_stack.h"
+#include "tests/base/small_stack.h"
 
 namespace kvserve::base {
 namespace {

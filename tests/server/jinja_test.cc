@@ -8,7 +8,7 @@
 #include "server/models/jinja/lexer.h"
 #include "server/models/jinja/parser.h"
 #include "server/models/jinja/value.h"
-#include "tests/engine/small_stack.h"
+#include "tests/base/small_stack.h"
 
 namespace kvserve::server::jinja {
 namespace {

@@ -1,8 +1,8 @@
 // RunOnStack: runs a function on a new thread with a stack of the given size and waits for it,
 // so tests can show that a walk of untrusted input fits small stacks (civetweb's HTTP workers
 // have about 100 KiB) by returning an error instead of overflowing.
-#ifndef KVSERVE_TESTS_ENGINE_SMALL_STACK_H_
-#define KVSERVE_TESTS_ENGINE_SMALL_STACK_H_
+#ifndef KVSERVE_TESTS_BASE_SMALL_STACK_H_
+#define KVSERVE_TESTS_BASE_SMALL_STACK_H_
 
 #include <pthread.h>
 
@@ -29,4 +29,4 @@ inline void RunOnStack(size_t stack_bytes, std::function<void()> fn) {
 
 }  // namespace kvserve::testing
 
-#endif  // KVSERVE_TESTS_ENGINE_SMALL_STACK_H_
+#endif  // KVSERVE_TESTS_BASE_SMALL_STACK_H_
