@@ -44,6 +44,7 @@
 #include "server/grpc/grpc_metrics_interceptor.h"
 #include "server/http/http_server.h"
 #include "server/http/openai_handlers.h"
+#include "server/http/ops_routes.h"
 #include "server/models/chat_template.h"
 #include "server/models/demo_model.h"
 #include "server/models/model_source.h"
@@ -325,29 +326,6 @@ void SetHealth(grpc::Server& server, bool serving) {
   if (health == nullptr) return;
   health->SetServingStatus("", serving);
   health->SetServingStatus("kvserve.v1.Generation", serving);
-}
-
-// What GET /health answers.
-enum class ServingState { kLoading, kServing, kDraining };
-
-void AddHealthAndMetricsRoutes(HttpServer& http, const std::atomic<ServingState>& state,
-                               const Metrics& metrics) {
-  http.Handle("GET", "/health", [&state](const HttpRequest&, HttpResponseWriter& writer) {
-    switch (state.load()) {
-      case ServingState::kServing:
-        writer.Send(200, "application/json", R"({"status":"serving"})");
-        return;
-      case ServingState::kLoading:
-        writer.Send(503, "application/json", R"({"status":"loading"})");
-        return;
-      case ServingState::kDraining:
-        writer.Send(503, "application/json", R"({"status":"draining"})");
-        return;
-    }
-  });
-  http.Handle("GET", "/metrics", [&metrics](const HttpRequest&, HttpResponseWriter& writer) {
-    writer.Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics.SerializeText());
-  });
 }
 
 }  // namespace
