@@ -20,4 +20,15 @@ absl::StatusOr<std::string> ServingBackend::RenderChat(std::vector<ChatMessage> 
   return chat_template->Render(inputs);
 }
 
+void BackendSlot::Set(std::shared_ptr<ServingBackend> backend) {
+  absl::MutexLock lock(&mu_);
+  backend_ = std::move(backend);
+}
+
+absl::StatusOr<std::shared_ptr<ServingBackend>> BackendSlot::Get() const {
+  absl::MutexLock lock(&mu_);
+  if (backend_ == nullptr) return absl::UnavailableError("the model is still loading");
+  return backend_;
+}
+
 }  // namespace kvserve::server

@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "server/frontend/request_builder.h"
 #include "server/models/chat_template.h"
 #include "server/models/text_codec.h"
@@ -54,6 +56,19 @@ struct ServingBackend {
   // (raise_exception, type errors) as INVALID_ARGUMENT.
   absl::StatusOr<std::string> RenderChat(std::vector<ChatMessage> messages,
                                          bool add_generation_prompt) const;
+};
+
+// Where a transport finds the backend: empty while the model loads, set once by `serve`.
+// Thread-safety: thread-safe.
+class BackendSlot {
+ public:
+  void Set(std::shared_ptr<ServingBackend> backend) ABSL_LOCKS_EXCLUDED(mu_);
+  // UNAVAILABLE "the model is still loading" until Set.
+  absl::StatusOr<std::shared_ptr<ServingBackend>> Get() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<ServingBackend> backend_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvserve::server

@@ -254,14 +254,11 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
 }  // namespace
 
 void GenerationService::SetBackend(std::shared_ptr<ServingBackend> backend) {
-  absl::MutexLock lock(&mu_);
-  backend_ = std::move(backend);
+  backend_.Set(std::move(backend));
 }
 
 absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::backend() const {
-  absl::MutexLock lock(&mu_);
-  if (backend_ == nullptr) return absl::UnavailableError("the model is still loading");
-  return backend_;
+  return backend_.Get();
 }
 
 namespace {

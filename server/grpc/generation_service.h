@@ -27,9 +27,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "kvserve/v1/generation.grpc.pb.h"
 #include "server/frontend/serving_backend.h"
 
@@ -74,8 +72,7 @@ class GenerationService final : public kvserve::v1::Generation::CallbackService 
 
   const std::string api_key_;
 
-  mutable absl::Mutex mu_;
-  std::shared_ptr<ServingBackend> backend_ ABSL_GUARDED_BY(mu_);
+  BackendSlot backend_;
   std::atomic<bool> draining_{false};
 };
 

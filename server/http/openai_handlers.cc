@@ -186,14 +186,11 @@ OpenAiFrontend::OpenAiFrontend(std::string api_key)
       workers_(kPrepareThreads) {}
 
 void OpenAiFrontend::SetBackend(std::shared_ptr<ServingBackend> backend) {
-  absl::MutexLock lock(&mu_);
-  backend_ = std::move(backend);
+  backend_.Set(std::move(backend));
 }
 
 absl::StatusOr<std::shared_ptr<ServingBackend>> OpenAiFrontend::backend() const {
-  absl::MutexLock lock(&mu_);
-  if (backend_ == nullptr) return absl::UnavailableError("the model is still loading");
-  return backend_;
+  return backend_.Get();
 }
 
 bool OpenAiFrontend::Authorized(const HttpRequest& request) const {

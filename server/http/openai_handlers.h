@@ -26,9 +26,7 @@
 #include <memory>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "server/frontend/serving_backend.h"
 #include "server/frontend/worker_pool.h"
 #include "server/http/http_server.h"
@@ -61,8 +59,7 @@ class OpenAiFrontend {
   const std::string api_key_;
   const int64_t created_;  // reported as the model's creation time
   WorkerPool workers_;
-  mutable absl::Mutex mu_;
-  std::shared_ptr<ServingBackend> backend_ ABSL_GUARDED_BY(mu_);
+  BackendSlot backend_;
 };
 
 }  // namespace kvserve::server
