@@ -16,8 +16,8 @@ CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Re
   -DKVSERVE_WARNINGS_AS_ERRORS=ON "${launcher[@]}"
 cmake --build "$build" -j "$jobs"
 # This build compiles the engine for AVX-512 hosts (see CMakeLists.txt): its tests run only there.
-if grep -q avx512f /proc/cpuinfo && grep -q avx512bw /proc/cpuinfo && grep -q avx512vl /proc/cpuinfo \
-    && grep -q avx512dq /proc/cpuinfo; then
+has() { grep -qw "$1" /proc/cpuinfo; }
+if has avx512f && has avx512bw && has avx512vl && has avx512dq && has avx512_vnni && has avx512_bf16; then
   cd "$build"
   ctest --output-on-failure -j "$jobs" -L unit
 else
