@@ -1,7 +1,7 @@
 // WorkerPool: a few threads with full-size stacks that run work handed over by threads whose
 // stacks are small. civetweb's HTTP workers have about 100 KiB of stack; parsing a request body,
 // rendering a chat template and tokenizing a prompt are walks over untrusted input that need
-// more (and are guarded against running out, see engine/stack_guard.h, but a guard only turns a
+// more (and are guarded against running out, see base/stack_guard.h, but a guard only turns a
 // crash into an error). HTTP handlers therefore prepare each generation on this pool.
 //
 // Ownership: owns its threads; the destructor finishes queued work, then joins them.
@@ -36,7 +36,7 @@ class WorkerPool {
   // queue while every thread is busy.
   void Run(absl::FunctionRef<void()> work);
 
-  // Bytes of stack the calling thread has left (see engine/stack_guard.h); for tests.
+  // Bytes of stack the calling thread has left (see base/stack_guard.h); for tests.
   static size_t CallerStackBytesLeft();
 
  private:

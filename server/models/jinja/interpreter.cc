@@ -221,7 +221,7 @@ enum class Flow { kNormal, kBreak, kContinue };
 
 // How deep rendering may recurse (nested blocks, nested expressions, macro calls) and how
 // deeply lists and dicts a template builds may nest. Rendering stops earlier, with the same
-// error, when the thread's stack runs short (engine/stack_guard.h): a template that a big stack
+// error, when the thread's stack runs short (base/stack_guard.h): a template that a big stack
 // renders must not crash a small one.
 constexpr int kMaxRenderDepth = 256;
 constexpr int kMaxValueNesting = 64;
