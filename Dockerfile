@@ -17,7 +17,9 @@ WORKDIR /src
 COPY CMakeLists.txt ./
 COPY proto proto
 COPY engine engine
+COPY base base
 COPY scheduler scheduler
+COPY serving serving
 COPY server server
 COPY bench bench
 # A compiler cache that outlives the layer (BuildKit / buildah cache mount): after a source

@@ -38,8 +38,8 @@
 #include "engine/llama_model.h"
 #include "engine/primitives.h"
 #include "engine/step_profile.h"
-#include "scheduler/engine_loop.h"
-#include "scheduler/model_executor.h"
+#include "serving/engine_loop.h"
+#include "serving/model_executor.h"
 
 ABSL_FLAG(std::string, model, "", "GGUF model file");
 ABSL_FLAG(
@@ -103,9 +103,9 @@ std::vector<int32_t> OraclePrompt(int request, int prompt_len) {
 
 // The last output of a run is pushed inside the engine's final step; the step's counters are
 // published just after. Waits until they show no request left.
-void WaitForLastStep(scheduler::EngineLoop& loop) {
+void WaitForLastStep(serving::EngineLoop& loop) {
   for (;;) {
-    const scheduler::EngineLoad load = loop.Load();
+    const serving::EngineLoad load = loop.Load();
     if (load.running == 0 && load.waiting == 0) return;
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
@@ -120,23 +120,23 @@ struct RunResult {
 
 // Submits `n` requests at once (request ids offset by `first_request` for distinct prompts) and
 // drains every channel until all have finished.
-RunResult RunOnce(scheduler::EngineLoop& loop, int n, int first_request, int prompt_len, int gen) {
+RunResult RunOnce(serving::EngineLoop& loop, int n, int first_request, int prompt_len, int gen) {
   RunResult result;
   absl::Mutex mu;
   std::deque<int> ready;  // channel indices with outputs queued, guarded by mu
-  std::vector<std::shared_ptr<scheduler::OutputChannel>> channels(n);
+  std::vector<std::shared_ptr<serving::OutputChannel>> channels(n);
   std::vector<Clock::time_point> submitted(n), last_output(n);
   std::vector<bool> got_first(n, false), done(n, false);
 
   const Clock::time_point start = Clock::now();
   for (int i = 0; i < n; ++i) {
-    scheduler::GenerationRequest r;
+    serving::GenerationRequest r;
     r.prompt = OraclePrompt(first_request + i, prompt_len);
     r.stop.max_tokens = gen;
     r.stop.ignore_eos = true;
     r.sampling.temperature = 0;
     submitted[i] = Clock::now();
-    absl::StatusOr<std::shared_ptr<scheduler::OutputChannel>> c = loop.Submit(std::move(r));
+    absl::StatusOr<std::shared_ptr<serving::OutputChannel>> c = loop.Submit(std::move(r));
     if (!c.ok()) {
       result.error = c.status();
       for (int j = 0; j < i; ++j) loop.Abort(channels[j]->request_id());
@@ -162,7 +162,7 @@ RunResult RunOnce(scheduler::EngineLoop& loop, int n, int first_request, int pro
       i = ready.front();
       ready.pop_front();
     }
-    scheduler::RequestOutput out;
+    serving::RequestOutput out;
     while (!done[i] && channels[i]->TryPop(&out)) {
       const Clock::time_point now = Clock::now();
       const int k = static_cast<int>(out.tokens.size());
@@ -235,23 +235,22 @@ int Main() {
     absl::StatusOr<int64_t> bytes = ParseBytes(absl::GetFlag(FLAGS_kv_cache_memory));
     if (!bytes.ok()) return Fail(bytes.status());
     num_pages =
-        scheduler::ModelExecutor::PagesForBytes(**model, page_size, engine::KvDType::kF32, *bytes);
+        serving::ModelExecutor::PagesForBytes(**model, page_size, engine::KvDType::kF32, *bytes);
   }
   if (num_pages <= 0) {
     const int64_t per_request = (prompt_len + 1 + gen + page_size - 1) / page_size;
     num_pages = static_cast<int32_t>(max_n * per_request + 1);
   }
-  absl::StatusOr<std::unique_ptr<scheduler::ModelExecutor>> executor =
-      scheduler::ModelExecutor::Create(std::move(*model), page_size, num_pages,
-                                       engine::KvDType::kF32);
+  absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor = serving::ModelExecutor::Create(
+      std::move(*model), page_size, num_pages, engine::KvDType::kF32);
   if (!executor.ok()) return Fail(executor.status());
-  scheduler::EngineLoopConfig config;
+  serving::EngineLoopConfig config;
   config.max_queued_requests = max_n + 1;
   config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
   config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
   config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
-  absl::StatusOr<std::unique_ptr<scheduler::EngineLoop>> loop =
-      scheduler::EngineLoop::Create(std::move(*executor), config);
+  absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
+      serving::EngineLoop::Create(std::move(*executor), config);
   if (!loop.ok()) return Fail(loop.status());
 
   for (size_t r = 0; r < ns.size(); ++r) {
@@ -264,14 +263,14 @@ int Main() {
       if (!warm.error.ok()) return Fail(warm.error);
       WaitForLastStep(**loop);
     }
-    const scheduler::EngineLoad before = (*loop)->Load();
+    const serving::EngineLoad before = (*loop)->Load();
     engine::StepProfile::Reset();
     engine::StepProfile::SetEnabled(absl::GetFlag(FLAGS_profile));
     RunResult run = RunOnce(**loop, n, run_base, prompt_len, gen);
     engine::StepProfile::SetEnabled(false);
     if (!run.error.ok()) return Fail(run.error);
     WaitForLastStep(**loop);
-    const scheduler::EngineLoad after = (*loop)->Load();
+    const serving::EngineLoad after = (*loop)->Load();
     const int64_t steps = after.steps - before.steps;
     // The engine counts the step just before its profile hook closes it: wait for that hook.
     if (absl::GetFlag(FLAGS_profile)) {

@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "engine/kernel_check_internal.h"
+#include "base/check.h"
 #include "engine/simd_internal.h"
 #include "engine/simd_vec-inl.h"
 
@@ -76,13 +76,13 @@ constexpr int64_t kParallelWork = 1 << 16;
 void PagedAttention(const KvPagePool& pool, int layer, const AttentionShape& shape,
                     absl::Span<const AttentionSequence> sequences, const float* q, float* out) {
   const KvPoolShape& pool_shape = pool.shape();
-  KVSERVE_KERNEL_CHECK(layer >= 0 && layer < pool_shape.num_layers, "attention: bad layer");
-  KVSERVE_KERNEL_CHECK(shape.num_kv_heads == pool_shape.num_kv_heads,
-                       "attention: num_kv_heads differs from the KV pool's");
-  KVSERVE_KERNEL_CHECK(shape.head_dim == pool_shape.head_dim,
-                       "attention: head_dim differs from the KV pool's");
-  KVSERVE_KERNEL_CHECK(shape.num_heads > 0 && shape.num_heads % shape.num_kv_heads == 0,
-                       "attention: num_heads must be a multiple of num_kv_heads");
+  KVSERVE_CHECK_MSG(layer >= 0 && layer < pool_shape.num_layers, "attention: bad layer");
+  KVSERVE_CHECK_MSG(shape.num_kv_heads == pool_shape.num_kv_heads,
+                    "attention: num_kv_heads differs from the KV pool's");
+  KVSERVE_CHECK_MSG(shape.head_dim == pool_shape.head_dim,
+                    "attention: head_dim differs from the KV pool's");
+  KVSERVE_CHECK_MSG(shape.num_heads > 0 && shape.num_heads % shape.num_kv_heads == 0,
+                    "attention: num_heads must be a multiple of num_kv_heads");
   const int group = shape.num_heads / shape.num_kv_heads;
   const int page_size = pool_shape.page_size;
   const int64_t rows_per_item = std::max(1, kQueriesPerItem / group);
@@ -92,14 +92,14 @@ void PagedAttention(const KvPagePool& pool, int layer, const AttentionShape& sha
   for (size_t s = 0; s < sequences.size(); ++s) {
     const AttentionSequence& seq = sequences[s];
     if (seq.num_rows <= 0) continue;
-    KVSERVE_KERNEL_CHECK(seq.start_pos >= 0 && seq.first_row >= 0, "attention: bad sequence");
+    KVSERVE_CHECK_MSG(seq.start_pos >= 0 && seq.first_row >= 0, "attention: bad sequence");
     const int64_t context = seq.start_pos + seq.num_rows;
     const int64_t pages = (context + page_size - 1) / page_size;
-    KVSERVE_KERNEL_CHECK(static_cast<int64_t>(seq.page_table.size()) >= pages,
-                         "attention: page table shorter than the context");
+    KVSERVE_CHECK_MSG(static_cast<int64_t>(seq.page_table.size()) >= pages,
+                      "attention: page table shorter than the context");
     for (int64_t p = 0; p < pages; ++p) {
-      KVSERVE_KERNEL_CHECK(seq.page_table[p] >= 0 && seq.page_table[p] < pool_shape.num_pages,
-                           "attention: page id out of range");
+      KVSERVE_CHECK_MSG(seq.page_table[p] >= 0 && seq.page_table[p] < pool_shape.num_pages,
+                        "attention: page id out of range");
     }
     max_context = std::max(max_context, context);
     for (int64_t begin = 0; begin < seq.num_rows; begin += rows_per_item) {

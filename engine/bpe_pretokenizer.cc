@@ -37,6 +37,20 @@ std::vector<size_t> Refine(const std::vector<size_t>& words, SplitWord split_wor
   return out;
 }
 
+// The length of a contraction 's|'t|'re|'ve|'m|'ll|'d at `pos` (before `end`), or 0; letters in
+// either case when `ignore_case` (Llama 3's (?i:...)), lower case only otherwise (GPT-2's).
+template <typename Cpt>
+size_t ContractionLength(const Cpt& cpt, size_t pos, size_t end, bool ignore_case) {
+  if (cpt(pos) != '\'' || pos + 1 >= end) return 0;
+  const auto letter = [&](size_t p) { return ignore_case ? AsciiLower(cpt(p)) : cpt(p); };
+  const uint32_t n1 = letter(pos + 1);
+  if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') return 2;
+  if (pos + 2 >= end) return 0;
+  const uint32_t n2 = letter(pos + 2);
+  if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) return 3;
+  return 0;
+}
+
 // Llama 3 (max_digits = 3) and Qwen2 (max_digits = 1) patterns.
 std::vector<size_t> SplitLlama3Style(const Classified& t, const std::vector<size_t>& words,
                                      size_t max_digits) {
@@ -50,19 +64,9 @@ std::vector<size_t> SplitLlama3Style(const Classified& t, const std::vector<size
       const uint32_t c = cpt(pos);
       const CodepointClass f = cls(pos);
       // (?i:'s|'t|'re|'ve|'m|'ll|'d)
-      if (c == '\'' && pos + 1 < end) {
-        const uint32_t n1 = AsciiLower(cpt(pos + 1));
-        if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
-          pos += emit(pos + 2);
-          continue;
-        }
-        if (pos + 2 < end) {
-          const uint32_t n2 = AsciiLower(cpt(pos + 2));
-          if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
-            pos += emit(pos + 3);
-            continue;
-          }
-        }
+      if (const size_t n = ContractionLength(cpt, pos, end, /*ignore_case=*/true); n > 0) {
+        pos += emit(pos + n);
+        continue;
       }
       // [^\r\n\p{L}\p{N}]?\p{L}+
       if (!(c == '\r' || c == '\n' || f.number)) {
@@ -137,19 +141,9 @@ std::vector<size_t> SplitGpt2(const Classified& t, const std::vector<size_t>& wo
     for (size_t pos = begin; pos < end;) {
       const uint32_t c = cpt(pos);
       // 's|'t|'re|'ve|'m|'ll|'d (case-sensitive)
-      if (c == '\'' && pos + 1 < end) {
-        const uint32_t n1 = cpt(pos + 1);
-        if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
-          pos += emit(pos + 2);
-          continue;
-        }
-        if (pos + 2 < end) {
-          const uint32_t n2 = cpt(pos + 2);
-          if ((n1 == 'r' && n2 == 'e') || (n1 == 'v' && n2 == 'e') || (n1 == 'l' && n2 == 'l')) {
-            pos += emit(pos + 3);
-            continue;
-          }
-        }
+      if (const size_t n = ContractionLength(cpt, pos, end, /*ignore_case=*/false); n > 0) {
+        pos += emit(pos + n);
+        continue;
       }
       const size_t first = c == ' ' ? pos + 1 : pos;
       const CodepointClass f2 = cls(first);

@@ -1,10 +1,10 @@
 // Detokenizer: turns a stream of token ids into text deltas for streaming responses.
 //
-// Each Add() returns the bytes that became final: never part of a UTF-8 character (bytes of an
-// incomplete character wait for the token that completes them), with the SPM leading space
-// handled as Tokenizer::Decode handles it. Add() deltas followed by Finish() concatenate to
-// exactly tokenizer.Decode(all ids), byte for byte (malformed UTF-8 is passed through once it
-// can no longer become a character).
+// Each Add() returns the text that became final, by the one streaming rule of base/utf8.h (bytes
+// of an incomplete character wait for the token that completes them; bytes that can never form
+// a character become U+FFFD), with the SPM leading space handled as Tokenizer::Decode handles
+// it. Add() deltas followed by Finish() concatenate to base::SanitizeUtf8(tokenizer.Decode(all
+// ids)): Decode's bytes exactly where they are valid UTF-8.
 //
 // Ownership: borrows the Tokenizer, which must outlive it. Thread-safety: not thread-safe; one
 // Detokenizer per stream.
@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/utf8.h"
 #include "engine/tokenizer.h"
 
 namespace kvserve::engine {
@@ -27,13 +28,14 @@ class Detokenizer {
 
   // The text that token `id` completes (possibly empty).
   std::string Add(int32_t id);
-  // Whatever is still held back (an incomplete UTF-8 sequence at the end of the stream).
+  // Whatever is still held back (an incomplete UTF-8 sequence at the end of the stream, as
+  // U+FFFD).
   std::string Finish();
 
  private:
   const Tokenizer& tokenizer_;
   bool strip_space_;
-  std::string pending_;  // bytes of an incomplete UTF-8 character
+  base::Utf8Stream utf8_;
 };
 
 }  // namespace kvserve::engine

@@ -227,6 +227,166 @@ std::string FormatDims(const std::vector<int64_t>& dims) {
   return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
 }
 
+// The header: magic, version (2 or 3), tensor and metadata counts.
+absl::Status ReadHeader(Cursor& cursor, const uint8_t* map, uint32_t* version,
+                        uint64_t* tensor_count, uint64_t* kv_count) {
+  uint32_t magic;
+  if (absl::Status s = cursor.Read(&magic, "magic"); !s.ok()) return s;
+  if (std::memcmp(map, "GGUF", 4) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("not a GGUF file: magic is %02x %02x %02x %02x, expected \"GGUF\"", map[0],
+                        map[1], map[2], map[3]));
+  }
+  if (absl::Status s = cursor.Read(version, "version"); !s.ok()) return s;
+  if (*version != 2 && *version != 3) {
+    std::string hint;
+    if (*version == 0x02000000u || *version == 0x03000000u) hint = " (a big-endian file?)";
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported GGUF version ", *version, hint, "; supported: 2, 3"));
+  }
+  if (absl::Status s = cursor.Read(tensor_count, "tensor count"); !s.ok()) return s;
+  if (absl::Status s = cursor.Read(kv_count, "metadata key/value count"); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
+// `kv_count` metadata key/values, keys unique, into `metadata` and its `index`.
+absl::Status ReadMetadata(Cursor& cursor, uint64_t kv_count,
+                          std::vector<std::pair<std::string, GgufValue>>* metadata,
+                          absl::flat_hash_map<std::string, size_t>* index) {
+  metadata->reserve(static_cast<size_t>(kv_count));
+  for (uint64_t i = 0; i < kv_count; ++i) {
+    std::string key;
+    if (absl::Status s = cursor.ReadString(&key, absl::StrCat("metadata key ", i, " name"));
+        !s.ok()) {
+      return s;
+    }
+    const std::string what = absl::StrCat("metadata key ", i, " ('", key, "')");
+    uint32_t raw_type;
+    if (absl::Status s = cursor.Read(&raw_type, absl::StrCat(what, " value type")); !s.ok()) {
+      return s;
+    }
+    if (!IsKnownValueType(raw_type)) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " has unknown value type ", raw_type));
+    }
+    GgufValue value;
+    if (absl::Status s = ReadValue(cursor, static_cast<GgufValueType>(raw_type), 0,
+                                   absl::StrCat(what, " value"), &value);
+        !s.ok()) {
+      return s;
+    }
+    if (!index->try_emplace(key, metadata->size()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("duplicate metadata key '", key, "'"));
+    }
+    metadata->emplace_back(std::move(key), std::move(value));
+  }
+
+  return absl::OkStatus();
+}
+
+// general.alignment when present (a uint32 power of two), else the default.
+absl::StatusOr<uint64_t> AlignmentOf(const GgufValue* alignment) {
+  if (alignment == nullptr) return kDefaultAlignment;
+  if (alignment->type != GgufValueType::kUint32) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata key '", Sv(kAlignmentKey), "' is ",
+                                                   DescribeType(*alignment),
+                                                   ", expected a uint32"));
+  }
+  const uint64_t value = std::get<uint64_t>(alignment->value);
+  if (value == 0 || (value & (value - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "metadata key '", Sv(kAlignmentKey), "' must be a nonzero power of two, got ", value));
+  }
+  return value;
+}
+
+// Tensor info `i`: name, shape, type, byte size and data offset (a multiple of `alignment`).
+absl::Status ReadTensorInfo(Cursor& cursor, uint64_t i, uint64_t alignment,
+                            GgufTensorInfo* tensor) {
+  if (absl::Status s = cursor.ReadString(&tensor->name, absl::StrCat("tensor info ", i, " name"));
+      !s.ok()) {
+    return s;
+  }
+  const std::string what = absl::StrCat("tensor info ", i, " ('", tensor->name, "')");
+  const std::string named = absl::StrCat("tensor '", tensor->name, "'");
+  uint32_t num_dims;
+  if (absl::Status s = cursor.Read(&num_dims, absl::StrCat(what, " n_dims")); !s.ok()) return s;
+  if (num_dims == 0 || num_dims > kMaxDims) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(named, " has ", num_dims, " dimensions, expected 1 to ", kMaxDims));
+  }
+  if (cursor.remaining() < uint64_t{num_dims} * 8) {
+    return cursor.Truncated(absl::StrCat(what, " dims"));
+  }
+  tensor->dims.resize(num_dims);
+  int64_t num_elements = 1;
+  for (uint32_t d = 0; d < num_dims; ++d) {
+    if (absl::Status s = cursor.Read(&tensor->dims[d], absl::StrCat(what, " dims")); !s.ok()) {
+      return s;
+    }
+    if (tensor->dims[d] <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(named, " has dimension ", d, " of size ",
+                                                     tensor->dims[d], ", expected > 0"));
+    }
+    if (MulOverflows(num_elements, tensor->dims[d], &num_elements)) {
+      return absl::InvalidArgumentError(absl::StrCat(named, " shape ", FormatDims(tensor->dims),
+                                                     " has too many elements (overflow)"));
+    }
+  }
+  tensor->num_elements = num_elements;
+  uint32_t raw_type;
+  if (absl::Status s = cursor.Read(&raw_type, absl::StrCat(what, " type")); !s.ok()) return s;
+  absl::StatusOr<GgmlTypeTraits> traits = GetGgmlTypeTraits(raw_type);
+  if (!traits.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(named, " has unknown ggml tensor type ", raw_type));
+  }
+  tensor->type = static_cast<GgmlType>(raw_type);
+  if (tensor->dims[0] % traits->block_size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(named, " row of ", tensor->dims[0], " elements is not a multiple of the ",
+                     Sv(traits->name), " block size ", traits->block_size));
+  }
+  absl::StatusOr<int64_t> row_bytes = GgmlRowBytes(tensor->type, tensor->dims[0]);
+  if (!row_bytes.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(named, ": ", row_bytes.status().message()));
+  }
+  const int64_t rows = num_elements / tensor->dims[0];
+  if (MulOverflows(*row_bytes, rows, &tensor->num_bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(named, " shape ", FormatDims(tensor->dims), " overflows its byte size"));
+  }
+  if (absl::Status s = cursor.Read(&tensor->offset, absl::StrCat(what, " offset")); !s.ok()) {
+    return s;
+  }
+  if (tensor->offset % alignment != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        named, " data offset ", tensor->offset, " is not a multiple of the alignment ", alignment));
+  }
+  return absl::OkStatus();
+}
+
+// Points every tensor at its data, which must lie inside the file: the data section starts at
+// the first multiple of `alignment` after the tensor infos, which end at `infos_end`.
+absl::Status LocateTensorData(const uint8_t* map, size_t map_size, uint64_t infos_end,
+                              uint64_t alignment, std::vector<GgufTensorInfo>& tensors) {
+  // The data section starts at the next multiple of the alignment. A file without tensors may
+  // end right after the directory.
+  const uint64_t padding = (alignment - infos_end % alignment) % alignment;
+  const uint64_t data_start = infos_end + padding;  // no overflow: both are < 2^63
+  for (GgufTensorInfo& tensor : tensors) {
+    const uint64_t available = data_start <= map_size ? map_size - data_start : 0;
+    const uint64_t bytes = static_cast<uint64_t>(tensor.num_bytes);
+    if (data_start > map_size || tensor.offset > available || bytes > available - tensor.offset) {
+      return absl::DataLossError(absl::StrCat("truncated GGUF file: tensor '", tensor.name,
+                                              "' data (", bytes, " bytes at offset ", tensor.offset,
+                                              " of the data section starting at ", data_start,
+                                              ") ends past end of file (", map_size, " bytes)"));
+    }
+    tensor.data = map + data_start + tensor.offset;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string_view GgufValueTypeName(GgufValueType type) {
@@ -282,23 +442,10 @@ GgufFile::~GgufFile() = default;
 
 absl::Status GgufFile::Parse() {
   Cursor cursor(map_, map_size_);
-  uint32_t magic;
-  if (absl::Status s = cursor.Read(&magic, "magic"); !s.ok()) return s;
-  if (std::memcmp(map_, "GGUF", 4) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("not a GGUF file: magic is %02x %02x %02x %02x, expected \"GGUF\"", map_[0],
-                        map_[1], map_[2], map_[3]));
-  }
-  if (absl::Status s = cursor.Read(&version_, "version"); !s.ok()) return s;
-  if (version_ != 2 && version_ != 3) {
-    std::string hint;
-    if (version_ == 0x02000000u || version_ == 0x03000000u) hint = " (a big-endian file?)";
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported GGUF version ", version_, hint, "; supported: 2, 3"));
-  }
   uint64_t tensor_count, kv_count;
-  if (absl::Status s = cursor.Read(&tensor_count, "tensor count"); !s.ok()) return s;
-  if (absl::Status s = cursor.Read(&kv_count, "metadata key/value count"); !s.ok()) return s;
+  if (absl::Status s = ReadHeader(cursor, map_, &version_, &tensor_count, &kv_count); !s.ok()) {
+    return s;
+  }
   // Each key/value needs at least a length, a type and a 1-byte value; each tensor info at least
   // a name length, n_dims, one dim, a type and an offset. Bounds reservations below.
   constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
@@ -308,48 +455,12 @@ absl::Status GgufFile::Parse() {
                                             " metadata key/values cannot fit in the remaining ",
                                             cursor.remaining(), " bytes"));
   }
-  metadata_.reserve(static_cast<size_t>(kv_count));
-  for (uint64_t i = 0; i < kv_count; ++i) {
-    std::string key;
-    if (absl::Status s = cursor.ReadString(&key, absl::StrCat("metadata key ", i, " name"));
-        !s.ok()) {
-      return s;
-    }
-    const std::string what = absl::StrCat("metadata key ", i, " ('", key, "')");
-    uint32_t raw_type;
-    if (absl::Status s = cursor.Read(&raw_type, absl::StrCat(what, " value type")); !s.ok()) {
-      return s;
-    }
-    if (!IsKnownValueType(raw_type)) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " has unknown value type ", raw_type));
-    }
-    GgufValue value;
-    if (absl::Status s = ReadValue(cursor, static_cast<GgufValueType>(raw_type), 0,
-                                   absl::StrCat(what, " value"), &value);
-        !s.ok()) {
-      return s;
-    }
-    if (!metadata_index_.try_emplace(key, metadata_.size()).second) {
-      return absl::InvalidArgumentError(absl::StrCat("duplicate metadata key '", key, "'"));
-    }
-    metadata_.emplace_back(std::move(key), std::move(value));
+  if (absl::Status s = ReadMetadata(cursor, kv_count, &metadata_, &metadata_index_); !s.ok()) {
+    return s;
   }
-
-  if (const GgufValue* alignment = FindMetadata(kAlignmentKey)) {
-    if (alignment->type != GgufValueType::kUint32) {
-      return absl::InvalidArgumentError(absl::StrCat("metadata key '", Sv(kAlignmentKey), "' is ",
-                                                     DescribeType(*alignment),
-                                                     ", expected a uint32"));
-    }
-    const uint64_t value = std::get<uint64_t>(alignment->value);
-    if (value == 0 || (value & (value - 1)) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "metadata key '", Sv(kAlignmentKey), "' must be a nonzero power of two, got ", value));
-    }
-    alignment_ = value;
-  } else {
-    alignment_ = kDefaultAlignment;
-  }
+  absl::StatusOr<uint64_t> alignment = AlignmentOf(FindMetadata(kAlignmentKey));
+  if (!alignment.ok()) return alignment.status();
+  alignment_ = *alignment;
 
   if (tensor_count > cursor.remaining() / kMinTensorInfoBytes) {
     return absl::DataLossError(absl::StrCat("truncated GGUF file: ", tensor_count,
@@ -359,67 +470,7 @@ absl::Status GgufFile::Parse() {
   tensors_.reserve(static_cast<size_t>(tensor_count));
   for (uint64_t i = 0; i < tensor_count; ++i) {
     GgufTensorInfo tensor;
-    if (absl::Status s = cursor.ReadString(&tensor.name, absl::StrCat("tensor info ", i, " name"));
-        !s.ok()) {
-      return s;
-    }
-    const std::string what = absl::StrCat("tensor info ", i, " ('", tensor.name, "')");
-    const std::string named = absl::StrCat("tensor '", tensor.name, "'");
-    uint32_t num_dims;
-    if (absl::Status s = cursor.Read(&num_dims, absl::StrCat(what, " n_dims")); !s.ok()) return s;
-    if (num_dims == 0 || num_dims > kMaxDims) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(named, " has ", num_dims, " dimensions, expected 1 to ", kMaxDims));
-    }
-    if (cursor.remaining() < uint64_t{num_dims} * 8) {
-      return cursor.Truncated(absl::StrCat(what, " dims"));
-    }
-    tensor.dims.resize(num_dims);
-    int64_t num_elements = 1;
-    for (uint32_t d = 0; d < num_dims; ++d) {
-      if (absl::Status s = cursor.Read(&tensor.dims[d], absl::StrCat(what, " dims")); !s.ok()) {
-        return s;
-      }
-      if (tensor.dims[d] <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(named, " has dimension ", d, " of size ",
-                                                       tensor.dims[d], ", expected > 0"));
-      }
-      if (MulOverflows(num_elements, tensor.dims[d], &num_elements)) {
-        return absl::InvalidArgumentError(absl::StrCat(named, " shape ", FormatDims(tensor.dims),
-                                                       " has too many elements (overflow)"));
-      }
-    }
-    tensor.num_elements = num_elements;
-    uint32_t raw_type;
-    if (absl::Status s = cursor.Read(&raw_type, absl::StrCat(what, " type")); !s.ok()) return s;
-    absl::StatusOr<GgmlTypeTraits> traits = GetGgmlTypeTraits(raw_type);
-    if (!traits.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(named, " has unknown ggml tensor type ", raw_type));
-    }
-    tensor.type = static_cast<GgmlType>(raw_type);
-    if (tensor.dims[0] % traits->block_size != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(named, " row of ", tensor.dims[0], " elements is not a multiple of the ",
-                       Sv(traits->name), " block size ", traits->block_size));
-    }
-    absl::StatusOr<int64_t> row_bytes = GgmlRowBytes(tensor.type, tensor.dims[0]);
-    if (!row_bytes.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(named, ": ", row_bytes.status().message()));
-    }
-    const int64_t rows = num_elements / tensor.dims[0];
-    if (MulOverflows(*row_bytes, rows, &tensor.num_bytes)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(named, " shape ", FormatDims(tensor.dims), " overflows its byte size"));
-    }
-    if (absl::Status s = cursor.Read(&tensor.offset, absl::StrCat(what, " offset")); !s.ok()) {
-      return s;
-    }
-    if (tensor.offset % alignment_ != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(named, " data offset ", tensor.offset,
-                                                     " is not a multiple of the alignment ",
-                                                     alignment_));
-    }
+    if (absl::Status s = ReadTensorInfo(cursor, i, alignment_, &tensor); !s.ok()) return s;
     if (tensor_index_.contains(tensor.name)) {
       return absl::InvalidArgumentError(absl::StrCat("duplicate tensor name '", tensor.name, "'"));
     }
@@ -427,23 +478,7 @@ absl::Status GgufFile::Parse() {
     tensors_.push_back(std::move(tensor));
   }
 
-  // The data section starts at the next multiple of the alignment. A file without tensors may
-  // end right after the directory.
-  const uint64_t infos_end = cursor.pos();
-  const uint64_t padding = (alignment_ - infos_end % alignment_) % alignment_;
-  const uint64_t data_start = infos_end + padding;  // no overflow: both are < 2^63
-  for (GgufTensorInfo& tensor : tensors_) {
-    const uint64_t available = data_start <= map_size_ ? map_size_ - data_start : 0;
-    const uint64_t bytes = static_cast<uint64_t>(tensor.num_bytes);
-    if (data_start > map_size_ || tensor.offset > available || bytes > available - tensor.offset) {
-      return absl::DataLossError(absl::StrCat("truncated GGUF file: tensor '", tensor.name,
-                                              "' data (", bytes, " bytes at offset ", tensor.offset,
-                                              " of the data section starting at ", data_start,
-                                              ") ends past end of file (", map_size_, " bytes)"));
-    }
-    tensor.data = map_ + data_start + tensor.offset;
-  }
-  return absl::OkStatus();
+  return LocateTensorData(map_, map_size_, cursor.pos(), alignment_, tensors_);
 }
 
 const GgufValue* GgufFile::FindMetadata(std::string_view key) const {

@@ -9,6 +9,10 @@
 #include "absl/strings/str_format.h"
 
 namespace kvserve::engine {
+
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 namespace fs = std::filesystem;

@@ -20,7 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "engine/json.h"
+#include "base/json.h"
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 
@@ -29,7 +29,8 @@ namespace kvserve::engine {
 // Reads a config.json (already parsed). `name` fills ModelConfig::name. Errors name the key:
 // "config.json: missing key 'hidden_size'", "unsupported architecture 'GPT2LMHeadModel'".
 // vocab_size is taken from the config; tied_embeddings from tie_word_embeddings (default false).
-absl::StatusOr<ModelConfig> ModelConfigFromHfConfig(const JsonValue& config, std::string name);
+absl::StatusOr<ModelConfig> ModelConfigFromHfConfig(const base::JsonValue& config,
+                                                    std::string name);
 
 class HfModel {
  public:

@@ -1,18 +1,10 @@
-// KVSERVE_KERNEL_CHECK(cond, msg): aborts with file, line and `msg` when an invariant of the
-// kernels (shapes, page ids) is broken. Active in every build type: a wrong page id would
-// otherwise read or write out of bounds. Private to the kernel sources.
+// KVSERVE_KERNEL_CHECK(cond, msg): base/check.h's KVSERVE_CHECK_MSG under the name the kernel
+// sources under rewrite (kernels.cc, quant/) still use; new code includes base/check.h.
 #ifndef KVSERVE_ENGINE_KERNEL_CHECK_INTERNAL_H_
 #define KVSERVE_ENGINE_KERNEL_CHECK_INTERNAL_H_
 
-#include <cstdio>
-#include <cstdlib>
+#include "base/check.h"
 
-#define KVSERVE_KERNEL_CHECK(cond, msg)                                                       \
-  do {                                                                                        \
-    if (!(cond)) {                                                                            \
-      std::fprintf(stderr, "%s:%d: check failed: %s (%s)\n", __FILE__, __LINE__, #cond, msg); \
-      std::abort();                                                                           \
-    }                                                                                         \
-  } while (false)
+#define KVSERVE_KERNEL_CHECK(cond, msg) KVSERVE_CHECK_MSG(cond, msg)
 
 #endif  // KVSERVE_ENGINE_KERNEL_CHECK_INTERNAL_H_

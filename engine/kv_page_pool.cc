@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "engine/kernel_check_internal.h"
+#include "base/check.h"
 #include "engine/simd_vec-inl.h"
 
 namespace kvserve::engine {
@@ -95,17 +95,17 @@ const void* KvPagePool::ValueBlock(int layer, int32_t page, int kv_head) const {
 
 void KvPagePool::Write(int layer, absl::Span<const int32_t> page_table, const int32_t* positions,
                        int64_t num_tokens, const float* k, const float* v) {
-  KVSERVE_KERNEL_CHECK(layer >= 0 && layer < shape_.num_layers, "KV write: layer out of range");
+  KVSERVE_CHECK_MSG(layer >= 0 && layer < shape_.num_layers, "KV write: layer out of range");
   const int page_size = shape_.page_size;
   const int head_dim = shape_.head_dim;
   const int64_t row = static_cast<int64_t>(shape_.num_kv_heads) * head_dim;
   for (int64_t t = 0; t < num_tokens; ++t) {
     const int32_t position = positions[t];
-    KVSERVE_KERNEL_CHECK(
+    KVSERVE_CHECK_MSG(
         position >= 0 && static_cast<size_t>(position / page_size) < page_table.size(),
         "KV write: position beyond the page table");
     const int32_t page = page_table[position / page_size];
-    KVSERVE_KERNEL_CHECK(page >= 0 && page < shape_.num_pages, "KV write: page id out of range");
+    KVSERVE_CHECK_MSG(page >= 0 && page < shape_.num_pages, "KV write: page id out of range");
     const size_t slot_offset = static_cast<size_t>(position % page_size) * head_dim;
     for (int h = 0; h < shape_.num_kv_heads; ++h) {
       const float* k_src = k + t * row + static_cast<int64_t>(h) * head_dim;

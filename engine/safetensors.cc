@@ -4,9 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/json.h"
+#include "base/json.h"
 
 namespace kvserve::engine {
+
+using base::JsonTypeName;
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 // Bytes per element of every dtype the format defines; 0 when unknown.

@@ -13,16 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-
-// Invariant check: a violation is a programming error in the caller, so abort with a message.
-#define SAMPLING_CHECK(cond, msg)                                                      \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s: %s\n", __FILE__, __LINE__, #cond, \
-                   std::string(msg).c_str());                                          \
-      std::abort();                                                                    \
-    }                                                                                  \
-  } while (0)
+#include "base/check.h"
 
 namespace kvserve::engine {
 namespace {
@@ -271,7 +262,7 @@ int32_t SampleTruncated(absl::Span<const float> x, float max_logit, const Sampli
     const float min_weight = params.min_p;
     std::erase_if(c, [&](const Candidate& t) { return t.weight < min_weight; });
   }
-  SAMPLING_CHECK(!c.empty(), "truncation removed every token");
+  KVSERVE_CHECK_MSG(!c.empty(), "truncation removed every token");
   if (!in_id_order) {
     std::sort(c.begin(), c.end(),
               [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
@@ -384,8 +375,8 @@ void ApplyPenaltiesAndBias(absl::Span<float> logits, const SamplingParams& param
   const float frequency = params.frequency_penalty;
   if (repetition != 1.0f || presence != 0.0f || frequency != 0.0f) {
     for (const auto& [token, count] : state.output_counts()) {
-      SAMPLING_CHECK(token >= 0 && token < vocab,
-                     absl::StrCat("token ", token, " outside vocabulary of ", vocab));
+      KVSERVE_CHECK_MSG(token >= 0 && token < vocab,
+                        absl::StrCat("token ", token, " outside vocabulary of ", vocab));
       float& v = logits[token];
       v = v > 0.0f ? v / repetition : v * repetition;
       if (count > 0) {
@@ -395,15 +386,15 @@ void ApplyPenaltiesAndBias(absl::Span<float> logits, const SamplingParams& param
     }
   }
   for (const auto& [token, bias] : params.logit_bias) {
-    SAMPLING_CHECK(token >= 0 && token < vocab,
-                   absl::StrCat("logit_bias token ", token, " outside vocabulary of ", vocab));
+    KVSERVE_CHECK_MSG(token >= 0 && token < vocab,
+                      absl::StrCat("logit_bias token ", token, " outside vocabulary of ", vocab));
     logits[token] += bias;
   }
 }
 
 SampleResult Sample(absl::Span<const float> logits, const SamplingParams& params,
                     SamplerState& state) {
-  SAMPLING_CHECK(!logits.empty(), "empty logits row");
+  KVSERVE_CHECK_MSG(!logits.empty(), "empty logits row");
   // One draw per call, greedy or not, so the n-th token always uses the n-th draw.
   const double u = state.rng().NextUniform();
 
@@ -439,11 +430,11 @@ void SampleBatch(absl::Span<const float> logits, int32_t vocab_size,
                  absl::Span<const SamplingParams* const> params,
                  absl::Span<SamplerState* const> states, absl::Span<SampleResult> results) {
   const int64_t rows = static_cast<int64_t>(params.size());
-  SAMPLING_CHECK(vocab_size > 0, "vocab_size must be > 0");
-  SAMPLING_CHECK(
+  KVSERVE_CHECK_MSG(vocab_size > 0, "vocab_size must be > 0");
+  KVSERVE_CHECK_MSG(
       static_cast<int64_t>(logits.size()) == rows * vocab_size,
       absl::StrCat("logits has ", logits.size(), " values, expected ", rows, " x ", vocab_size));
-  SAMPLING_CHECK(
+  KVSERVE_CHECK_MSG(
       static_cast<int64_t>(states.size()) == rows && static_cast<int64_t>(results.size()) == rows,
       "params, states and results must have one entry per row");
 #pragma omp parallel for schedule(dynamic, 1) if (rows > 1)

@@ -4,13 +4,17 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/json.h"
 #include "engine/bpe_tokenizer.h"
-#include "engine/json.h"
 #include "engine/spm_tokenizer.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_vocab.h"
 
 namespace kvserve::engine {
+
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 // The Split regexes of the pre-tokenizers kvserve implements, as tokenizer.json spells them.
@@ -152,50 +156,36 @@ absl::Status CheckSpmNormalizer(const JsonValue* normalizer, const JsonValue* pr
   return absl::OkStatus();
 }
 
-}  // namespace
+absl::Status InvalidJson(const std::string& what) { return absl::InvalidArgumentError(what); }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
-    const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
-  absl::StatusOr<JsonValue> json = ReadJsonFile(tokenizer_json_path);
-  if (!json.ok()) return json.status();
-  const auto fail = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(tokenizer_json_path, ": ", what));
-  };
-  const JsonValue* model = json->Find("model");
-  if (model == nullptr || !model->is_object()) return fail("no model object");
-  if (TypeOf(*model) != "BPE") {
-    return absl::UnimplementedError(absl::StrCat(tokenizer_json_path, ": model type '",
-                                                 TypeOf(*model), "' (kvserve supports BPE)"));
-  }
-  const bool byte_fallback = BoolMember(*model, "byte_fallback", false);
-  absl::StatusOr<std::string> pre = std::string();
+// The same status with `path: ` before its message.
+absl::Status WithPath(const std::string& path, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(path, ": ", status.message()));
+}
+
+// The GGUF pre-tokenizer name ("" for SentencePiece-style byte-fallback vocabularies, whose
+// normalizer and pre-tokenizer must be the SPM ones).
+absl::StatusOr<std::string> PreTokenizerOf(const JsonValue& json, bool byte_fallback) {
   if (byte_fallback) {
-    if (absl::Status s = CheckSpmNormalizer(json->Find("normalizer"), json->Find("pre_tokenizer"));
-        !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat(tokenizer_json_path, ": ", s.message()));
-    }
-  } else {
-    // NFC (Qwen) is accepted and not applied: llama.cpp does not normalize either, and the ids
-    // must equal the GGUF path's.
-    const JsonValue* normalizer = json->Find("normalizer");
-    if (normalizer != nullptr && !normalizer->is_null() && TypeOf(*normalizer) != "NFC") {
-      return absl::UnimplementedError(absl::StrCat(tokenizer_json_path, ": normalizer '",
-                                                   TypeOf(*normalizer), "' is not supported"));
-    }
-    pre = ByteLevelPreTokenizerName(json->Find("pre_tokenizer"));
-    if (!pre.ok()) {
-      return absl::Status(pre.status().code(),
-                          absl::StrCat(tokenizer_json_path, ": ", pre.status().message()));
-    }
+    absl::Status s = CheckSpmNormalizer(json.Find("normalizer"), json.Find("pre_tokenizer"));
+    if (!s.ok()) return s;
+    return std::string();
   }
+  // NFC (Qwen) is accepted and not applied: llama.cpp does not normalize either, and the ids
+  // must equal the GGUF path's.
+  const JsonValue* normalizer = json.Find("normalizer");
+  if (normalizer != nullptr && !normalizer->is_null() && TypeOf(*normalizer) != "NFC") {
+    return absl::UnimplementedError(
+        absl::StrCat("normalizer '", TypeOf(*normalizer), "' is not supported"));
+  }
+  return ByteLevelPreTokenizerName(json.Find("pre_tokenizer"));
+}
 
-  GgufVocabulary v;
-  v.model = byte_fallback ? "llama" : "gpt2";
-  v.pre = *pre;
-  const JsonValue* vocab = model->Find("vocab");
-  if (vocab == nullptr || !vocab->is_object()) return fail("model.vocab is not an object");
-  const JsonValue* added = json->Find("added_tokens");
-  if (added != nullptr && !added->is_array()) return fail("added_tokens is not an array");
+// model.vocab and added_tokens into texts and types, holes padded.
+absl::Status ReadTokens(const JsonValue& model, const JsonValue* added, GgufVocabulary& v) {
+  const JsonValue* vocab = model.Find("vocab");
+  if (vocab == nullptr || !vocab->is_object()) return InvalidJson("model.vocab is not an object");
+  if (added != nullptr && !added->is_array()) return InvalidJson("added_tokens is not an array");
   // Ids must be non-negative integers; the largest one sizes the vocabulary.
   const auto check_id = [](const JsonValue* id) -> int64_t {
     if (id == nullptr || !id->is_number()) return -1;
@@ -205,7 +195,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
   int64_t n = 0;
   for (const auto& [text, id] : vocab->object) {
     const int64_t i = check_id(&id);
-    if (i < 0) return fail(absl::StrCat("model.vocab id of '", text, "' is not a valid id"));
+    if (i < 0) return InvalidJson(absl::StrCat("model.vocab id of '", text, "' is not a valid id"));
     n = std::max(n, i + 1);
   }
   if (added != nullptr) {
@@ -213,12 +203,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
       const int64_t i = check_id(t.Find("id"));
       const JsonValue* content = t.Find("content");
       if (i < 0 || content == nullptr || !content->is_string()) {
-        return fail("added_tokens entry without a valid id and content");
+        return InvalidJson("added_tokens entry without a valid id and content");
       }
       n = std::max(n, i + 1);
     }
   }
-  if (n == 0) return fail("empty vocabulary");
+  if (n == 0) return InvalidJson("empty vocabulary");
   v.texts.assign(n, "");
   v.types.assign(n, TokenType::kUnused);
   v.scores.assign(n, 0.0f);
@@ -238,25 +228,32 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
     if (v.types[i] == TokenType::kUnused) v.texts[i] = absl::StrCat("[PAD", i, "]");
     if (v.texts[i].empty()) v.texts[i] = absl::StrCat("[EMPTY_", i, "]");
   }
-  if (byte_fallback) {
-    // SentencePiece conventions, as llama.cpp's converter writes them: <0xXX> byte tokens, the
-    // unknown token, and spaces shown as U+2581 with one prepended.
-    v.add_space_prefix = true;
-    const JsonValue* unk = model->Find("unk_token");
-    for (int64_t i = 0; i < n; ++i) {
-      const std::string& t = v.texts[i];
-      if (v.types[i] == TokenType::kNormal && t.size() == 6 && t.rfind("<0x", 0) == 0 &&
-          t[5] == '>') {
-        v.types[i] = TokenType::kByte;
-      }
-      if (unk != nullptr && unk->is_string() && t == unk->string) {
-        v.types[i] = TokenType::kUnknown;
-        v.unk_id = static_cast<int32_t>(i);
-      }
+  return absl::OkStatus();
+}
+
+// SentencePiece conventions, as llama.cpp's converter writes them: <0xXX> byte tokens, the
+// unknown token, and spaces shown as U+2581 with one prepended.
+void MarkSpmTokens(const JsonValue& model, GgufVocabulary& v) {
+  const int64_t n = static_cast<int64_t>(v.texts.size());
+  v.add_space_prefix = true;
+  const JsonValue* unk = model.Find("unk_token");
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string& t = v.texts[i];
+    if (v.types[i] == TokenType::kNormal && t.size() == 6 && t.rfind("<0x", 0) == 0 &&
+        t[5] == '>') {
+      v.types[i] = TokenType::kByte;
+    }
+    if (unk != nullptr && unk->is_string() && t == unk->string) {
+      v.types[i] = TokenType::kUnknown;
+      v.unk_id = static_cast<int32_t>(i);
     }
   }
-  const JsonValue* merges = model->Find("merges");
-  if (merges == nullptr || !merges->is_array()) return fail("model.merges is not an array");
+}
+
+// model.merges, as "a b" strings or ["a", "b"] pairs.
+absl::Status ReadMerges(const JsonValue& model, GgufVocabulary& v) {
+  const JsonValue* merges = model.Find("merges");
+  if (merges == nullptr || !merges->is_array()) return InvalidJson("model.merges is not an array");
   v.merges.reserve(merges->array.size());
   for (const JsonValue& m : merges->array) {
     if (m.is_string()) {
@@ -265,52 +262,91 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
                m.array[1].is_string()) {
       v.merges.push_back(absl::StrCat(m.array[0].string, " ", m.array[1].string));
     } else {
-      return fail(absl::StrCat("model.merges entry ", v.merges.size(),
-                               " is neither \"a b\" nor [\"a\", \"b\"]"));
+      return InvalidJson(absl::StrCat("model.merges entry ", v.merges.size(),
+                                      " is neither \"a b\" nor [\"a\", \"b\"]"));
     }
   }
-  if (byte_fallback) {
-    // SPM merges the adjacent pair whose result scores highest; scoring each token by minus the
-    // rank of the first merge that forms it makes that BPE's lowest-rank-first order.
-    const TokenIndex index = BuildTokenIndex(v.texts);
-    std::vector<bool> scored(n, false);
-    for (size_t rank = 0; rank < v.merges.size(); ++rank) {
-      const std::string& m = v.merges[rank];
-      const size_t space = m.find(' ', 1);
-      if (space == std::string::npos) continue;
-      const int32_t id = FindToken(index, m.substr(0, space) + m.substr(space + 1));
-      if (id >= 0 && !scored[id]) {
-        scored[id] = true;
-        v.scores[id] = -static_cast<float>(rank);
-      }
+  return absl::OkStatus();
+}
+
+// SPM merges the adjacent pair whose result scores highest; scoring each token by minus the
+// rank of the first merge that forms it makes that BPE's lowest-rank-first order.
+void ScoreSpmMerges(GgufVocabulary& v) {
+  const size_t n = v.texts.size();
+  const TokenIndex index = BuildTokenIndex(v.texts);
+  std::vector<bool> scored(n, false);
+  for (size_t rank = 0; rank < v.merges.size(); ++rank) {
+    const std::string& m = v.merges[rank];
+    const size_t space = m.find(' ', 1);
+    if (space == std::string::npos) continue;
+    const int32_t id = FindToken(index, m.substr(0, space) + m.substr(space + 1));
+    if (id >= 0 && !scored[id]) {
+      scored[id] = true;
+      v.scores[id] = -static_cast<float>(rank);
     }
   }
+}
+
+// bos_token, eos_token and add_bos_token of tokenizer_config.json.
+absl::Status ApplyTokenizerConfig(const std::string& tokenizer_config_path, GgufVocabulary& v) {
+  absl::StatusOr<JsonValue> config = ReadJsonFile(tokenizer_config_path);
+  if (!config.ok()) return config.status();
+  const TokenIndex index = BuildTokenIndex(v.texts);
+  const auto token_id = [&](absl::string_view key) {
+    const std::string text = SpecialTokenText(*config, key);
+    return text.empty() ? -1 : FindToken(index, text);
+  };
+  v.bos_id = token_id("bos_token");
+  v.eos_id = token_id("eos_token");
+  if (v.eos_id >= 0) v.eos_ids.insert(v.eos_id);
+  const JsonValue* add_bos = config->Find("add_bos_token");
+  v.add_bos = add_bos != nullptr && add_bos->is_bool() ? add_bos->boolean : v.bos_id >= 0;
+  return absl::OkStatus();
+}
+
+// tokenizer.json as the vocabulary llama.cpp's converter would write (errors without the path).
+absl::StatusOr<GgufVocabulary> VocabularyFromTokenizerJson(const JsonValue& json) {
+  const JsonValue* model = json.Find("model");
+  if (model == nullptr || !model->is_object()) return InvalidJson("no model object");
+  if (TypeOf(*model) != "BPE") {
+    return absl::UnimplementedError(
+        absl::StrCat("model type '", TypeOf(*model), "' (kvserve supports BPE)"));
+  }
+  const bool byte_fallback = BoolMember(*model, "byte_fallback", false);
+  absl::StatusOr<std::string> pre = PreTokenizerOf(json, byte_fallback);
+  if (!pre.ok()) return pre.status();
+  GgufVocabulary v;
+  v.model = byte_fallback ? "llama" : "gpt2";
+  v.pre = *pre;
+  if (absl::Status s = ReadTokens(*model, json.Find("added_tokens"), v); !s.ok()) return s;
+  if (byte_fallback) MarkSpmTokens(*model, v);
+  if (absl::Status s = ReadMerges(*model, v); !s.ok()) return s;
+  if (byte_fallback) ScoreSpmMerges(v);
   if (const JsonValue* ignore = model->Find("ignore_merges"); ignore != nullptr) {
-    if (!ignore->is_bool()) return fail("model.ignore_merges is not a boolean");
+    if (!ignore->is_bool()) return InvalidJson("model.ignore_merges is not a boolean");
     v.ignore_merges = ignore->boolean;
   }
+  return v;
+}
 
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromHfJson(
+    const std::string& tokenizer_json_path, const std::string& tokenizer_config_path) {
+  absl::StatusOr<JsonValue> json = ReadJsonFile(tokenizer_json_path);
+  if (!json.ok()) return json.status();
+  absl::StatusOr<GgufVocabulary> v = VocabularyFromTokenizerJson(*json);
+  if (!v.ok()) return WithPath(tokenizer_json_path, v.status());
   if (!tokenizer_config_path.empty()) {
-    absl::StatusOr<JsonValue> config = ReadJsonFile(tokenizer_config_path);
-    if (!config.ok()) return config.status();
-    const TokenIndex index = BuildTokenIndex(v.texts);
-    const auto token_id = [&](absl::string_view key) {
-      const std::string text = SpecialTokenText(*config, key);
-      return text.empty() ? -1 : FindToken(index, text);
-    };
-    v.bos_id = token_id("bos_token");
-    v.eos_id = token_id("eos_token");
-    if (v.eos_id >= 0) v.eos_ids.insert(v.eos_id);
-    const JsonValue* add_bos = config->Find("add_bos_token");
-    v.add_bos = add_bos != nullptr && add_bos->is_bool() ? add_bos->boolean : v.bos_id >= 0;
+    if (absl::Status s = ApplyTokenizerConfig(tokenizer_config_path, *v); !s.ok()) return s;
   }
-  PromoteSpecialTokensByText(&v);
-  if (byte_fallback) {
-    absl::StatusOr<std::unique_ptr<SpmTokenizer>> t = SpmTokenizer::Create(std::move(v));
+  PromoteSpecialTokensByText(&*v);
+  if (v->model == "llama") {  // byte fallback
+    absl::StatusOr<std::unique_ptr<SpmTokenizer>> t = SpmTokenizer::Create(*std::move(v));
     if (!t.ok()) return t.status();
     return std::unique_ptr<Tokenizer>(std::move(*t));
   }
-  absl::StatusOr<std::unique_ptr<BpeTokenizer>> t = BpeTokenizer::Create(std::move(v));
+  absl::StatusOr<std::unique_ptr<BpeTokenizer>> t = BpeTokenizer::Create(*std::move(v));
   if (!t.ok()) return t.status();
   return std::unique_ptr<Tokenizer>(std::move(*t));
 }

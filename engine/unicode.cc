@@ -78,37 +78,6 @@ std::vector<uint32_t> DecodeUtf8(std::string_view text) {
   return out;
 }
 
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
-int IncompleteUtf8Suffix(std::string_view text) {
-  // Look back at most 3 bytes for a lead byte whose sequence runs past the end.
-  const int n = static_cast<int>(text.size());
-  for (int back = 1; back <= 3 && back <= n; ++back) {
-    const uint8_t c = static_cast<uint8_t>(text[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    if (c < 0xC0) return 0;            // ASCII: everything before is complete
-    const int need = Utf8SequenceLength(c);
-    return need > back ? back : 0;
-  }
-  return 0;
-}
-
 CodepointClass ClassifyCodepoint(uint32_t cp) {
   CodepointClass c;
   switch (u_charType(static_cast<UChar32>(cp))) {

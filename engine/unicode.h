@@ -1,4 +1,5 @@
-// Unicode helpers for the tokenizers: UTF-8 decoding and encoding the way llama.cpp does it,
+// Unicode helpers for the tokenizers: UTF-8 decoding the way llama.cpp does it (encoding and
+// the streaming rule are base/utf8.h),
 // the code point classes the pre-tokenizer regexes use (\p{L}, \p{N}, \s, \p{P}, from ICU's
 // character database), and GPT-2's byte <-> printable code point mapping.
 //
@@ -11,9 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "base/utf8.h"
+
 namespace kvserve::engine {
 
-inline constexpr uint32_t kReplacementCharacter = 0xFFFD;
+using base::AppendUtf8;
+using base::kReplacementCharacter;
 
 // Length in bytes of the UTF-8 sequence that starts with `lead`, judged by its high bits only
 // (1 for ASCII and for stray continuation bytes, 2, 3 or 4). Callers clamp it to the text left.
@@ -25,13 +29,6 @@ inline int Utf8SequenceLength(uint8_t lead) {
 // Decodes UTF-8 into code points. A malformed sequence yields U+FFFD and consumes one byte
 // (llama.cpp's rule, so pre-tokenization of bad input matches it).
 std::vector<uint32_t> DecodeUtf8(std::string_view text);
-
-// Appends the UTF-8 encoding of `cp` to `out`.
-void AppendUtf8(uint32_t cp, std::string* out);
-
-// Number of bytes at the end of `text` that form an incomplete but so-far valid UTF-8 sequence
-// (0..3): bytes a streaming decoder must hold back until the rest arrives.
-int IncompleteUtf8Suffix(std::string_view text);
 
 // Code point classes used by the pre-tokenizers.
 struct CodepointClass {

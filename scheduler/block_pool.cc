@@ -1,6 +1,6 @@
 #include "scheduler/block_pool.h"
 
-#include "scheduler/check.h"
+#include "base/check.h"
 
 namespace kvserve::scheduler {
 
@@ -11,7 +11,7 @@ BlockPool::BlockPool(int32_t num_pages)
       prev_(num_pages > 0 ? num_pages + 1 : 0),
       next_(num_pages > 0 ? num_pages + 1 : 0),
       page_hashes_(num_pages > 0 ? num_pages : 0) {
-  KVSERVE_SCHEDULER_CHECK(num_pages > 0);
+  KVSERVE_CHECK(num_pages > 0);
   const PageId sentinel = num_pages_;
   prev_[sentinel] = next_[sentinel] = sentinel;
   // Ascending ids from the head: a fresh pool hands out 0, 1, 2, ...
@@ -23,14 +23,14 @@ double BlockPool::usage() const {
 }
 
 std::optional<std::vector<PageId>> BlockPool::GetNewPages(int32_t n) {
-  KVSERVE_SCHEDULER_CHECK(n >= 0);
+  KVSERVE_CHECK(n >= 0);
   if (n > num_free_) return std::nullopt;
   std::vector<PageId> pages;
   pages.reserve(n);
   const PageId sentinel = num_pages_;
   for (int32_t i = 0; i < n; ++i) {
     const PageId page = next_[sentinel];
-    KVSERVE_SCHEDULER_CHECK(page != sentinel && IsFree(page));
+    KVSERVE_CHECK(page != sentinel && IsFree(page));
     Unlink(page);
     EvictHash(page);
     ref_counts_[page] = 1;
@@ -42,7 +42,7 @@ std::optional<std::vector<PageId>> BlockPool::GetNewPages(int32_t n) {
 
 void BlockPool::Touch(absl::Span<const PageId> pages) {
   for (PageId page : pages) {
-    KVSERVE_SCHEDULER_CHECK(page >= 0 && page < num_pages_);
+    KVSERVE_CHECK(page >= 0 && page < num_pages_);
     if (IsFree(page)) {
       Unlink(page);
       --num_free_;
@@ -53,8 +53,8 @@ void BlockPool::Touch(absl::Span<const PageId> pages) {
 
 void BlockPool::FreePages(absl::Span<const PageId> pages) {
   for (PageId page : pages) {
-    KVSERVE_SCHEDULER_CHECK(page >= 0 && page < num_pages_);
-    KVSERVE_SCHEDULER_CHECK(ref_counts_[page] > 0);
+    KVSERVE_CHECK(page >= 0 && page < num_pages_);
+    KVSERVE_CHECK(ref_counts_[page] > 0);
     if (--ref_counts_[page] > 0) continue;
     if (page_hashes_[page].has_value()) {
       LinkAtTail(page);
@@ -66,8 +66,8 @@ void BlockPool::FreePages(absl::Span<const PageId> pages) {
 }
 
 bool BlockPool::CachePage(PageId page, PageHash hash) {
-  KVSERVE_SCHEDULER_CHECK(page >= 0 && page < num_pages_);
-  KVSERVE_SCHEDULER_CHECK(!IsFree(page));
+  KVSERVE_CHECK(page >= 0 && page < num_pages_);
+  KVSERVE_CHECK(!IsFree(page));
   if (page_hashes_[page].has_value()) return false;
   if (!cached_pages_.try_emplace(hash, page).second) return false;
   page_hashes_[page] = hash;
@@ -81,12 +81,12 @@ std::optional<PageId> BlockPool::LookupCachedPage(PageHash hash) const {
 }
 
 std::optional<PageHash> BlockPool::PageHashOf(PageId page) const {
-  KVSERVE_SCHEDULER_CHECK(page >= 0 && page < num_pages_);
+  KVSERVE_CHECK(page >= 0 && page < num_pages_);
   return page_hashes_[page];
 }
 
 int32_t BlockPool::ref_count(PageId page) const {
-  KVSERVE_SCHEDULER_CHECK(page >= 0 && page < num_pages_);
+  KVSERVE_CHECK(page >= 0 && page < num_pages_);
   return ref_counts_[page];
 }
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "scheduler/check.h"
+#include "base/check.h"
 
 namespace kvserve::scheduler {
 namespace {
@@ -30,7 +30,7 @@ KvCacheManager::KvCacheManager(int32_t page_size, int32_t num_pages, bool enable
       enable_prefix_caching_(enable_prefix_caching),
       pool_(num_pages),
       page_contents_(enable_prefix_caching ? num_pages : 0) {
-  KVSERVE_SCHEDULER_CHECK(page_size > 0);
+  KVSERVE_CHECK(page_size > 0);
 }
 
 ComputedPrefix KvCacheManager::GetComputedPrefix(const Request& request) const {
@@ -59,16 +59,15 @@ ComputedPrefix KvCacheManager::GetComputedPrefix(const Request& request) const {
 
 bool KvCacheManager::AllocateSlots(const Request& request, int32_t num_new_tokens,
                                    absl::Span<const PageId> computed_prefix_pages) {
-  KVSERVE_SCHEDULER_CHECK(num_new_tokens >= 0);
+  KVSERVE_CHECK(num_new_tokens >= 0);
   auto it = requests_.find(request.id());
   const bool admitting = it == requests_.end();
-  KVSERVE_SCHEDULER_CHECK(computed_prefix_pages.empty() ||
-                          (admitting && request.num_computed_tokens() == 0));
+  KVSERVE_CHECK(computed_prefix_pages.empty() || (admitting && request.num_computed_tokens() == 0));
   const int32_t num_held = admitting ? 0 : static_cast<int32_t>(it->second.pages.size());
   const int32_t num_prefix = static_cast<int32_t>(computed_prefix_pages.size());
   const int32_t prefix_tokens = num_prefix * page_size_;
   const int32_t total_tokens = request.num_computed_tokens() + prefix_tokens + num_new_tokens;
-  KVSERVE_SCHEDULER_CHECK(total_tokens <= request.num_tokens());
+  KVSERVE_CHECK(total_tokens <= request.num_tokens());
   const int32_t num_new_pages = std::max(0, PagesFor(total_tokens) - num_held - num_prefix);
   // Free prefix pages are revived out of the free list, so they count against it too.
   const int32_t num_free_prefix_pages = static_cast<int32_t>(
@@ -85,11 +84,11 @@ bool KvCacheManager::AllocateSlots(const Request& request, int32_t num_new_token
   for (PageId page : computed_prefix_pages) {
     held.pages.push_back(page);
     const std::optional<PageHash> hash = pool_.PageHashOf(page);
-    KVSERVE_SCHEDULER_CHECK(hash.has_value());
+    KVSERVE_CHECK(hash.has_value());
     held.page_hashes.push_back(*hash);
   }
   std::optional<std::vector<PageId>> new_pages = pool_.GetNewPages(num_new_pages);
-  KVSERVE_SCHEDULER_CHECK(new_pages.has_value());
+  KVSERVE_CHECK(new_pages.has_value());
   held.pages.insert(held.pages.end(), new_pages->begin(), new_pages->end());
   return true;
 }
@@ -100,7 +99,7 @@ void KvCacheManager::CacheComputedPages(const Request& request) {
   if (it == requests_.end()) return;
   RequestPages& held = it->second;
   const int32_t num_full = request.num_computed_tokens() / page_size_;
-  KVSERVE_SCHEDULER_CHECK(num_full <= static_cast<int32_t>(held.pages.size()));
+  KVSERVE_CHECK(num_full <= static_cast<int32_t>(held.pages.size()));
   const absl::Span<const int32_t> tokens = request.all_token_ids();
   for (int32_t k = static_cast<int32_t>(held.page_hashes.size()); k < num_full; ++k) {
     const PageHash parent = k == 0 ? kRootHash : held.page_hashes[k - 1];

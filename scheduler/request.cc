@@ -16,7 +16,7 @@ std::optional<FinishReason> FinishReasonOf(RequestState state) {
     case RequestState::kFinishedContextLength:
       return FinishReason::kContextLength;
     case RequestState::kFinishedAborted:
-      return FinishReason::kAborted;
+      return FinishReason::kCancelled;
     case RequestState::kWaiting:
     case RequestState::kRunning:
     case RequestState::kPreempted:
@@ -33,24 +33,12 @@ RequestState FinishedStateFor(FinishReason reason) {
       return RequestState::kFinishedLength;
     case FinishReason::kContextLength:
       return RequestState::kFinishedContextLength;
-    case FinishReason::kAborted:
+    case FinishReason::kStopString:
+    case FinishReason::kCancelled:
+    case FinishReason::kError:
       break;
   }
   return RequestState::kFinishedAborted;
-}
-
-absl::string_view FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kContextLength:
-      return "context_length";
-    case FinishReason::kAborted:
-      break;
-  }
-  return "aborted";
 }
 
 Request::Request(std::string id, std::vector<int32_t> prompt_token_ids, StopConditions stop)

@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "scheduler/finish_reason.h"
 
 namespace kvserve::scheduler {
 
@@ -35,19 +36,11 @@ enum class RequestState {
   kFinishedAborted,
 };
 
-enum class FinishReason {
-  kStop,           // an EOS token (unless ignore_eos) or a stop token was generated
-  kLength,         // max_tokens output tokens were generated
-  kContextLength,  // the sequence filled the model's context
-  kAborted,        // cancelled by the client or the server
-};
-
 bool IsFinished(RequestState state);
-// The reason behind a finished state; nullopt for unfinished states.
+// The reason behind a finished state (kCancelled for kFinishedAborted: the scheduler is not told
+// who aborted); nullopt for unfinished states.
 std::optional<FinishReason> FinishReasonOf(RequestState state);
 RequestState FinishedStateFor(FinishReason reason);
-// "stop", "length", "context_length", "aborted" (the OpenAI-style names the server reports).
-absl::string_view FinishReasonName(FinishReason reason);
 
 struct StopConditions {
   int32_t max_tokens = 16;              // output tokens; must be >= 1

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "scheduler/check.h"
+#include "base/check.h"
 
 namespace kvserve::scheduler {
 
@@ -87,12 +87,12 @@ absl::Status Scheduler::Abort(absl::string_view request_id) {
     running_.erase(std::find(running_.begin(), running_.end(), request));
   } else {
     auto waiting_it = std::find(waiting_.begin(), waiting_.end(), request);
-    KVSERVE_SCHEDULER_CHECK(waiting_it != waiting_.end());
+    KVSERVE_CHECK(waiting_it != waiting_.end());
     waiting_.erase(waiting_it);
   }
   aborted_since_last_update_.push_back(
-      RequestEvent{request->id(), std::nullopt, FinishReason::kAborted});
-  Finish(request, FinishReason::kAborted);
+      RequestEvent{request->id(), std::nullopt, FinishReason::kCancelled});
+  Finish(request, FinishReason::kCancelled);
   return absl::OkStatus();
 }
 
@@ -118,7 +118,7 @@ StepPlan Scheduler::Schedule() {
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Request* request = running_[i];
     const int32_t n = TokensToSchedule(*request, request->num_computed_tokens(), budget);
-    KVSERVE_SCHEDULER_CHECK(n > 0);  // a running request always has a token to compute
+    KVSERVE_CHECK(n > 0);  // a running request always has a token to compute
     bool scheduled = true;
     while (!kv_.AllocateSlots(*request, n, {})) {
       Request* victim = running_.back();
@@ -142,7 +142,7 @@ StepPlan Scheduler::Schedule() {
     Request* request = waiting_.front();
     const ComputedPrefix prefix = kv_.GetComputedPrefix(*request);
     const int32_t n = TokensToSchedule(*request, prefix.num_tokens, budget);
-    KVSERVE_SCHEDULER_CHECK(n > 0);
+    KVSERVE_CHECK(n > 0);
     if (!kv_.AllocateSlots(*request, n, prefix.pages)) break;
     waiting_.pop_front();
     request->set_num_computed_tokens(prefix.num_tokens);
@@ -190,8 +190,7 @@ void Scheduler::Finish(Request* request, FinishReason reason) {
   requests_.erase(id);
 }
 
-absl::StatusOr<UpdateResult> Scheduler::Update(
-    const StepPlan& plan, const absl::flat_hash_map<std::string, int32_t>& sampled) {
+absl::StatusOr<UpdateResult> Scheduler::Update(const StepPlan& plan, const SampledTokens& sampled) {
   // Validate everything first so a bad call changes nothing.
   std::vector<Request*> live(plan.scheduled.size(), nullptr);
   for (size_t i = 0; i < plan.scheduled.size(); ++i) {
@@ -206,7 +205,7 @@ absl::StatusOr<UpdateResult> Scheduler::Update(
           absl::StrCat("Update: the plan for request '", step.request_id,
                        "' does not match its state; pass the plan of the last Schedule() once"));
     }
-    if (step.sample && !sampled.contains(step.request_id)) {
+    if (step.sample && (i >= sampled.size() || !sampled[i].has_value())) {
       return absl::InvalidArgumentError(
           absl::StrCat("Update: no sampled token for request '", step.request_id, "'"));
     }
@@ -225,9 +224,10 @@ absl::StatusOr<UpdateResult> Scheduler::Update(
                                      static_cast<int32_t>(step.token_ids.size()));
     kv_.CacheComputedPages(*request);
     if (!step.sample) continue;
-    const int32_t token = sampled.at(step.request_id);
+    const int32_t token = *sampled[i];
     request->AppendOutputToken(token);
-    RequestEvent event{request->id(), token, request->CheckStop(config_.max_model_len)};
+    RequestEvent event{request->id(), token, request->CheckStop(config_.max_model_len),
+                       static_cast<int32_t>(i)};
     if (event.finish_reason.has_value()) finished.emplace(request, *event.finish_reason);
     result.events.push_back(std::move(event));
   }

@@ -58,6 +58,7 @@ struct RequestEvent {
   std::string request_id;
   std::optional<int32_t> new_token;           // the token sampled this step, appended to the output
   std::optional<FinishReason> finish_reason;  // set when the request finished
+  int32_t scheduled_index = -1;  // its entry in the step's plan.scheduled; -1 for aborts
 };
 
 struct UpdateResult {
@@ -77,8 +78,8 @@ class Scheduler {
   // pool; AlreadyExists for the id of a request still queued or running.
   absl::Status AddRequest(std::unique_ptr<Request> request);
 
-  // Finishes a queued or running request with kAborted; its pages are freed at once. It is
-  // reported in the next StepPlan::finished_ids and as an event of the next Update. NotFound if
+  // Finishes a queued or running request as aborted (kCancelled); its pages are freed at once. It
+  // is reported in the next StepPlan::finished_ids and as an event of the next Update. NotFound if
   // no such request is queued or running (e.g. it already finished).
   absl::Status Abort(absl::string_view request_id);
 
@@ -86,12 +87,11 @@ class Scheduler {
   StepPlan Schedule();
 
   // Applies a step planned by the last Schedule(): advances each request's computed tokens,
-  // appends sampled[id] to every request marked `sample`, checks stop conditions and frees the
-  // pages of requests that finished. Requests aborted since Schedule() are skipped. Events come
-  // in plan order, preceded by aborts since the previous Update. InvalidArgument (changing
-  // nothing) if a token to sample is missing from `sampled` or the plan is stale.
-  absl::StatusOr<UpdateResult> Update(const StepPlan& plan,
-                                      const absl::flat_hash_map<std::string, int32_t>& sampled);
+  // appends sampled[i] to every plan.scheduled[i] marked `sample`, checks stop conditions and
+  // frees the pages of requests that finished. Requests aborted since Schedule() are skipped.
+  // Events come in plan order, preceded by aborts since the previous Update. InvalidArgument
+  // (changing nothing) if a token to sample is missing from `sampled` or the plan is stale.
+  absl::StatusOr<UpdateResult> Update(const StepPlan& plan, const SampledTokens& sampled);
 
   const SchedulerConfig& config() const { return config_; }
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }

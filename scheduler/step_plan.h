@@ -7,6 +7,7 @@
 #define KVSERVE_SCHEDULER_STEP_PLAN_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ struct StepPlan {
 
   bool empty() const { return scheduled.empty(); }
 };
+
+// What the executor sampled in a step, aligned with StepPlan::scheduled: entry i is the token of
+// scheduled[i], set iff scheduled[i].sample.
+using SampledTokens = std::vector<std::optional<int32_t>>;
 
 }  // namespace kvserve::scheduler
 

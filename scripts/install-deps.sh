@@ -29,6 +29,7 @@ if [ "$mode" = all ]; then
   PACKAGES+=(
     # tests
     libgtest-dev libgmock-dev libbenchmark-dev
+    clang  # the strict build: scripts/clang-check.sh (-Werror, -Wthread-safety)
     python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2 python3-yaml
     prometheus  # promtool and a real Prometheus server for the /metrics tests
     chromium  # the chat page test (driven by npm playwright-core)

@@ -12,11 +12,15 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "engine/json.h"
+#include "base/json.h"
 #include "engine/safetensors.h"
 #include "gtest/gtest.h"
 
 namespace kvserve::engine {
+
+using base::JsonValue;
+using base::ParseJson;
+
 namespace {
 
 std::string TempPath(const std::string& name) {

@@ -33,7 +33,7 @@ FakeRunner::Slot& FakeRunner::SlotAt(absl::Span<const int32_t> page_table, int32
   return slots_[size_t(page) * page_size_ + position % page_size_];
 }
 
-absl::flat_hash_map<std::string, int32_t> FakeRunner::Execute(const StepPlan& plan) {
+SampledTokens FakeRunner::Execute(const StepPlan& plan) {
   // Like the real runner: all new keys/values are written first, then "attention" reads.
   std::vector<uint64_t> last_states(plan.scheduled.size());
   for (size_t i = 0; i < plan.scheduled.size(); ++i) {
@@ -58,7 +58,7 @@ absl::flat_hash_map<std::string, int32_t> FakeRunner::Execute(const StepPlan& pl
     }
     last_states[i] = state;
   }
-  absl::flat_hash_map<std::string, int32_t> sampled;
+  SampledTokens sampled(plan.scheduled.size());
   for (size_t i = 0; i < plan.scheduled.size(); ++i) {
     const ScheduledRequest& row = plan.scheduled[i];
     const int32_t end = row.start_position + static_cast<int32_t>(row.token_ids.size());
@@ -76,7 +76,7 @@ absl::flat_hash_map<std::string, int32_t> FakeRunner::Execute(const StepPlan& pl
     if (state != last_states[i])
       Error(row.request_id, "KV read back differs from what was written");
     if (row.sample) {
-      sampled[row.request_id] = static_cast<int32_t>(last_states[i] % uint64_t(vocab_size_));
+      sampled[i] = static_cast<int32_t>(last_states[i] % uint64_t(vocab_size_));
     }
   }
   return sampled;

@@ -30,7 +30,7 @@ class FakeRunner {
   FakeRunner(int32_t page_size, int32_t num_pages, int32_t vocab_size);
 
   // Runs one step; returns the sampled token of every row with sample == true.
-  absl::flat_hash_map<std::string, int32_t> Execute(const StepPlan& plan);
+  SampledTokens Execute(const StepPlan& plan);
 
   const std::vector<std::string>& errors() const { return errors_; }
   int32_t vocab_size() const { return vocab_size_; }

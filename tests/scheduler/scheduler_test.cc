@@ -79,7 +79,7 @@ class SchedulerTest : public ::testing::Test {
     const std::vector<std::string> waiting_before = scheduler_->WaitingIds();
     StepPlan plan = scheduler_->Schedule();
     CheckPlan(plan, running_before, waiting_before);
-    const absl::flat_hash_map<std::string, int32_t> sampled = runner_->Execute(plan);
+    const SampledTokens sampled = runner_->Execute(plan);
     absl::StatusOr<UpdateResult> result = scheduler_->Update(plan, sampled);
     EXPECT_TRUE(result.ok()) << result.status();
     if (result.ok()) {
@@ -108,7 +108,7 @@ class SchedulerTest : public ::testing::Test {
       std::string expected_reason;
       const std::vector<int32_t> expected =
           GenerateAlone(prompt, stops_[id], config_.max_model_len, kVocab, &expected_reason);
-      if (reason->second == "aborted") {
+      if (reason->second == "cancelled") {
         const std::vector<int32_t>& got = outputs_[id];
         ASSERT_LE(got.size(), expected.size()) << id;
         EXPECT_TRUE(std::equal(got.begin(), got.end(), expected.begin())) << id;
@@ -482,7 +482,7 @@ TEST_F(SchedulerTest, AbortsWaitingAndRunningRequests) {
   ASSERT_TRUE(result.ok());
   ASSERT_EQ(result->events.size(), 3u);
   EXPECT_EQ(result->events[0].request_id, "b");
-  EXPECT_EQ(result->events[0].finish_reason, FinishReason::kAborted);
+  EXPECT_EQ(result->events[0].finish_reason, FinishReason::kCancelled);
   EXPECT_FALSE(result->events[0].new_token.has_value());
   EXPECT_EQ(result->events[1].request_id, "c");
   EXPECT_EQ(result->events[2].request_id, "a");
@@ -494,7 +494,7 @@ TEST_F(SchedulerTest, AbortsWaitingAndRunningRequests) {
   result = scheduler_->Update(plan, runner_->Execute(plan));
   ASSERT_TRUE(result.ok());
   ASSERT_EQ(result->events.size(), 1u);
-  EXPECT_EQ(result->events[0].finish_reason, FinishReason::kAborted);
+  EXPECT_EQ(result->events[0].finish_reason, FinishReason::kCancelled);
   EXPECT_THAT(scheduler_->Schedule().finished_ids, ElementsAre("a"));
 }
 
@@ -625,7 +625,7 @@ TEST(RequestTest, StopTokenWinsOverLengthLimits) {
   other.AppendOutputToken(9);
   EXPECT_EQ(other.CheckStop(3), FinishReason::kLength);
   EXPECT_EQ(FinishReasonName(FinishReason::kContextLength), "context_length");
-  EXPECT_EQ(FinishReasonOf(RequestState::kFinishedAborted), FinishReason::kAborted);
+  EXPECT_EQ(FinishReasonOf(RequestState::kFinishedAborted), FinishReason::kCancelled);
   EXPECT_FALSE(IsFinished(RequestState::kPreempted));
 }
 

@@ -14,9 +14,9 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
+#include "base/json.h"
 #include "engine/gguf.h"
-#include "engine/json.h"
-#include "server/chat_template.h"
+#include "server/models/chat_template.h"
 
 namespace {
 
@@ -68,8 +68,7 @@ int main(int argc, char** argv) {
     out << "PARSE_ERROR " << absl::BytesToHexString(parsed.status().ToString()) << "\n";
     return 0;
   }
-  absl::StatusOr<kvserve::engine::JsonValue> cases =
-      kvserve::engine::ParseJson(ReadFile(cases_path));
+  absl::StatusOr<kvserve::base::JsonValue> cases = kvserve::base::ParseJson(ReadFile(cases_path));
   if (!cases.ok()) {
     std::cerr << cases.status() << "\n";
     return 1;
@@ -77,9 +76,9 @@ int main(int argc, char** argv) {
   kvserve::server::ChatTemplateInputs inputs;
   inputs.bos_token = cases->Find("bos_token")->string;
   inputs.eos_token = cases->Find("eos_token")->string;
-  for (const kvserve::engine::JsonValue& c : cases->Find("cases")->array) {
+  for (const kvserve::base::JsonValue& c : cases->Find("cases")->array) {
     inputs.messages.clear();
-    for (const kvserve::engine::JsonValue& m : c.Find("messages")->array) {
+    for (const kvserve::base::JsonValue& m : c.Find("messages")->array) {
       inputs.messages.push_back({m.Find("role")->string, m.Find("content")->string});
     }
     inputs.add_generation_prompt = c.Find("add_generation_prompt")->boolean;

@@ -1,6 +1,6 @@
 // HttpServer on loopback, port 0, spoken to with raw HTTP over a socket (no HTTP client library
 // whose own framing could hide a bug).
-#include "server/http_server.h"
+#include "server/http/http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -3,12 +3,12 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "server/chat_template.h"
-#include "server/jinja/interpreter.h"
-#include "server/jinja/lexer.h"
-#include "server/jinja/parser.h"
-#include "server/jinja/value.h"
-#include "tests/engine/small_stack.h"
+#include "server/models/chat_template.h"
+#include "server/models/jinja/interpreter.h"
+#include "server/models/jinja/lexer.h"
+#include "server/models/jinja/parser.h"
+#include "server/models/jinja/value.h"
+#include "tests/base/small_stack.h"
 
 namespace kvserve::server::jinja {
 namespace {

@@ -27,7 +27,7 @@ from server_harness import Server, collect, greedy_request
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
-# Copied by hand from server/metrics.cc (LatencyBucketsSeconds), to place TTFTs in buckets.
+# Copied by hand from server/frontend/metrics.cc (LatencyBucketsSeconds), to place TTFTs in buckets.
 LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 1.5,
                    2, 2.5, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600, math.inf]
 

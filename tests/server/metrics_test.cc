@@ -1,6 +1,6 @@
 // Metrics and AtomicHistogram: values in the text exposition checked against hand-computed
 // numbers for hand-made engine stats.
-#include "server/metrics.h"
+#include "server/frontend/metrics.h"
 
 #include <cmath>
 #include <string>
@@ -59,7 +59,7 @@ TEST(AtomicHistogramTest, ConcurrentObserversLoseNothing) {
 
 TEST(MetricsTest, EngineStatsBecomeCountersAndHistograms) {
   Metrics metrics;
-  scheduler::EngineStepStats step;
+  serving::EngineStepStats step;
   step.num_scheduled_tokens = 30;
   step.num_scheduled_requests = 3;
   step.num_preempted_requests = 1;
@@ -77,13 +77,13 @@ TEST(MetricsTest, EngineStatsBecomeCountersAndHistograms) {
   step.duration_seconds = 0.004;
   step.inter_token_seconds = {0.004, 0.004, 0.02};
   metrics.OnStep(step);
-  scheduler::EngineRequestStats done;
-  done.cause = scheduler::FinishCause::kLength;
+  serving::EngineRequestStats done;
+  done.cause = scheduler::FinishReason::kLength;
   done.num_prompt_tokens = 9;
   done.num_generated_tokens = 2;
   done.e2e_seconds = 0.5;
   metrics.OnRequestFinished(done);
-  done.cause = scheduler::FinishCause::kStopString;
+  done.cause = scheduler::FinishReason::kStopString;
   metrics.OnRequestFinished(done);
   metrics.CountGrpcRequest("Generate", "OK");
   metrics.CountGrpcRequest("Generate", "OK");
@@ -125,7 +125,7 @@ TEST(MetricsTest, EngineStatsBecomeCountersAndHistograms) {
   EXPECT_EQ(Sample(text, "kvserve_kv_cache_pages"), "<absent>");
 
   metrics.SetLoadSource([] {
-    scheduler::EngineLoad load;
+    serving::EngineLoad load;
     load.running = 2;
     load.waiting = 5;
     load.free_pages = 90;

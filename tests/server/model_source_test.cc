@@ -1,15 +1,15 @@
 // hf: reference parsing and chat template selection (the downloads themselves are tested
 // against a local fake Hub in hf_hub_test.py).
-#include "server/model_source.h"
+#include "server/models/model_source.h"
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
-#include "engine/json.h"
+#include "base/json.h"
 #include "gtest/gtest.h"
-#include "server/hf_hub.h"
+#include "server/models/hf_hub.h"
 
 namespace kvserve::server {
 namespace {
@@ -44,7 +44,7 @@ TEST(ParseHfModelRefTest, RejectsWhatCouldEscapeTheCache) {
 }
 
 std::optional<std::string> Template(const std::string& json) {
-  absl::StatusOr<engine::JsonValue> v = engine::ParseJson(json);
+  absl::StatusOr<base::JsonValue> v = base::ParseJson(json);
   EXPECT_TRUE(v.ok());
   absl::StatusOr<std::optional<std::string>> t = ChatTemplateFromTokenizerConfig(*v);
   EXPECT_TRUE(t.ok()) << t.status();
@@ -58,8 +58,8 @@ TEST(ChatTemplateFromTokenizerConfigTest, StringListOrAbsent) {
             "D");
   EXPECT_EQ(Template(R"({"bos_token": "<s>"})"), std::nullopt);
   EXPECT_EQ(Template(R"({"chat_template": null})"), std::nullopt);
-  absl::StatusOr<engine::JsonValue> no_default =
-      engine::ParseJson(R"({"chat_template": [{"name": "rag", "template": "R"}]})");
+  absl::StatusOr<base::JsonValue> no_default =
+      base::ParseJson(R"({"chat_template": [{"name": "rag", "template": "R"}]})");
   ASSERT_TRUE(no_default.ok());
   EXPECT_EQ(ChatTemplateFromTokenizerConfig(*no_default).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -1,11 +1,11 @@
 // The OpenAI wire format: request parsing into GenerateRequest fields, and response bodies,
 // chunks and errors compared with hand-written JSON.
-#include "server/openai_api.h"
+#include "server/http/openai_api.h"
 
 #include <string>
 
 #include "gtest/gtest.h"
-#include "server/json_writer.h"
+#include "server/http/json_writer.h"
 
 namespace kvserve::server::openai {
 namespace {
@@ -40,42 +40,42 @@ TEST(ParseCompletionTest, ReadsEveryField) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->endpoint, Endpoint::kCompletions);
   EXPECT_EQ(r->model, "m");
-  EXPECT_EQ(r->generate.prompt(), "Hello");
-  EXPECT_EQ(r->generate.max_tokens(), 7);
-  EXPECT_FLOAT_EQ(r->generate.sampling().temperature(), 0.5f);
-  EXPECT_FLOAT_EQ(r->generate.sampling().top_p(), 0.9f);
-  EXPECT_EQ(r->generate.sampling().seed(), 42u);
-  EXPECT_FLOAT_EQ(r->generate.sampling().presence_penalty(), 0.5f);
-  EXPECT_FLOAT_EQ(r->generate.sampling().frequency_penalty(), -0.5f);
-  ASSERT_EQ(r->generate.stop_size(), 2);
-  EXPECT_EQ(r->generate.stop(1), "bc");
+  EXPECT_EQ(*r->params.prompt, "Hello");
+  EXPECT_EQ(*r->params.max_tokens, 7);
+  EXPECT_FLOAT_EQ(*r->params.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(*r->params.top_p, 0.9f);
+  EXPECT_EQ(*r->params.seed, 42u);
+  EXPECT_FLOAT_EQ(*r->params.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(*r->params.frequency_penalty, -0.5f);
+  ASSERT_EQ(r->params.stop.size(), 2u);
+  EXPECT_EQ(r->params.stop[1], "bc");
   EXPECT_TRUE(r->logprobs);
   EXPECT_EQ(r->top_logprobs, 2);
-  EXPECT_EQ(r->generate.logprobs(), 2);
+  EXPECT_EQ(*r->params.logprobs, 2);
   EXPECT_TRUE(r->stream);
   EXPECT_TRUE(r->include_usage);
-  EXPECT_TRUE(r->generate.ignore_eos());
+  EXPECT_TRUE(r->params.ignore_eos);
 }
 
 TEST(ParseCompletionTest, DefaultsAndTokenPrompts) {
   absl::StatusOr<ParsedRequest> r = ParseCompletionRequest(R"({"prompt": [1, 2, 3], "stop": "x"})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->generate.max_tokens(), 16);  // OpenAI's default for completions
-  EXPECT_FALSE(r->generate.sampling().has_temperature());
-  ASSERT_EQ(r->generate.prompt_token_ids().ids_size(), 3);
-  EXPECT_EQ(r->generate.prompt_token_ids().ids(2), 3);
-  ASSERT_EQ(r->generate.stop_size(), 1);
-  EXPECT_EQ(r->generate.stop(0), "x");
+  EXPECT_EQ(*r->params.max_tokens, 16);  // OpenAI's default for completions
+  EXPECT_FALSE(r->params.temperature.has_value());
+  ASSERT_EQ(r->params.prompt_token_ids->size(), 3u);
+  EXPECT_EQ((*r->params.prompt_token_ids)[2], 3);
+  ASSERT_EQ(r->params.stop.size(), 1u);
+  EXPECT_EQ(r->params.stop[0], "x");
   EXPECT_FALSE(r->stream);
   EXPECT_FALSE(r->logprobs);
 
   r = ParseCompletionRequest(R"({"prompt": [[5, 6]]})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->generate.prompt_token_ids().ids_size(), 2);
+  EXPECT_EQ(r->params.prompt_token_ids->size(), 2u);
   r = ParseCompletionRequest(R"({"prompt": ["only"], "temperature": null})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->generate.prompt(), "only");
-  EXPECT_FALSE(r->generate.sampling().has_temperature());
+  EXPECT_EQ(*r->params.prompt, "only");
+  EXPECT_FALSE(r->params.temperature.has_value());
   // include_usage only applies to streams.
   r = ParseCompletionRequest(R"({"prompt": "p", "stream_options": {"include_usage": true}})");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -136,15 +136,15 @@ TEST(ParseChatTest, ReadsMessagesAndChatFields) {
   EXPECT_EQ(r->messages[1].content, "Hi\nthere");
   EXPECT_EQ(r->messages[2].role, "assistant");
   EXPECT_EQ(r->messages[2].content, "");
-  EXPECT_EQ(r->generate.max_tokens(), 9);  // max_completion_tokens wins
+  EXPECT_EQ(*r->params.max_tokens, 9);  // max_completion_tokens wins
   EXPECT_TRUE(r->logprobs);
   EXPECT_EQ(r->top_logprobs, 3);
-  EXPECT_EQ(r->generate.logprobs(), 3);
-  EXPECT_EQ(r->generate.input_case(), kvserve::v1::GenerateRequest::INPUT_NOT_SET);
+  EXPECT_EQ(*r->params.logprobs, 3);
+  EXPECT_FALSE(r->params.prompt.has_value() || r->params.prompt_token_ids.has_value());
 
   r = ParseChatRequest(R"({"messages": [{"role": "user", "content": "x"}]})");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_FALSE(r->generate.has_max_tokens());  // chat: up to the context
+  EXPECT_FALSE(r->params.max_tokens.has_value());  // chat: up to the context
   EXPECT_FALSE(r->logprobs);
 }
 
@@ -196,8 +196,8 @@ ResponseMeta Meta(Endpoint endpoint) {
 }
 
 TEST(ResponseBodyTest, Completion) {
-  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "Hi \"you\"", StreamFinishReason::kLength,
-                         false, {}, Usage{3, 4}),
+  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "Hi \"you\"",
+                         scheduler::FinishReason::kLength, false, {}, Usage{3, 4}),
             R"({"id":"cmpl-1","object":"text_completion","created":1700000000,"model":"demo",)"
             R"("choices":[{"index":0,"text":"Hi \"you\"","logprobs":null,"finish_reason":)"
             R"("length"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})");
@@ -206,8 +206,8 @@ TEST(ResponseBodyTest, Completion) {
 TEST(ResponseBodyTest, CompletionWithLogprobs) {
   std::vector<LogprobEntry> lp = {{"a", -0.5f, {{"a", -0.5f}, {"b", -1.5f}}},
                                   {"bc", -1.0f / 0.0f, {{"x", -0.25f}, {"x", -3.0f}}}};
-  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "abc", StreamFinishReason::kStopString, true,
-                         lp, Usage{1, 2}),
+  EXPECT_EQ(ResponseBody(Meta(Endpoint::kCompletions), "abc", scheduler::FinishReason::kStopString,
+                         true, lp, Usage{1, 2}),
             R"({"id":"cmpl-1","object":"text_completion","created":1700000000,"model":"demo",)"
             R"("choices":[{"index":0,"text":"abc","logprobs":{"tokens":["a","bc"],)"
             R"("token_logprobs":[-0.5,-9999],"top_logprobs":[{"a":-0.5,"b":-1.5},{"x":-0.25}],)"
@@ -217,8 +217,8 @@ TEST(ResponseBodyTest, CompletionWithLogprobs) {
 
 TEST(ResponseBodyTest, ChatWithLogprobs) {
   std::vector<LogprobEntry> lp = {{"\xc3\xa9", -0.5f, {{"\xc3\xa9", -0.5f}}}};
-  EXPECT_EQ(ResponseBody(Meta(Endpoint::kChatCompletions), "\xc3\xa9", StreamFinishReason::kStop,
-                         true, lp, Usage{5, 1}),
+  EXPECT_EQ(ResponseBody(Meta(Endpoint::kChatCompletions), "\xc3\xa9",
+                         scheduler::FinishReason::kStop, true, lp, Usage{5, 1}),
             "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1700000000,"
             "\"model\":\"demo\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
             "\"content\":\"\xc3\xa9\"},\"logprobs\":{\"content\":[{\"token\":\"\xc3\xa9\","
@@ -238,7 +238,7 @@ TEST(ChunkBodyTest, ChatChunksAndUsage) {
             R"("model":"demo","choices":[{"index":0,"delta":{"role":"assistant","content":""},)"
             R"("logprobs":null,"finish_reason":null}]})");
   ChunkContent last;
-  const StreamFinishReason length = StreamFinishReason::kContextLength;
+  const scheduler::FinishReason length = scheduler::FinishReason::kContextLength;
   last.finish_reason = &length;
   EXPECT_EQ(ChunkBody(meta, last, true),
             R"({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,)"
@@ -273,16 +273,6 @@ TEST(ModelsTest, ListsTheModel) {
 TEST(SseTest, EventFraming) {
   EXPECT_EQ(SseEvent("{}"), "data: {}\n\n");
   EXPECT_EQ(std::string(kSseDone), "data: [DONE]\n\n");
-}
-
-TEST(BearerTest, MatchesOnlyTheExactKey) {
-  EXPECT_TRUE(BearerTokenMatches("Bearer sekret", "sekret"));
-  EXPECT_TRUE(BearerTokenMatches("bearer  sekret ", "sekret"));
-  EXPECT_FALSE(BearerTokenMatches("Bearer sekret2", "sekret"));
-  EXPECT_FALSE(BearerTokenMatches("Bearer sekre", "sekret"));
-  EXPECT_FALSE(BearerTokenMatches("sekret", "sekret"));
-  EXPECT_FALSE(BearerTokenMatches("", "sekret"));
-  EXPECT_FALSE(BearerTokenMatches("Basic sekret", "sekret"));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "server/stop_matcher.h"
+#include "server/frontend/stop_matcher.h"
 
 #include <random>
 #include <string>

@@ -1,4 +1,4 @@
-#include "server/text_codec.h"
+#include "server/models/text_codec.h"
 
 #include <string>
 
@@ -22,41 +22,6 @@ TEST(ByteLevelCodecTest, AnyBytesRoundTrip) {
   EXPECT_EQ(codec.Decode(*ids), all);  // BOS decodes to nothing
   EXPECT_EQ(codec.TokenPiece(257), "");
   EXPECT_EQ(codec.eos_ids(), absl::flat_hash_set<int32_t>({257}));
-}
-
-TEST(IncrementalDetokenizerTest, HoldsIncompleteCharactersBack) {
-  IncrementalDetokenizer d;
-  EXPECT_EQ(d.Add("caf\xC3"), "caf");
-  EXPECT_EQ(d.Add("\xA9"), "\xC3\xA9");
-  // U+1F600 (F0 9F 98 80) one byte at a time.
-  EXPECT_EQ(d.Add("\xF0"), "");
-  EXPECT_EQ(d.Add("\x9F"), "");
-  EXPECT_EQ(d.Add("\x98"), "");
-  EXPECT_EQ(d.Add("\x80"), "\xF0\x9F\x98\x80");
-  EXPECT_FALSE(d.has_pending());
-}
-
-TEST(IncrementalDetokenizerTest, InvalidBytesBecomeReplacementCharacters) {
-  IncrementalDetokenizer d;
-  EXPECT_EQ(d.Add("a\xFF"
-                  "b"),
-            "a" + kFffd + "b");
-  EXPECT_EQ(d.Add("\x80"), kFffd);                          // stray continuation byte
-  EXPECT_EQ(d.Add("\xC0\x80"), kFffd + kFffd);              // overlong NUL
-  EXPECT_EQ(d.Add("\xED\xA0\x80"), kFffd + kFffd + kFffd);  // surrogate U+D800
-  EXPECT_EQ(d.Add("\xC3x"), kFffd + "x");                   // lead byte cut short
-}
-
-TEST(IncrementalDetokenizerTest, FlushReplacesAnUnfinishedSequence) {
-  IncrementalDetokenizer d;
-  EXPECT_EQ(d.Add("ok\xE2\x82"), "ok");
-  EXPECT_EQ(d.Flush(), kFffd);
-  EXPECT_EQ(d.Flush(), "");
-}
-
-TEST(SanitizeUtf8Test, ValidTextIsUnchanged) {
-  EXPECT_EQ(SanitizeUtf8("h\xC3\xA9llo \xE2\x82\xAC"), "h\xC3\xA9llo \xE2\x82\xAC");
-  EXPECT_EQ(SanitizeUtf8("\xE2\x82"), kFffd);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 // next to it when there is one.
 // STRINGS.hex holds one hex-encoded UTF-8 string per line. OUT.tsv gets, per string:
 //   comma-separated ids <TAB> 1 if Decode(ids) == string else 0 <TAB> 1 if the streamed deltas
-//   concatenate to Decode(ids) else 0
+//   concatenate to Decode(ids) with invalid UTF-8 replaced (base::SanitizeUtf8) else 0
 // and a last line "#timing <bytes> <lines_seconds> <whole_text_seconds>" where the whole text is
 // all strings joined by "\n", encoded in one call (best of 3; 0 without --bench).
 #include <chrono>
@@ -17,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "base/utf8.h"
 #include "engine/detokenizer.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
     for (int32_t id : ids[i]) streamed += detok.Add(id);
     streamed += detok.Finish();
     out << absl::StrJoin(ids[i], ",") << '\t' << (decoded == strings[i]) << '\t'
-        << (streamed == decoded) << '\n';
+        << (streamed == kvserve::base::SanitizeUtf8(decoded)) << '\n';
   }
   const std::string whole = absl::StrJoin(strings, "\n");
   double whole_seconds = bench ? 1e30 : 0;

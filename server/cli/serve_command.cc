@@ -1,0 +1,440 @@
+// `kvserve serve`: loads the model (or writes and loads the built-in demo model), starts the
+// engine loop, and serves gRPC and HTTP (/metrics, /health) until SIGTERM/SIGINT.
+//
+// Start-up: the gRPC and HTTP servers listen first with health NOT_SERVING / 503 (so
+// orchestrators can probe a loading server), then the model loads, then health turns SERVING.
+// Shutdown on SIGTERM/SIGINT: health NOT_SERVING / 503, new requests UNAVAILABLE, in-flight
+// requests run to completion for up to --drain-timeout seconds, then the servers stop (HTTP
+// after the drain, so /metrics stays scrapeable while draining) and the process exits 0.
+#include "server/cli/serve_command.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "base/log.h"
+#include "engine/cpu_features.h"
+#include "engine/gguf.h"
+#include "engine/llama_model.h"
+#include "engine/quant/isa.h"
+#include "engine/tokenizer.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "server/frontend/metrics.h"
+#include "server/grpc/generation_service.h"
+#include "server/grpc/grpc_metrics_interceptor.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_handlers.h"
+#include "server/http/ops_routes.h"
+#include "server/models/chat_template.h"
+#include "server/models/demo_model.h"
+#include "server/models/model_source.h"
+#include "server/models/text_codec.h"
+#include "serving/engine_loop.h"
+#include "serving/model_executor.h"
+#include "serving/step_delay_executor.h"
+
+// Shared with the offline commands (defined in offline_commands.cc).
+ABSL_DECLARE_FLAG(std::string, model);
+ABSL_DECLARE_FLAG(std::string, weight_dtype);
+ABSL_DECLARE_FLAG(bool, offline);
+
+ABSL_FLAG(int32_t, grpc_port, 50051, "gRPC port (0: pick a free one; the log says which)");
+ABSL_FLAG(int32_t, http_port, 8080,
+          "HTTP port for /metrics, /health (and the HTTP API) (0: pick a free one; the log says "
+          "which)");
+ABSL_FLAG(int32_t, http_threads, 64,
+          "HTTP worker threads: the most HTTP requests (streams included) served at once");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on (gRPC and HTTP)");
+ABSL_DECLARE_FLAG(int32_t, max_num_seqs);  // shared with generate (offline_commands.cc)
+ABSL_DECLARE_FLAG(int32_t, max_num_batched_tokens);
+ABSL_DECLARE_FLAG(bool, enable_prefix_caching);
+ABSL_FLAG(int32_t, kv_page_size, 16, "Tokens per KV cache page");
+ABSL_FLAG(std::string, kv_cache_memory, "auto",
+          "KV cache size in bytes (suffixes K, M, G, KiB, MiB, GiB); auto = min(1 GiB, RAM / 4)");
+ABSL_FLAG(std::string, kv_cache_dtype, "f32", "KV cache element type: f32 or bf16");
+ABSL_FLAG(int32_t, max_queued_requests, 1024,
+          "Requests waiting for a batch slot before new ones get RESOURCE_EXHAUSTED");
+ABSL_FLAG(double, drain_timeout, 30, "Seconds in-flight requests get to finish on SIGTERM");
+ABSL_FLAG(std::string, api_key, "",
+          "If set (or env KVSERVE_API_KEY), required as 'Authorization: Bearer KEY' on /v1/* and "
+          "as gRPC metadata 'authorization: Bearer KEY' on kvserve.v1.Generation");
+ABSL_FLAG(int32_t, debug_step_delay_ms, 0,
+          "Testing only: sleep this many milliseconds before every engine step, so that tests "
+          "can observe requests running and waiting with a tiny model");
+
+namespace kvserve::server {
+namespace {
+
+using base::Log;
+
+int Fail(const absl::Status& s) {
+  Log(absl::StrCat("error: ", s.message()));
+  return 1;
+}
+
+absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& text) {
+  if (text == "auto") {
+    const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+    return std::min<int64_t>(int64_t{1} << 30, ram / 4);
+  }
+  std::string digits = text;
+  int64_t scale = 1;
+  const std::string upper = absl::AsciiStrToUpper(text);
+  for (const auto& [suffix, factor] :
+       std::vector<std::pair<std::string, int64_t>>{{"KIB", 1 << 10},
+                                                    {"MIB", 1 << 20},
+                                                    {"GIB", 1 << 30},
+                                                    {"K", 1000},
+                                                    {"M", 1000 * 1000},
+                                                    {"G", 1000 * 1000 * 1000}}) {
+    if (upper.size() > suffix.size() &&
+        upper.compare(upper.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      digits = text.substr(0, text.size() - suffix.size());
+      scale = factor;
+      break;
+    }
+  }
+  double value;
+  if (!absl::SimpleAtod(digits, &value) || !(value > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, " = '", text, "' is not a positive size (e.g. 512MiB, 2G)"));
+  }
+  return static_cast<int64_t>(value * static_cast<double>(scale));
+}
+
+// The model's chat template, for Chat. A model without one, or with one outside the Jinja
+// subset, is still served: Chat then answers FAILED_PRECONDITION saying why.
+void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
+  if (loaded.chat_template_source.has_value()) {
+    absl::StatusOr<std::unique_ptr<ChatTemplate>> parsed =
+        ChatTemplate::Parse(*loaded.chat_template_source);
+    if (parsed.ok()) {
+      backend->chat_template = std::move(*parsed);
+    } else {
+      backend->chat_template_error =
+          absl::StrCat("the model's chat template is not supported: ", parsed.status().message());
+    }
+  }
+  backend->bos_token = loaded.bos_token;
+  backend->eos_token = loaded.eos_token;
+  Log(backend->chat_template != nullptr
+          ? std::string("chat template: loaded (Chat is available)")
+          : absl::StrCat("chat template: none usable (", backend->chat_template_error,
+                         "); Chat is unavailable"));
+}
+
+// --model, or the demo model written into the cache when it is empty (`*demo` then true).
+absl::StatusOr<std::string> ModelPath(bool* demo) {
+  std::string path = absl::GetFlag(FLAGS_model);
+  *demo = path.empty();
+  if (!*demo) return path;
+  absl::StatusOr<std::string> written = WriteDemoModel(DemoModelDirectory());
+  if (!written.ok()) return written.status();
+  Log(
+      absl::StrCat("no --model given: serving the built-in demo model (random weights, "
+                   "byte-level vocabulary) from ",
+                   *written,
+                   "; pass --model FILE.gguf, a Hugging Face folder or hf:OWNER/REPO to serve a "
+                   "real model"));
+  return written;
+}
+
+// The KV cache flags: --kv-cache-dtype, --kv-cache-memory, --kv-page-size.
+struct KvCacheFlags {
+  engine::KvDType dtype = engine::KvDType::kF32;
+  std::string dtype_name;
+  int64_t bytes = 0;
+  int32_t page_size = 0;
+};
+
+absl::StatusOr<KvCacheFlags> ReadKvCacheFlags() {
+  KvCacheFlags kv;
+  kv.dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
+  if (kv.dtype_name == "f32") {
+    kv.dtype = engine::KvDType::kF32;
+  } else if (kv.dtype_name == "bf16") {
+    kv.dtype = engine::KvDType::kBF16;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-dtype must be f32 or bf16, not '", kv.dtype_name, "'"));
+  }
+  absl::StatusOr<int64_t> kv_bytes =
+      ParseBytes("kv-cache-memory", absl::GetFlag(FLAGS_kv_cache_memory));
+  if (!kv_bytes.ok()) return kv_bytes.status();
+  kv.bytes = *kv_bytes;
+  kv.page_size = absl::GetFlag(FLAGS_kv_page_size);
+  if (kv.page_size < 1) return absl::InvalidArgumentError("--kv-page-size must be at least 1");
+  return kv;
+}
+
+// Loads `path` (weights in `weight_dtype`) and logs what was loaded.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, engine::WeightDType weight_dtype) {
+  ModelSourceOptions options;
+  options.weight_dtype = weight_dtype;
+  options.offline = absl::GetFlag(FLAGS_offline);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<LoadedModel> loaded = LoadModelSource(path, options);
+  if (!loaded.ok()) return loaded.status();
+  const engine::ModelConfig& config = loaded->model->config();
+  Log(absl::StrFormat(
+      "model %s (%s): %d layers, hidden %d, heads %d/%d, FFN %d, vocab %d, context %d; weights "
+      "%s%s; loaded in %.2f s",
+      loaded->name, config.architecture, config.num_layers, config.hidden_size, config.num_heads,
+      config.num_kv_heads, config.intermediate_size, config.vocab_size, config.context_length,
+      engine::WeightDTypeName(weight_dtype),
+      config.rope_scaling == "none" ? "" : absl::StrCat("; RoPE scaling ", config.rope_scaling),
+      absl::ToDoubleSeconds(absl::Now() - start)));
+  for (const std::string& line : loaded->model->weight_summary()) {
+    Log(absl::StrCat("weights: ", line));
+  }
+  Log(absl::StrCat("quantized kernels: ", engine::quant::DescribeQuantIsaChoice()));
+  return loaded;
+}
+
+// The text codec: the demo model's bytes, the model's tokenizer, or token ids only.
+absl::Status SetCodec(LoadedModel& loaded, bool demo, int64_t model_vocab_size,
+                      ServingBackend& backend) {
+  if (demo) {
+    backend.codec = std::make_unique<ByteLevelCodec>();
+  } else {
+    // Without a usable tokenizer the model is served on token ids, with EOS/BOS from the
+    // metadata.
+    if (loaded.tokenizer == nullptr) {
+      Log(absl::StrCat("no usable tokenizer (", loaded.tokenizer_status.message(),
+                       "): serving token ids only"));
+    }
+    backend.codec = loaded.TakeCodec(static_cast<int32_t>(model_vocab_size));
+  }
+  Log(absl::StrCat("vocabulary: ", backend.codec->name()));
+  // Hugging Face checkpoints often pad the embedding past the tokenizer's last id (Qwen2: 151936
+  // rows, 151665 tokens); ids the tokenizer cannot produce are simply never sent.
+  if (backend.codec->vocab_size() > model_vocab_size) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the model has ", model_vocab_size, " tokens but its vocabulary (",
+                     backend.codec->name(), ") has ", backend.codec->vocab_size()));
+  }
+  return absl::OkStatus();
+}
+
+// The executor over `model` with `num_pages` KV pages, and the engine loop that runs it.
+absl::StatusOr<std::unique_ptr<serving::EngineLoop>> StartEngineLoop(
+    std::unique_ptr<engine::LlamaModel> model, const KvCacheFlags& kv, int32_t num_pages,
+    Metrics& metrics) {
+  const int64_t context_length = model->config().context_length;
+  absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor =
+      serving::ModelExecutor::Create(std::move(model), kv.page_size, num_pages, kv.dtype);
+  if (!executor.ok()) return executor.status();
+
+  serving::EngineLoopConfig loop_config;
+  loop_config.scheduler.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  loop_config.scheduler.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  loop_config.scheduler.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
+  loop_config.scheduler.max_model_len = static_cast<int32_t>(context_length);
+  loop_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  loop_config.observer = &metrics;
+  std::unique_ptr<serving::StepExecutor> step_executor = std::move(*executor);
+  if (const int32_t delay_ms = absl::GetFlag(FLAGS_debug_step_delay_ms); delay_ms > 0) {
+    Log(absl::StrCat("debug: every engine step sleeps ", delay_ms, " ms first"));
+    step_executor = std::make_unique<serving::StepDelayExecutor>(std::move(step_executor),
+                                                                 absl::Milliseconds(delay_ms));
+  }
+  absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
+      serving::EngineLoop::Create(std::move(step_executor), loop_config);
+  if (!loop.ok()) return loop.status();
+  Log(absl::StrFormat("scheduler: max %d running, %d tokens per step, %d queued",
+                      loop_config.scheduler.max_num_seqs,
+                      loop_config.scheduler.max_num_batched_tokens,
+                      loop_config.max_queued_requests));
+  return loop;
+}
+
+// What GetModelInfo and /v1/models report.
+ModelDescription DescribeModel(const LoadedModel& loaded, const engine::ModelConfig& config,
+                               const ServingBackend& backend, engine::WeightDType weight_dtype,
+                               const KvCacheFlags& kv, bool demo) {
+  ModelDescription info;
+  info.name = loaded.name;
+  info.architecture = config.architecture;
+  info.context_length = backend.limits.context_length;
+  info.vocab_size = static_cast<int32_t>(config.vocab_size);
+  for (int32_t id : backend.codec->eos_ids()) info.eos_token_ids.push_back(id);
+  std::sort(info.eos_token_ids.begin(), info.eos_token_ids.end());
+  info.weight_dtype = std::string(engine::WeightDTypeName(weight_dtype));
+  info.kv_cache_dtype = kv.dtype_name;
+  info.bos_token_id = backend.codec->bos_id();
+  info.kv_page_size = kv.page_size;
+  info.demo = demo;
+  return info;
+}
+
+// Loads the model and starts the engine loop, which reports to `metrics`.
+absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
+  bool demo = false;
+  absl::StatusOr<std::string> path = ModelPath(&demo);
+  if (!path.ok()) return path.status();
+  absl::StatusOr<engine::WeightDType> weight_dtype =
+      engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
+  if (!weight_dtype.ok()) return weight_dtype.status();
+  absl::StatusOr<KvCacheFlags> kv = ReadKvCacheFlags();
+  if (!kv.ok()) return kv.status();
+  absl::StatusOr<LoadedModel> loaded = LoadModel(*path, *weight_dtype);
+  if (!loaded.ok()) return loaded.status();
+  const engine::ModelConfig config = loaded->model->config();
+
+  auto backend = std::make_shared<ServingBackend>();
+  LoadChatTemplate(*loaded, backend.get());
+  if (absl::Status s = SetCodec(*loaded, demo, config.vocab_size, *backend); !s.ok()) return s;
+  const int32_t num_pages =
+      serving::ModelExecutor::PagesForBytes(*loaded->model, kv->page_size, kv->dtype, kv->bytes);
+  if (num_pages < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-cache-memory = ", kv->bytes, " bytes holds no KV page"));
+  }
+  Log(absl::StrFormat("KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s",
+                      num_pages, kv->page_size, int64_t{num_pages} * kv->page_size,
+                      static_cast<double>(kv->bytes) / (1 << 20), kv->dtype_name));
+  absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
+      StartEngineLoop(std::move(loaded->model), *kv, num_pages, metrics);
+  if (!loop.ok()) return loop.status();
+  backend->loop = *std::move(loop);
+  backend->limits.context_length = backend->loop->scheduler_config().max_model_len;
+  backend->limits.kv_capacity_tokens = int64_t{num_pages} * kv->page_size;
+  backend->model_info = DescribeModel(*loaded, config, *backend, *weight_dtype, *kv, demo);
+  metrics.SetModelInfo(config.name, config.architecture,
+                       std::string(engine::WeightDTypeName(*weight_dtype)), kv->dtype_name);
+  return backend;
+}
+
+void SetHealth(grpc::Server& server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", serving);
+  health->SetServingStatus("kvserve.v1.Generation", serving);
+}
+
+}  // namespace
+
+int RunServe(const std::vector<char*>& positional) {
+  if (!positional.empty()) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("unexpected argument '", positional[0], "'")));
+  }
+  // Block the shutdown signals before any thread starts (gRPC, OpenMP, the engine loop inherit
+  // the mask); this thread takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const double drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  if (!(drain_timeout >= 0))
+    return Fail(absl::InvalidArgumentError("--drain-timeout must be >= 0"));
+
+  // Declared first: outlives the engine loop (which reports to it) and both servers.
+  Metrics metrics;
+  std::atomic<ServingState> state{ServingState::kLoading};
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::string api_key = absl::GetFlag(FLAGS_api_key);
+  if (api_key.empty()) {
+    if (const char* env = std::getenv("KVSERVE_API_KEY"); env != nullptr) api_key = env;
+  }
+  GenerationService service(api_key);
+  OpenAiFrontend openai_frontend(api_key);
+  grpc::ServerBuilder builder;
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(NewGrpcMetricsInterceptorFactory(&metrics));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
+  const std::string address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_grpc_port));
+  int port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", address)));
+  }
+  SetHealth(*server, false);
+  Log(absl::StrFormat("gRPC listening on %s:%d (health NOT_SERVING while the model loads)",
+                      absl::GetFlag(FLAGS_host), port));
+  // Routes are registered before Start(); handlers that need the model wait for `state`.
+  HttpServer http;
+  AddHealthAndMetricsRoutes(http, state, metrics);
+  openai_frontend.Register(http);
+  HttpServer::Options http_options;
+  http_options.host = absl::GetFlag(FLAGS_host);
+  http_options.port = absl::GetFlag(FLAGS_http_port);
+  http_options.num_threads = absl::GetFlag(FLAGS_http_threads);
+  http_options.on_response = [&metrics](const std::string& path, int status) {
+    metrics.CountHttpResponse(path, status);
+  };
+  if (absl::Status started = http.Start(http_options); !started.ok()) {
+    server->Shutdown(absl::ToChronoTime(absl::Now()));
+    return Fail(started);
+  }
+  Log(absl::StrFormat("HTTP listening on %s:%d (GET /metrics, GET /health: 503 while loading)",
+                      http_options.host, http.port()));
+
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = LoadBackend(metrics);
+  if (!backend.ok()) {
+    http.Stop();
+    server->Shutdown(absl::ToChronoTime(absl::Now()));
+    return Fail(backend.status());
+  }
+  const serving::EngineLoop* loop_for_metrics = (*backend)->loop.get();
+  metrics.SetLoadSource([loop_for_metrics] { return loop_for_metrics->Load(); });
+  service.SetBackend(*backend);
+  openai_frontend.SetBackend(*backend);
+  SetHealth(*server, true);
+  state = ServingState::kServing;
+  Log(absl::StrFormat("ready: serving kvserve.v1.Generation on %s:%d", absl::GetFlag(FLAGS_host),
+                      port));
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  state = ServingState::kDraining;  // before the log line, which tests wait for
+  Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
+                      signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
+  SetHealth(*server, false);
+  service.SetDraining();
+  serving::EngineLoop& loop = *(*backend)->loop;
+  loop.StopAccepting();
+  const absl::Time deadline = absl::Now() + absl::Seconds(drain_timeout);
+  const bool idle = loop.WaitIdle(deadline);
+  if (!idle) Log("drain timeout: aborting the requests still running");
+  // The engine side is done; give the streams a moment to write their last messages.
+  loop.Shutdown();
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(idle ? 5 : 1)));
+  server->Wait();
+  http.Stop();
+  metrics.SetLoadSource(nullptr);
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace kvserve::server

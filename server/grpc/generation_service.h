@@ -1,0 +1,81 @@
+// GenerationService: the kvserve.v1.Generation gRPC service on grpc++'s callback API.
+//
+// Each Generate stream is a ServerWriteReactor: it validates and submits the request to the
+// EngineLoop, then is woken by the request's OutputChannel notifier (on the engine thread) and by
+// its own write completions (on gRPC threads). It writes at most one message at a time; outputs
+// that arrive meanwhile are merged into the next message, so a slow reader gets fewer, larger
+// messages and never blocks the engine. No thread is dedicated to a stream.
+//
+// Cancellation, an expired deadline and a vanished client all reach the reactor as OnCancel (or a
+// failed write): the request is aborted in the engine loop, which applies it before its next
+// step and frees the request's KV pages.
+//
+// Until SetBackend() is called (while the model loads) every RPC answers UNAVAILABLE.
+//
+// With a non-empty API key every RPC of this service needs the metadata
+// `authorization: Bearer KEY` (UNAUTHENTICATED otherwise); health and reflection are other
+// services and stay open.
+//
+// Ownership: the service shares ownership of the backend with every live stream (a stream may
+// outlive a Shutdown() of the gRPC server by a moment). Thread-safety: all methods thread-safe.
+#ifndef KVSERVE_SERVER_GRPC_GENERATION_SERVICE_H_
+#define KVSERVE_SERVER_GRPC_GENERATION_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvserve/v1/generation.grpc.pb.h"
+#include "server/frontend/serving_backend.h"
+
+namespace kvserve::server {
+
+// Renders a ChatRequest's messages with the backend's template into the equivalent
+// GenerateRequest (prompt = the rendered text, add_special_tokens = false). Errors:
+// FAILED_PRECONDITION without a template, INVALID_ARGUMENT for a set generation.prompt /
+// prompt_token_ids / add_special_tokens or a template that refuses the messages.
+absl::StatusOr<kvserve::v1::GenerateRequest> ChatToGenerateRequest(
+    const kvserve::v1::ChatRequest& request, const ServingBackend& backend);
+
+class GenerationService final : public kvserve::v1::Generation::CallbackService {
+ public:
+  explicit GenerationService(std::string api_key = "") : api_key_(std::move(api_key)) {}
+
+  // Called once, when the model has loaded.
+  void SetBackend(std::shared_ptr<ServingBackend> backend);
+  // Reported by GetServerInfo; the engine loop itself refuses new requests.
+  void SetDraining() { draining_ = true; }
+
+  grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const kvserve::v1::GenerateRequest* request) override;
+  grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Chat(
+      grpc::CallbackServerContext* context, const kvserve::v1::ChatRequest* request) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const kvserve::v1::TokenizeRequest* request,
+                                     kvserve::v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const kvserve::v1::GetModelInfoRequest* request,
+                                         kvserve::v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const kvserve::v1::GetServerInfoRequest* request,
+                                          kvserve::v1::ServerInfo* response) override;
+
+ private:
+  // UNAVAILABLE while the model loads.
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend() const;
+  // The backend if the call carries the API key (when one is set), else UNAUTHENTICATED.
+  absl::StatusOr<std::shared_ptr<ServingBackend>> AuthorizedBackend(
+      const grpc::CallbackServerContext& context) const;
+
+  const std::string api_key_;
+
+  BackendSlot backend_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace kvserve::server
+
+#endif  // KVSERVE_SERVER_GRPC_GENERATION_SERVICE_H_

@@ -1,0 +1,540 @@
+#include "server/http/openai_api.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "base/json.h"
+#include "server/http/json_writer.h"
+
+namespace kvserve::server::openai {
+namespace {
+
+using base::JsonValue;
+using scheduler::FinishReason;
+
+// OpenAI writes logprobs of impossible tokens as -9999 rather than -infinity (not JSON).
+constexpr float kMinLogprob = -9999.0f;
+
+// A member that is present and not null, or nullptr.
+const JsonValue* Field(const JsonValue& object, absl::string_view key) {
+  const JsonValue* v = object.Find(key);
+  return (v == nullptr || v->is_null()) ? nullptr : v;
+}
+
+absl::StatusOr<std::optional<double>> NumberField(const JsonValue& object, absl::string_view key) {
+  const JsonValue* v = Field(object, key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number()) return InvalidParam(key, absl::StrCat(key, " must be a number"));
+  return v->number;
+}
+
+absl::StatusOr<std::optional<int64_t>> IntField(const JsonValue& object, absl::string_view key) {
+  const JsonValue* v = Field(object, key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number() || !v->is_integer) {
+    return InvalidParam(key, absl::StrCat(key, " must be an integer"));
+  }
+  return v->integer;
+}
+
+absl::StatusOr<std::optional<bool>> BoolField(const JsonValue& object, absl::string_view key) {
+  const JsonValue* v = Field(object, key);
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_bool()) return InvalidParam(key, absl::StrCat(key, " must be a boolean"));
+  return v->boolean;
+}
+
+absl::StatusOr<JsonValue> ParseBody(absl::string_view body) {
+  absl::StatusOr<JsonValue> json = base::ParseJson(body);
+  if (!json.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the request body is not valid JSON: ", json.status().message()));
+  }
+  if (!json->is_object()) {
+    return absl::InvalidArgumentError("the request body must be a JSON object");
+  }
+  return json;
+}
+
+// The fields both endpoints share: model, sampling, stop, n, stream.
+absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
+  if (const JsonValue* model = Field(body, "model"); model != nullptr) {
+    if (!model->is_string()) return InvalidParam("model", "model must be a string");
+    out->model = model->string;
+  }
+  GenerationParams& p = out->params;
+  for (auto [key, field] : {std::pair{"temperature", &p.temperature}, std::pair{"top_p", &p.top_p},
+                            std::pair{"presence_penalty", &p.presence_penalty},
+                            std::pair{"frequency_penalty", &p.frequency_penalty}}) {
+    absl::StatusOr<std::optional<double>> num = NumberField(body, key);
+    if (!num.ok()) return num.status();
+    *field = *num;
+  }
+  absl::StatusOr<std::optional<int64_t>> integer = IntField(body, "seed");
+  if (!integer.ok()) return integer.status();
+  if (integer->has_value()) p.seed = static_cast<uint64_t>(**integer);
+  if (const JsonValue* bias = Field(body, "logit_bias"); bias != nullptr) {
+    if (!bias->is_object()) return InvalidParam("logit_bias", "logit_bias must be an object");
+    for (const auto& [key, value] : bias->object) {
+      int32_t id;
+      if (!absl::SimpleAtoi(key, &id) || !value.is_number()) {
+        return InvalidParam("logit_bias",
+                            "logit_bias maps token ids (as strings) to numbers in [-100, 100]");
+      }
+      p.logit_bias.emplace_back(id, value.number);
+    }
+  }
+
+  if (const JsonValue* stop = Field(body, "stop"); stop != nullptr) {
+    if (stop->is_string()) {
+      p.stop.push_back(stop->string);
+    } else if (stop->is_array()) {
+      for (const JsonValue& item : stop->array) {
+        if (!item.is_string()) return InvalidParam("stop", "stop must be a string or strings");
+        p.stop.push_back(item.string);
+      }
+    } else {
+      return InvalidParam("stop", "stop must be a string or a list of strings");
+    }
+  }
+
+  // An extension (as vLLM's): generate past end-of-sequence tokens, for benchmarks and tests.
+  absl::StatusOr<std::optional<bool>> ignore_eos = BoolField(body, "ignore_eos");
+  if (!ignore_eos.ok()) return ignore_eos.status();
+  p.ignore_eos = ignore_eos->value_or(false);
+
+  integer = IntField(body, "n");
+  if (!integer.ok()) return integer.status();
+  if (integer->has_value() && **integer != 1) {
+    return InvalidParam("n", absl::StrCat("n = ", **integer, " is not supported: only n = 1"));
+  }
+
+  absl::StatusOr<std::optional<bool>> flag = BoolField(body, "stream");
+  if (!flag.ok()) return flag.status();
+  out->stream = flag->value_or(false);
+  if (const JsonValue* options = Field(body, "stream_options"); options != nullptr) {
+    if (!options->is_object()) {
+      return InvalidParam("stream_options", "stream_options must be an object");
+    }
+    flag = BoolField(*options, "include_usage");
+    if (!flag.ok()) return InvalidParam("stream_options", flag.status().message());
+    out->include_usage = out->stream && flag->value_or(false);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetMaxTokens(const JsonValue& body, absl::string_view key, ParsedRequest* out) {
+  absl::StatusOr<std::optional<int64_t>> max_tokens = IntField(body, key);
+  if (!max_tokens.ok()) return max_tokens.status();
+  if (!max_tokens->has_value()) return absl::OkStatus();
+  out->params.max_tokens = **max_tokens;
+  out->wire.max_tokens = std::string(key);
+  return absl::OkStatus();
+}
+
+// The range is checked with the rest (CheckGenerationParams); top_logprobs is only read then.
+void SetLogprobCount(absl::string_view key, int64_t count, ParsedRequest* out) {
+  out->params.logprobs = count;
+  out->top_logprobs = static_cast<int32_t>(std::clamp<int64_t>(count, 0, engine::kMaxLogprobs));
+  out->wire.logprobs = std::string(key);
+}
+
+// Token ids of a prompt array; `param` names it in errors.
+absl::Status SetPromptIds(const JsonValue& array, ParsedRequest* out) {
+  std::vector<int32_t>& ids = out->params.prompt_token_ids.emplace();
+  for (const JsonValue& item : array.array) {
+    if (!item.is_number() || !item.is_integer || item.integer < 0 ||
+        item.integer > std::numeric_limits<int32_t>::max()) {
+      return InvalidParam("prompt", "prompt token ids must be non-negative integers");
+    }
+    ids.push_back(static_cast<int32_t>(item.integer));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetPrompt(const JsonValue& prompt, ParsedRequest* out) {
+  if (prompt.is_string()) {
+    out->params.prompt = prompt.string;
+    return absl::OkStatus();
+  }
+  if (!prompt.is_array()) {
+    return InvalidParam("prompt", "prompt must be a string or an array of token ids");
+  }
+  if (prompt.array.empty()) return InvalidParam("prompt", "prompt is empty");
+  if (prompt.array[0].is_number()) return SetPromptIds(prompt, out);
+  // A list of prompts: only a single one is served per request.
+  if (prompt.array.size() > 1) {
+    return InvalidParam("prompt", "a batch of prompts is not supported: send one prompt");
+  }
+  const JsonValue& only = prompt.array[0];
+  if (only.is_string()) {
+    out->params.prompt = only.string;
+    return absl::OkStatus();
+  }
+  if (only.is_array()) return SetPromptIds(only, out);
+  return InvalidParam("prompt", "prompt must be a string or an array of token ids");
+}
+
+void WriteCompletionLogprobs(JsonWriter& w, const std::vector<LogprobEntry>& logprobs,
+                             int64_t text_offset) {
+  w.BeginObject().Key("tokens").BeginArray();
+  for (const LogprobEntry& e : logprobs) w.String(e.token);
+  w.EndArray().Key("token_logprobs").BeginArray();
+  for (const LogprobEntry& e : logprobs) w.Double(std::max(e.logprob, kMinLogprob));
+  w.EndArray().Key("top_logprobs").BeginArray();
+  for (const LogprobEntry& e : logprobs) {
+    // An object keyed by token text (as OpenAI's): equal texts keep the first (likeliest).
+    w.BeginObject();
+    std::vector<std::string> seen;
+    for (const auto& [token, logprob] : e.top) {
+      const std::string key = JsonQuote(token);
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+      seen.push_back(key);
+      w.Key(token).Double(std::max(logprob, kMinLogprob));
+    }
+    w.EndObject();
+  }
+  w.EndArray().Key("text_offset").BeginArray();
+  for (const LogprobEntry& e : logprobs) {
+    w.Int(text_offset);
+    text_offset += static_cast<int64_t>(e.token.size());
+  }
+  w.EndArray().EndObject();
+}
+
+void WriteBytes(JsonWriter& w, absl::string_view token) {
+  w.BeginArray();
+  for (const char c : token) w.Int(static_cast<unsigned char>(c));
+  w.EndArray();
+}
+
+void WriteChatLogprobs(JsonWriter& w, const std::vector<LogprobEntry>& logprobs) {
+  w.BeginObject().Key("content").BeginArray();
+  for (const LogprobEntry& e : logprobs) {
+    w.BeginObject().Key("token").String(e.token).Key("logprob").Double(
+        std::max(e.logprob, kMinLogprob));
+    w.Key("bytes");
+    WriteBytes(w, e.token);
+    w.Key("top_logprobs").BeginArray();
+    for (const auto& [token, logprob] : e.top) {
+      w.BeginObject().Key("token").String(token).Key("logprob").Double(
+          std::max(logprob, kMinLogprob));
+      w.Key("bytes");
+      WriteBytes(w, token);
+      w.EndObject();
+    }
+    w.EndArray().EndObject();
+  }
+  w.EndArray().Key("refusal").Null().EndObject();
+}
+
+void WriteHead(JsonWriter& w, const ResponseMeta& meta, bool chunk) {
+  const bool chat = meta.endpoint == Endpoint::kChatCompletions;
+  w.Key("id").String(meta.id);
+  w.Key("object").String(chat ? (chunk ? "chat.completion.chunk" : "chat.completion")
+                              : "text_completion");
+  w.Key("created").Int(meta.created).Key("model").String(meta.model);
+}
+
+void WriteUsage(JsonWriter& w, const Usage& usage) {
+  w.BeginObject()
+      .Key("prompt_tokens")
+      .Int(usage.prompt_tokens)
+      .Key("completion_tokens")
+      .Int(usage.completion_tokens)
+      .Key("total_tokens")
+      .Int(int64_t{usage.prompt_tokens} + usage.completion_tokens)
+      .EndObject();
+}
+
+}  // namespace
+
+const WireRules& OpenAiWireRules() {
+  static const WireRules* rules = [] {
+    auto* w = new WireRules;
+    w->prompt_token_ids = "prompt";  // token ids are sent as the prompt
+    w->max_temperature = 2;          // OpenAI's documented range is [0, 2]
+    return w;
+  }();
+  return *rules;
+}
+
+absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view text) {
+  absl::StatusOr<JsonValue> body = ParseBody(text);
+  if (!body.ok()) return body.status();
+  ParsedRequest out;
+  out.endpoint = Endpoint::kCompletions;
+  if (absl::Status st = ParseCommon(*body, &out); !st.ok()) return st;
+  const JsonValue* prompt = Field(*body, "prompt");
+  if (prompt == nullptr) return InvalidParam("prompt", "prompt is missing");
+  if (absl::Status st = SetPrompt(*prompt, &out); !st.ok()) return st;
+  // OpenAI's default for the legacy completions endpoint.
+  out.params.max_tokens = 16;
+  if (absl::Status st = SetMaxTokens(*body, "max_tokens", &out); !st.ok()) return st;
+  absl::StatusOr<std::optional<int64_t>> logprobs = IntField(*body, "logprobs");
+  if (!logprobs.ok()) return logprobs.status();
+  if (logprobs->has_value()) {
+    out.logprobs = true;
+    SetLogprobCount("logprobs", **logprobs, &out);
+  }
+  absl::StatusOr<std::optional<bool>> echo = BoolField(*body, "echo");
+  if (!echo.ok()) return echo.status();
+  if (echo->value_or(false)) return InvalidParam("echo", "echo is not supported");
+  if (const JsonValue* suffix = Field(*body, "suffix");
+      suffix != nullptr && !(suffix->is_string() && suffix->string.empty())) {
+    return InvalidParam("suffix", "suffix is not supported");
+  }
+  absl::StatusOr<std::optional<int64_t>> best_of = IntField(*body, "best_of");
+  if (!best_of.ok()) return best_of.status();
+  if (best_of->has_value() && **best_of != 1) {
+    return InvalidParam("best_of", "best_of is not supported: only 1");
+  }
+  if (absl::Status st = CheckGenerationParams(out.params, out.wire); !st.ok()) return st;
+  return out;
+}
+
+absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view text) {
+  absl::StatusOr<JsonValue> body = ParseBody(text);
+  if (!body.ok()) return body.status();
+  ParsedRequest out;
+  out.endpoint = Endpoint::kChatCompletions;
+  if (absl::Status st = ParseCommon(*body, &out); !st.ok()) return st;
+
+  const JsonValue* messages = Field(*body, "messages");
+  if (messages == nullptr) return InvalidParam("messages", "messages is missing");
+  if (!messages->is_array() || messages->array.empty()) {
+    return InvalidParam("messages", "messages must be a non-empty array");
+  }
+  for (size_t i = 0; i < messages->array.size(); ++i) {
+    const JsonValue& m = messages->array[i];
+    const std::string where = absl::StrCat("messages[", i, "]");
+    if (!m.is_object()) return InvalidParam("messages", absl::StrCat(where, " must be an object"));
+    const JsonValue* role = Field(m, "role");
+    if (role == nullptr || !role->is_string() || role->string.empty()) {
+      return InvalidParam("messages", absl::StrCat(where, ".role must be a non-empty string"));
+    }
+    ChatMessage message;
+    message.role = role->string;
+    if (const JsonValue* content = Field(m, "content"); content == nullptr) {
+      // An assistant turn may have no content (e.g. tool calls, which are not supported).
+    } else if (content->is_string()) {
+      message.content = content->string;
+    } else if (content->is_array()) {
+      std::vector<std::string> texts;
+      for (size_t j = 0; j < content->array.size(); ++j) {
+        const JsonValue& part = content->array[j];
+        const JsonValue* type = part.is_object() ? Field(part, "type") : nullptr;
+        const JsonValue* part_text = part.is_object() ? Field(part, "text") : nullptr;
+        if (type == nullptr || !type->is_string() || type->string != "text" ||
+            part_text == nullptr || !part_text->is_string()) {
+          return InvalidParam("messages", absl::StrCat(where, ".content[", j,
+                                                       "]: only {\"type\": \"text\", \"text\": "
+                                                       "...} parts are supported"));
+        }
+        texts.push_back(part_text->string);
+      }
+      message.content = absl::StrJoin(texts, "\n");
+    } else {
+      return InvalidParam("messages",
+                          absl::StrCat(where, ".content must be a string or a list of parts"));
+    }
+    out.messages.push_back(std::move(message));
+  }
+
+  if (absl::Status st = SetMaxTokens(*body, "max_tokens", &out); !st.ok()) return st;
+  if (absl::Status st = SetMaxTokens(*body, "max_completion_tokens", &out); !st.ok()) return st;
+
+  absl::StatusOr<std::optional<bool>> logprobs = BoolField(*body, "logprobs");
+  if (!logprobs.ok()) return logprobs.status();
+  out.logprobs = logprobs->value_or(false);
+  absl::StatusOr<std::optional<int64_t>> top = IntField(*body, "top_logprobs");
+  if (!top.ok()) return top.status();
+  if (top->has_value()) {
+    if (!out.logprobs) {
+      return InvalidParam("top_logprobs", "top_logprobs requires logprobs to be true");
+    }
+    SetLogprobCount("top_logprobs", **top, &out);
+  }
+  if (absl::Status st = CheckGenerationParams(out.params, out.wire); !st.ok()) return st;
+  return out;
+}
+
+ApiError ErrorFromStatus(const absl::Status& status) {
+  ApiError error;
+  absl::string_view type = "server_error";
+  absl::string_view code;
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+      error.http_status = 400;
+      type = "invalid_request_error";
+      break;
+    case absl::StatusCode::kUnauthenticated:
+      error.http_status = 401;
+      type = "invalid_request_error";
+      code = "invalid_api_key";
+      break;
+    case absl::StatusCode::kNotFound:
+      error.http_status = 404;
+      type = "invalid_request_error";
+      code = "model_not_found";
+      break;
+    case absl::StatusCode::kOutOfRange:
+      error.http_status = 413;
+      type = "invalid_request_error";
+      code = "context_length_exceeded";
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      error.http_status = 429;
+      type = "rate_limit_error";
+      code = "queue_full";
+      break;
+    case absl::StatusCode::kUnavailable:
+      error.http_status = 503;
+      code = "unavailable";
+      break;
+    default:
+      error.http_status = 500;
+      break;
+  }
+  JsonWriter w;
+  w.BeginObject().Key("error").BeginObject();
+  w.Key("message").String(status.message()).Key("type").String(type).Key("param");
+  if (std::optional<std::string> param = ErrorParam(status); param.has_value()) {
+    w.String(*param);
+  } else {
+    w.Null();
+  }
+  w.Key("code");
+  if (code.empty()) {
+    w.Null();
+  } else {
+    w.String(code);
+  }
+  w.EndObject().EndObject();
+  error.body = w.Take();
+  return error;
+}
+
+absl::string_view OpenAiFinishReason(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+    case FinishReason::kContextLength:
+      return "length";
+    case FinishReason::kStop:
+    case FinishReason::kStopString:
+    case FinishReason::kCancelled:
+    case FinishReason::kError:
+      return "stop";
+  }
+  return "stop";
+}
+
+std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
+                         FinishReason finish_reason, bool with_logprobs,
+                         const std::vector<LogprobEntry>& logprobs, const Usage& usage) {
+  const bool chat = meta.endpoint == Endpoint::kChatCompletions;
+  JsonWriter w;
+  w.BeginObject();
+  WriteHead(w, meta, /*chunk=*/false);
+  w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
+  if (chat) {
+    w.Key("message")
+        .BeginObject()
+        .Key("role")
+        .String("assistant")
+        .Key("content")
+        .String(text)
+        .EndObject();
+  } else {
+    w.Key("text").String(text);
+  }
+  w.Key("logprobs");
+  if (!with_logprobs) {
+    w.Null();
+  } else if (chat) {
+    WriteChatLogprobs(w, logprobs);
+  } else {
+    WriteCompletionLogprobs(w, logprobs, 0);
+  }
+  w.Key("finish_reason").String(OpenAiFinishReason(finish_reason));
+  w.EndObject().EndArray();
+  w.Key("usage");
+  WriteUsage(w, usage);
+  w.EndObject();
+  return w.Take();
+}
+
+std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, bool include_usage) {
+  const bool chat = meta.endpoint == Endpoint::kChatCompletions;
+  JsonWriter w;
+  w.BeginObject();
+  WriteHead(w, meta, /*chunk=*/true);
+  w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
+  if (chat) {
+    w.Key("delta").BeginObject();
+    if (content.role) w.Key("role").String("assistant");
+    if (content.has_text) w.Key("content").String(content.text);
+    w.EndObject();
+  } else {
+    w.Key("text").String(content.text);
+  }
+  w.Key("logprobs");
+  if (!content.with_logprobs) {
+    w.Null();
+  } else if (chat) {
+    WriteChatLogprobs(w, content.logprobs);
+  } else {
+    WriteCompletionLogprobs(w, content.logprobs, content.text_offset);
+  }
+  w.Key("finish_reason");
+  if (content.finish_reason == nullptr) {
+    w.Null();
+  } else {
+    w.String(OpenAiFinishReason(*content.finish_reason));
+  }
+  w.EndObject().EndArray();
+  if (include_usage) w.Key("usage").Null();
+  w.EndObject();
+  return w.Take();
+}
+
+std::string UsageChunkBody(const ResponseMeta& meta, const Usage& usage) {
+  JsonWriter w;
+  w.BeginObject();
+  WriteHead(w, meta, /*chunk=*/true);
+  w.Key("choices").BeginArray().EndArray().Key("usage");
+  WriteUsage(w, usage);
+  w.EndObject();
+  return w.Take();
+}
+
+std::string ModelsBody(absl::string_view model_id, int64_t created) {
+  JsonWriter w;
+  w.BeginObject().Key("object").String("list").Key("data").BeginArray();
+  w.BeginObject()
+      .Key("id")
+      .String(model_id)
+      .Key("object")
+      .String("model")
+      .Key("created")
+      .Int(created)
+      .Key("owned_by")
+      .String("kvserve")
+      .EndObject();
+  w.EndArray().EndObject();
+  return w.Take();
+}
+
+std::string SseEvent(absl::string_view json) { return absl::StrCat("data: ", json, "\n\n"); }
+
+}  // namespace kvserve::server::openai

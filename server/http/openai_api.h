@@ -1,0 +1,125 @@
+// The OpenAI-compatible API's wire format, independent of the HTTP server: request bodies of
+// POST /v1/completions and POST /v1/chat/completions parsed into GenerationParams (the one
+// validation point, server/frontend/request_builder.h, checks them with OpenAI's field names),
+// and response bodies, stream chunks and errors written exactly as OpenAI shapes them.
+//
+// Supported request fields — completions: model, prompt (string, or an array of token ids, or a
+// one-element array of either), max_tokens, temperature, top_p, seed, stop (string or list),
+// logprobs (int), stream, stream_options.include_usage, n (1 only), echo (false only), user
+// (ignored), presence_penalty, frequency_penalty. Chat: model, messages (content a string or a
+// list of {"type":"text","text"} parts), max_tokens / max_completion_tokens, temperature, top_p,
+// seed, stop, logprobs (bool) with top_logprobs, stream, stream_options.include_usage, n (1 only),
+// user (ignored), presence_penalty, frequency_penalty. Both also take `logit_bias` and, as an
+// extension (vLLM's name), `ignore_eos`. Other fields are ignored.
+//
+// Errors: parse errors are InvalidArgument statuses whose payload names the offending field
+// (InvalidParam; ErrorFromStatus reads it into "param"); the parse functions also run the
+// model-independent checks (CheckGenerationParams), so a bad range is refused before a chat
+// template renders. ErrorFromStatus maps every status to the HTTP status of the API (400, 401,
+// 404, 413, 429, 503, 500).
+//
+// Thread-safety: pure functions.
+#ifndef KVSERVE_SERVER_HTTP_OPENAI_API_H_
+#define KVSERVE_SERVER_HTTP_OPENAI_API_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/frontend/generation_stream.h"
+#include "server/frontend/request_builder.h"
+#include "server/models/chat_template.h"
+
+namespace kvserve::server::openai {
+
+enum class Endpoint { kCompletions, kChatCompletions };
+
+// OpenAI's field names ("prompt" for token ids too) and its temperature range [0, 2].
+const WireRules& OpenAiWireRules();
+
+struct ParsedRequest {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;  // as sent; "" when absent
+  // Prompt (completions only), max_tokens, sampling, stop, logprobs. For chat the caller renders
+  // `messages` with the model's template into `params.prompt`.
+  GenerationParams params;
+  // OpenAI's field names; max_tokens / logprobs say which key the value came from.
+  WireRules wire = OpenAiWireRules();
+  std::vector<ChatMessage> messages;  // chat only
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  bool logprobs = false;       // report logprobs (completions: "logprobs" present; chat: true)
+  int32_t top_logprobs = 0;    // alternatives per token
+};
+
+absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view body);
+absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view body);
+
+struct ApiError {
+  int http_status = 500;
+  std::string body;  // {"error":{"message","type","param","code"}}
+};
+// 400 InvalidArgument/FailedPrecondition, 401 Unauthenticated, 404 NotFound, 413 OutOfRange
+// (prompt too long for the context), 429 ResourceExhausted (queue full), 503 Unavailable
+// (loading, draining), 500 anything else.
+ApiError ErrorFromStatus(const absl::Status& status);
+
+// What a response says about the request, besides its output.
+struct ResponseMeta {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string id;       // "cmpl-..." / "chatcmpl-..."
+  int64_t created = 0;  // Unix seconds
+  std::string model;
+};
+
+// One generated token's logprobs, with token texts as raw bytes (the codec's pieces).
+struct LogprobEntry {
+  std::string token;
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
+
+struct Usage {
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+};
+
+// The one mapping of finish reasons to OpenAI's: "length" (max_tokens or the context filled) or
+// "stop" (everything else; the aborts, which a finished response does not have, included).
+absl::string_view OpenAiFinishReason(scheduler::FinishReason reason);
+
+// A whole non-streamed response. `logprobs` is null in the body when `with_logprobs` is false.
+std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
+                         scheduler::FinishReason finish_reason, bool with_logprobs,
+                         const std::vector<LogprobEntry>& logprobs, const Usage& usage);
+
+// One streamed chunk. `finish_reason` null while streaming; chat chunks carry a `delta` with the
+// role (first chunk) and/or content. `text_offset` (completions logprobs) is the byte offset of
+// the chunk's first token in the whole output. With `include_usage` every chunk has "usage":null.
+struct ChunkContent {
+  bool role = false;      // chat: delta.role = "assistant"
+  bool has_text = false;  // completions always write text; chat writes content if set
+  std::string text;
+  const scheduler::FinishReason* finish_reason = nullptr;
+  bool with_logprobs = false;
+  std::vector<LogprobEntry> logprobs;
+  int64_t text_offset = 0;
+};
+std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, bool include_usage);
+// The last chunk of a stream with stream_options.include_usage: empty choices, the usage.
+std::string UsageChunkBody(const ResponseMeta& meta, const Usage& usage);
+
+// GET /v1/models.
+std::string ModelsBody(absl::string_view model_id, int64_t created);
+
+// "data: <json>\n\n" and the stream's end, "data: [DONE]\n\n".
+std::string SseEvent(absl::string_view json);
+inline constexpr char kSseDone[] = "data: [DONE]\n\n";
+
+}  // namespace kvserve::server::openai
+
+#endif  // KVSERVE_SERVER_HTTP_OPENAI_API_H_

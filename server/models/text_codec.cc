@@ -1,0 +1,40 @@
+#include "server/models/text_codec.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace kvserve::server {
+std::string TextCodec::Decode(absl::Span<const int32_t> ids) const {
+  std::string out;
+  for (int32_t id : ids) out += TokenPiece(id);
+  return out;
+}
+
+absl::StatusOr<std::vector<int32_t>> ByteLevelCodec::Encode(absl::string_view text,
+                                                            bool add_special_tokens) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() + 1);
+  if (add_special_tokens) ids.push_back(kBos);
+  for (char c : text) ids.push_back(static_cast<uint8_t>(c));
+  return ids;
+}
+
+std::string ByteLevelCodec::TokenPiece(int32_t id) const {
+  if (id < 0 || id > 255) return "";
+  return std::string(1, static_cast<char>(id));
+}
+
+absl::StatusOr<std::vector<int32_t>> TokenIdsOnlyCodec::Encode(absl::string_view, bool) const {
+  return absl::UnimplementedError(
+      "this server has no tokenizer for its model; send prompt_token_ids instead of text");
+}
+
+absl::StatusOr<std::vector<int32_t>> TokenizerCodec::Encode(absl::string_view text,
+                                                            bool add_special_tokens) const {
+  return tokenizer_->Encode(std::string_view(text.data(), text.size()), add_special_tokens);
+}
+
+std::string TokenizerCodec::name() const {
+  return absl::StrCat("model tokenizer, ", tokenizer_->vocab_size(), " tokens");
+}
+
+}  // namespace kvserve::server
