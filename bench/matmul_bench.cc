@@ -30,7 +30,7 @@
 #include "absl/strings/strip.h"
 #include "engine/primitives.h"
 #include "engine/quant/quantized_linear.h"
-#include "tests/engine/quant_test_util.h"
+#include "engine/quant/random_blocks.h"
 
 namespace kvserve::engine {
 namespace {

@@ -13,7 +13,7 @@
 #include "engine/quant/quant_matmul.h"
 #include "engine/quant/reference.h"
 #include "gtest/gtest.h"
-#include "tests/engine/quant_test_util.h"
+#include "engine/quant/random_blocks.h"
 
 namespace kvserve::engine::quant {
 namespace {

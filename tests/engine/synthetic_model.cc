@@ -10,7 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/gguf_test_writer.h"
-#include "tests/engine/quant_test_util.h"
+#include "engine/quant/random_blocks.h"
 
 namespace kvserve::engine::testing {
 namespace {

@@ -1,8 +1,8 @@
-// Random valid ggml blocks for the quantized-kernel tests: random bits everywhere (every bit
-// pattern of quants and packed scales is a valid block) except the f16 scales, which get
-// moderate random values so that products stay finite.
-#ifndef KVSERVE_TESTS_ENGINE_QUANT_TEST_UTIL_H_
-#define KVSERVE_TESTS_ENGINE_QUANT_TEST_UTIL_H_
+// Random valid ggml blocks, for the kernels' tests and benchmarks (nothing on the serving path
+// uses it): random bits everywhere (every bit pattern of quants and packed scales is a valid
+// block) except the f16 scales, which get moderate random values so that products stay finite.
+#ifndef KVSERVE_ENGINE_QUANT_RANDOM_BLOCKS_H_
+#define KVSERVE_ENGINE_QUANT_RANDOM_BLOCKS_H_
 
 #include <cstdint>
 #include <cstring>
@@ -51,4 +51,4 @@ inline std::vector<uint8_t> RandomRows(const FormatInfo& f, int64_t n, int64_t k
 
 }  // namespace kvserve::engine::quant
 
-#endif  // KVSERVE_TESTS_ENGINE_QUANT_TEST_UTIL_H_
+#endif  // KVSERVE_ENGINE_QUANT_RANDOM_BLOCKS_H_
