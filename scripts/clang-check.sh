@@ -15,9 +15,10 @@ fi
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DKVSERVE_WARNINGS_AS_ERRORS=ON "${launcher[@]}"
 cmake --build "$build" -j "$jobs"
-# This build compiles the engine for AVX-512 hosts (see CMakeLists.txt): its tests run only there.
+# This build compiles the engine for AVX-512 + AVX-VNNI hosts (see CMakeLists.txt): its tests run only there.
 has() { grep -qw "$1" /proc/cpuinfo; }
-if has avx512f && has avx512bw && has avx512vl && has avx512dq && has avx512_vnni && has avx512_bf16; then
+if has avx512f && has avx512bw && has avx512vl && has avx512dq && has avx512_vnni && has avx512_bf16 &&
+    has avx_vnni && has f16c; then
   cd "$build"
   ctest --output-on-failure -j "$jobs" -L unit
 else
