@@ -101,7 +101,8 @@ QuantIsa DefaultQuantIsa() {
 
 std::string DescribeQuantIsaChoice() {
   std::string out = absl::StrCat(std::string(QuantIsaName(DefaultQuantIsa())), " (this CPU runs");
-  for (QuantIsa isa : AvailableQuantIsas()) absl::StrAppend(&out, " ", std::string(QuantIsaName(isa)));
+  for (QuantIsa isa : AvailableQuantIsas())
+    absl::StrAppend(&out, " ", std::string(QuantIsaName(isa)));
   const char* env = std::getenv("KVSERVE_ISA");
   if (env != nullptr && env[0] != '\0') absl::StrAppend(&out, "; KVSERVE_ISA=", env);
   return out + ")";

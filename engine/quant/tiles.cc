@@ -36,6 +36,10 @@ void PackBlock(const FormatInfo& f, const TileLayout& t, const DecodedBlock* row
           } else {
             pay[64 * (j / 4) + byte] |= static_cast<uint8_t>((v & 3) << (2 * (j % 4)));
           }
+          if (f.bits == 6) {  // crumbs: bits 4-5 of the value, laid out like a 2-bit payload
+            msk[64 * (j / 4) + byte] |= static_cast<uint8_t>(((v >> 4) & 3) << (2 * (j % 4)));
+            continue;
+          }
           const int first_extra_bit = f.bits == 3 ? 2 : 4;
           for (int p = 0; p < t.mask_planes; ++p) {
             if ((v >> (first_extra_bit + p)) & 1) {

@@ -12,9 +12,11 @@
 //            vector j8 is row r's value 8*j8+i, the high nibble value 8*j8+4+i);
 //            2/3-bit: 2 vectors of crumbs (bits 2s of byte 4r+i of vector q hold value
 //            16q+4s+i).
-//   masks    per block, per chunk, per 4-value step j (8 of them), per extra bit plane: a
-//            64-bit mask whose bit 4r+i is that bit of row r's value 4j+i (bit 4 for 5-bit,
-//            bits 4 and 5 for 6-bit, bit 2 for 3-bit formats).
+//   masks    the bits above the payload's. 5-bit and 3-bit formats: per block, per chunk, per
+//            4-value step j (8 of them), a 64-bit mask whose bit 4r+i is that bit of row r's
+//            value 4j+i (bit 4, or bit 2). 6-bit: per chunk 2 vectors of crumbs like a 2-bit
+//            payload (bits 2s of byte 4r+i of vector q hold bits 4-5 of value 16q+4s+i):
+//            unpacking a crumb costs a shift and an and, a mask bit three instructions.
 //   headers  per block: f16 d[16], f16 d2[16] (dmin or m, if the format has one), int8
 //            scale[groups][16] and int8 min[groups][16] (if it has them).
 // A row of an odd number of blocks ends in a half-filled group.
@@ -49,7 +51,7 @@ struct TileLayout {
   int off_min;        // -1 if none
 
   constexpr int payload_bytes() const { return chunks * chunk_payload; }
-  constexpr int chunk_masks() const { return 8 * 8 * mask_planes; }
+  constexpr int chunk_masks() const { return mask_planes == 2 ? 128 : 8 * 8 * mask_planes; }
   constexpr int mask_bytes() const { return chunks * chunk_masks(); }
   constexpr int group_bytes() const {
     return kBlocksPerGroup * (payload_bytes() + mask_bytes() + header_bytes);
@@ -64,7 +66,8 @@ struct TileLayout {
   }
   constexpr int64_t header_at(int64_t b) const {
     return (b / kBlocksPerGroup) * group_bytes() +
-           kBlocksPerGroup * (payload_bytes() + mask_bytes()) + (b % kBlocksPerGroup) * header_bytes;
+           kBlocksPerGroup * (payload_bytes() + mask_bytes()) +
+           (b % kBlocksPerGroup) * header_bytes;
   }
 };
 
