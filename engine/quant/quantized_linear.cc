@@ -27,9 +27,10 @@ absl::StatusOr<std::unique_ptr<QuantizedLinear>> QuantizedLinear::Create(
     linear->first_output_.push_back(linear->n_);
     linear->n_ += part.n;
     linear->needs_[static_cast<int>(format->act)] = true;
-    for (int64_t u = 0; u < matrix->units(); ++u) {
-      linear->units_.push_back(
-          {static_cast<int32_t>(linear->matrices_.size()), static_cast<int32_t>(u)});
+    for (int64_t u = 0; u < matrix->units(); u += kUnitsPerRun) {
+      linear->runs_.push_back({static_cast<int32_t>(linear->matrices_.size()),
+                               static_cast<int32_t>(u),
+                               static_cast<int32_t>(std::min(matrix->units(), u + kUnitsPerRun))});
     }
     linear->matrices_.push_back(*std::move(matrix));
   }
@@ -41,8 +42,7 @@ void QuantizedLinear::Forward(const float* x, int64_t m, float* y) {
   for (int kind = 0; kind < 3; ++kind) {
     if (needs_[kind]) PrepareQuantized(static_cast<ActKind>(kind), m, k_, &acts_[kind]);
   }
-  const int64_t num_units = static_cast<int64_t>(units_.size());
-  const int64_t chunk = std::max<int64_t>(1, num_units / (8 * omp_get_max_threads()));
+  const int64_t num_runs = static_cast<int64_t>(runs_.size());
 #pragma omp parallel
   {
     for (int kind = 0; kind < 3; ++kind) {
@@ -50,19 +50,19 @@ void QuantizedLinear::Forward(const float* x, int64_t m, float* y) {
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < m; ++r) QuantizeRange(x, r, r + 1, isa_, &acts_[kind]);
     }
-    // Dynamic, in runs of contiguous units: each thread still streams neighbouring weights, and
+    // Dynamic, by runs of contiguous units: each thread still streams neighbouring weights, and
     // a thread the OS takes away for a moment does not hold the others at the barrier for its
     // whole static share. (Which thread computes a unit never changes its result.)
-#pragma omp for schedule(dynamic, chunk)
-    for (int64_t i = 0; i < num_units; ++i) {
-      const Unit& u = units_[i];
-      const QuantMatrix& w = matrices_[u.matrix];
-      float* out = y + first_output_[u.matrix];
-      w.Multiply(acts_[static_cast<int>(w.format().act)], u.unit, u.unit + 1, out, n_);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < num_runs; ++i) {
+      const Run& run = runs_[i];
+      const QuantMatrix& w = matrices_[run.matrix];
+      float* out = y + first_output_[run.matrix];
+      w.Multiply(acts_[static_cast<int>(w.format().act)], run.unit_begin, run.unit_end, out, n_);
       if (!bias_.empty()) {
-        const int64_t begin = u.unit * kTileRows;
-        const int64_t end = std::min<int64_t>(w.n(), begin + kTileRows);
-        const float* b = bias_.data() + first_output_[u.matrix];
+        const int64_t begin = run.unit_begin * kTileRows;
+        const int64_t end = std::min<int64_t>(w.n(), run.unit_end * kTileRows);
+        const float* b = bias_.data() + first_output_[run.matrix];
         for (int64_t r = 0; r < m; ++r) {
           for (int64_t j = begin; j < end; ++j) out[r * n_ + j] += b[j];
         }

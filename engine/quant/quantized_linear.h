@@ -51,9 +51,12 @@ class QuantizedLinear final : public Linear {
   int64_t weight_bytes() const;
 
  private:
-  struct Unit {
+  // Consecutive 16-row units of one matrix, handed to a thread at once (one call into the
+  // kernels: their set-up, e.g. AMX's tile configuration, is paid per run).
+  static constexpr int64_t kUnitsPerRun = 4;
+  struct Run {
     int32_t matrix;  // index into matrices_
-    int32_t unit;    // 16-row unit of that matrix
+    int32_t unit_begin, unit_end;
   };
   QuantizedLinear() = default;
 
@@ -61,7 +64,7 @@ class QuantizedLinear final : public Linear {
   QuantIsa isa_ = QuantIsa::kScalar;
   std::vector<QuantMatrix> matrices_;
   std::vector<int64_t> first_output_;  // of each matrix
-  std::vector<Unit> units_;
+  std::vector<Run> runs_;
   std::vector<float> bias_;
   std::array<bool, 3> needs_{};        // by ActKind
   std::array<QuantizedRows, 3> acts_;  // by ActKind, reused across calls
