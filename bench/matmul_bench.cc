@@ -190,6 +190,7 @@ int Main(int argc, char** argv) {
       if (shape == nullptr) return Usage(argv[0]);
     } else if (absl::ConsumePrefix(&arg, "--dtype=")) {
       dtypes = absl::StrSplit(arg, ',');
+      if (dtypes.size() == 1 && dtypes[0] == "all") dtypes = {"f32", "bf16", "int8"};
     } else if (absl::ConsumePrefix(&arg, "--isa=")) {
       absl::StatusOr<quant::QuantIsa> parsed = quant::ParseQuantIsa(std::string(arg));
       if (!parsed.ok()) return Usage(argv[0]);
@@ -238,7 +239,7 @@ int Main(int argc, char** argv) {
       }
       std::sort(ms.begin(), ms.end());
       const double median = ms[ms.size() / 2];
-      std::printf("%-7s m=%-4ld %8.2f ms/step (min %.2f)  %7.1f tokens/s ceiling  %5.1f GB/s\n",
+      std::printf("%-7s m=%-4ld %8.2f ms/step (min %.2f)  ceiling %8.1f tokens/s  %5.1f GB/s\n",
                   name.c_str(), static_cast<long>(m), median, ms.front(), 1000.0 * m / median,
                   model->bytes / 1e6 / median);
       std::fflush(stdout);

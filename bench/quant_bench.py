@@ -92,7 +92,7 @@ def main():
         log(f"matmul ceiling {t}")
         mm = run([os.path.join(b, "bench", "kvserve_matmul_bench"), f"--dtype={t.lower()}",
                   f"--m={a.ns}", "--reps=10"], env=env).stdout
-        for m, tps in re.findall(r"m=(\d+)\s+\S+ ms/step \(min \S+\)\s+(\S+) tokens/s", mm):
+        for m, tps in re.findall(r"m=(\d+)\s+\S+ ms/step \(min \S+\)\s+ceiling\s+(\S+) tokens/s", mm):
             ceilings[(t, int(m))] = float(tps)
         weight_gb = float(re.search(r"([\d.]+) GB of weights", mm).group(1))
         log(f"kvserve over gRPC {t}")

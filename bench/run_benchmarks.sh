@@ -99,7 +99,7 @@ uptime > "$res/load_before.txt"
 
 # 3a. Matmul ceiling (f32; bf16 only where oneDNN has it).
 log "matmul ceiling"
-"$bin/kvserve_matmul_bench" --dtype=all --m="$NS" --reps=$((REPS * 5)) > "$res/matmul.txt" 2>&1 || true
+"$bin/kvserve_matmul_bench" --shape=smollm360 --dtype=all --m="$NS" --reps=$((REPS * 5)) > "$res/matmul.txt" 2>&1 || true
 
 # 3b. Single stream.
 for f in "${files[@]}"; do
