@@ -241,36 +241,13 @@ def _make_model_float(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, 
             if n % g.QK8_0:
                 raise ValueError(f"Q8_0 needs row lengths that are multiples of {g.QK8_0}: {what}={n}")
 
-    tok_meta = {}
-    if tokenizer_from:
-        src = g.read_gguf(tokenizer_from)
-        tok_meta = {k: v for k, v in src.metadata.items() if k.startswith("tokenizer.")}
-        n_tok = len(src.get("tokenizer.ggml.tokens", []))
-        if vocab is not None and vocab != n_tok:
-            raise ValueError(f"--vocab {vocab} does not match the {n_tok} tokens of {tokenizer_from}")
-        vocab = n_tok
-    if not vocab:
-        raise ValueError("give --vocab or --tokenizer-from")
-
+    tok_meta, vocab = _tokenizer_meta(tokenizer_from, vocab)
     rng = np.random.default_rng(seed)
     wtype = g.GGML_TYPE_BY_NAME[type]
     w = g.GGUFWriter()
-    w.add("general.architecture", g.STRING, arch)
-    w.add("general.name", g.STRING, f"kvserve-synthetic-{arch}-d{dim}-l{layers}-{type}-s{seed}")
-    w.add(f"{arch}.context_length", g.UINT32, ctx)
-    w.add(f"{arch}.embedding_length", g.UINT32, dim)
-    w.add(f"{arch}.block_count", g.UINT32, layers)
-    w.add(f"{arch}.feed_forward_length", g.UINT32, ffn)
-    w.add(f"{arch}.attention.head_count", g.UINT32, heads)
-    w.add(f"{arch}.attention.head_count_kv", g.UINT32, kv_heads)
-    w.add(f"{arch}.attention.layer_norm_rms_epsilon", g.FLOAT32, eps)
-    w.add(f"{arch}.rope.freq_base", g.FLOAT32, rope_base)
-    w.add(f"{arch}.rope.dimension_count", g.UINT32, head_dim)
-    w.add("general.file_type", g.UINT32, FILE_TYPE[type])
-    for k, v in tok_meta.items():
-        w.add_value(k, v)
-    if chat_template is not None:
-        w.add("tokenizer.chat_template", g.STRING, chat_template)
+    _write_header(w, arch, f"kvserve-synthetic-{arch}-d{dim}-l{layers}-{type}-s{seed}", ctx, dim,
+                  layers, ffn, heads, kv_heads, eps, rope_base, head_dim, FILE_TYPE[type], tok_meta,
+                  chat_template)
 
     def proj(n_out, n_in):
         return rng.normal(0.0, 1.0 / np.sqrt(n_in), size=(n_out, n_in))
