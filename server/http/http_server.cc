@@ -771,12 +771,16 @@ void ServerState::OnAccept(const Strand& strand, tcp::socket socket) {
     auto session =
         std::make_shared<Session<asio::ssl::stream<tcp::socket>>>(this, strand, std::move(socket),
                                                                   *context);
-    auto [id, overflow] = Admit(session);
-    session->PostToStrand([session, id, overflow, context] { session->Start(id, overflow, context); });
+    const std::pair<uint64_t, bool> admitted = Admit(session);
+    session->PostToStrand([session, admitted, context] {
+      session->Start(admitted.first, admitted.second, context);
+    });
   } else {
     auto session = std::make_shared<Session<tcp::socket>>(this, strand, std::move(socket));
-    auto [id, overflow] = Admit(session);
-    session->PostToStrand([session, id, overflow] { session->Start(id, overflow, nullptr); });
+    const std::pair<uint64_t, bool> admitted = Admit(session);
+    session->PostToStrand([session, admitted] {
+      session->Start(admitted.first, admitted.second, nullptr);
+    });
   }
 }
 
