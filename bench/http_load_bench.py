@@ -38,6 +38,20 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, max(0, int(round(q / 100.0 * (len(xs) - 1)))))]
 
 
+def process_figures(pid):
+    """Threads, resident and peak resident memory (MiB) of a process, from /proc."""
+    names = {"Threads": "threads", "VmRSS": "rss_mib", "VmHWM": "peak_rss_mib"}
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key == "Threads":
+                out["threads"] = int(value)
+            elif key in names:
+                out[names[key]] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
 class Serve:
     def __init__(self, kvserve, flags):
         self.proc = subprocess.Popen([kvserve, "serve", "--grpc-port", "0", "--http-port", "0",
@@ -54,17 +68,7 @@ class Serve:
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
 
     def figures(self):
-        out = {}
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key == "Threads":
-                    out["threads"] = int(value)
-                elif key == "VmRSS":
-                    out["rss_mib"] = round(int(value.split()[0]) / 1024, 1)
-                elif key == "VmHWM":
-                    out["peak_rss_mib"] = round(int(value.split()[0]) / 1024, 1)
-        return out
+        return process_figures(self.proc.pid)
 
     def cpu_seconds(self):
         """User + system CPU time of the server so far."""

@@ -35,7 +35,8 @@ ABSL_FLAG(std::string, tls_server_name, "",
 namespace kvserve::server {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+// The PEM file `path` (named by --`flag`) into `*out`.
+absl::Status ReadPem(const std::string& flag, const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::InvalidArgumentError(
@@ -46,7 +47,8 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
   if (text.str().find("-----BEGIN") == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", path, ": not PEM"));
   }
-  return text.str();
+  *out = text.str();
+  return absl::OkStatus();
 }
 
 // An anonymous in-memory file holding `text`, or -1.
@@ -97,17 +99,10 @@ absl::StatusOr<std::optional<TlsPem>> ReadServerTls() {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
   TlsPem pem;
-  absl::StatusOr<std::string> text = ReadPem("tls-cert", cert);
-  if (!text.ok()) return text.status();
-  pem.cert_chain = *std::move(text);
-  text = ReadPem("tls-key", key);
-  if (!text.ok()) return text.status();
-  pem.private_key = *std::move(text);
-  if (!ca.empty()) {
-    text = ReadPem("tls-client-ca", ca);
-    if (!text.ok()) return text.status();
-    pem.client_ca = *std::move(text);
-  }
+  absl::Status read = ReadPem("tls-cert", cert, &pem.cert_chain);
+  if (read.ok()) read = ReadPem("tls-key", key, &pem.private_key);
+  if (read.ok() && !ca.empty()) read = ReadPem("tls-client-ca", ca, &pem.client_ca);
+  if (!read.ok()) return read;
   return pem;
 }
 
@@ -164,17 +159,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ClientChannel(const std::string& 
     return absl::InvalidArgumentError("--tls-client-cert and --tls-client-key go together");
   }
   grpc::SslCredentialsOptions options;
-  absl::StatusOr<std::string> text = ReadPem("tls-ca", ca);
-  if (!text.ok()) return text.status();
-  options.pem_root_certs = *std::move(text);
-  if (!cert.empty()) {
-    text = ReadPem("tls-client-cert", cert);
-    if (!text.ok()) return text.status();
-    options.pem_cert_chain = *std::move(text);
-    text = ReadPem("tls-client-key", key);
-    if (!text.ok()) return text.status();
-    options.pem_private_key = *std::move(text);
+  absl::Status read = ReadPem("tls-ca", ca, &options.pem_root_certs);
+  if (read.ok() && !cert.empty()) {
+    read = ReadPem("tls-client-cert", cert, &options.pem_cert_chain);
+    if (read.ok()) read = ReadPem("tls-client-key", key, &options.pem_private_key);
   }
+  if (!read.ok()) return read;
   grpc::ChannelArguments args;
   if (const std::string name = absl::GetFlag(FLAGS_tls_server_name); !name.empty()) {
     args.SetSslTargetNameOverride(name);

@@ -572,6 +572,7 @@ class Session final : public ConnectionBase, public std::enable_shared_from_this
     ++request_number_;
     ++requests_;
     response_ = Response::kNone;
+    if (overflow_) keep_alive_ = false;  // served past the cap: one request only
     HttpRequest request;
     request.method = std::string(message.method_string());
     const beast::string_view target = message.target();

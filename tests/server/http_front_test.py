@@ -20,11 +20,15 @@ import os
 import resource
 import socket
 import subprocess
+import sys
 import threading
 import time
 import unittest
 
 from server_harness import KVSERVE_BIN, Server
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from http_load_bench import process_figures  # noqa: E402  (one reader of /proc for both)
 
 
 def raise_file_limit():
@@ -47,19 +51,6 @@ def http_request(path, body=None, extra_headers=""):
     if body is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     return head.encode() + b"\r\n" + (body or b"")
-
-
-def process_figures(pid):
-    """Threads and resident memory of a process, from /proc."""
-    figures = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key == "Threads":
-                figures["threads"] = int(value)
-            elif key == "VmRSS":
-                figures["rss_mib"] = round(int(value.split()[0]) / 1024, 1)
-    return figures
 
 
 class HealthProber:
