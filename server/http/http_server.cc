@@ -452,7 +452,11 @@ class Session final : public ConnectionBase, public std::enable_shared_from_this
   void OnRead(beast::error_code ec, size_t n) {
     reading_ = false;
     if (closed_) return;
-    if (phase_ == Phase::kClosing) return Close();  // lingering: the client finished
+    if (phase_ == Phase::kClosing) {  // lingering: drain until the client finishes
+      if (ec) return Close();
+      buffer_.clear();
+      return DrainLinger();
+    }
     if (ec) return Close();  // in kBusy: the client left (Close runs OnClientGone)
     buffer_.commit(n);
     // Pipelined bytes while a request is answered: they wait in the buffer (and the connection
@@ -786,7 +790,7 @@ void ServerState::OnAccept(const Strand& strand, tcp::socket socket) {
 }
 
 std::pair<uint64_t, bool> ServerState::Admit(std::weak_ptr<ConnectionBase> connection) {
-  std::vector<std::shared_ptr<ConnectionBase>> evict;
+  std::vector<std::shared_ptr<ConnectionBase>> evict_idle, evict_overflow;
   bool overflow = false;
   uint64_t id;
   {
@@ -807,7 +811,7 @@ std::pair<uint64_t, bool> ServerState::Admit(std::weak_ptr<ConnectionBase> conne
         }
       }
       if (oldest != nullptr && oldest->idle_since.exchange(0) != 0) {
-        evict.push_back(std::move(oldest));
+        evict_idle.push_back(std::move(oldest));
       } else {
         overflow = true;
       }
@@ -818,17 +822,15 @@ std::pair<uint64_t, bool> ServerState::Admit(std::weak_ptr<ConnectionBase> conne
         if (entry.overflow && other_id < oldest_id) oldest_id = other_id;
       }
       if (auto it = connections.find(oldest_id); it != connections.end()) {
-        if (auto c = it->second.connection.lock()) evict.push_back(std::move(c));
+        if (auto c = it->second.connection.lock()) evict_overflow.push_back(std::move(c));
       }
     }
     connections[id] = Entry{std::move(connection), overflow};
     ++(overflow ? num_overflow : num_normal);
   }
-  for (std::shared_ptr<ConnectionBase>& c : evict) {
-    c->PostToStrand([c] {
-      if (c->idle_since.load() == 0) c->Close();
-    });
-  }
+  // On their strands: an idle one only if it is still idle (a request may have begun meanwhile).
+  for (std::shared_ptr<ConnectionBase>& c : evict_idle) c->PostToStrand([c] { c->CloseIfIdle(); });
+  for (std::shared_ptr<ConnectionBase>& c : evict_overflow) c->PostToStrand([c] { c->Close(); });
   return {id, overflow};
 }
 
