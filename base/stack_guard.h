@@ -1,8 +1,8 @@
 // StackGuard: how much of the current thread's stack is left, so that a recursive walk of
 // untrusted input (JSON, Jinja templates, model metadata) stops with an error before it
 // overflows the stack, whatever thread it runs on. Stacks differ by thread: the main thread has
-// 8 MiB, civetweb's HTTP workers about 100 KiB, a sanitizer build's frames are several times
-// larger. A fixed depth limit alone cannot fit them all; a depth limit derived from the stack
+// 8 MiB, a small thread (the HTTP server's threads once had about 100 KiB) much less, a
+// sanitizer build's frames are several times larger. A fixed depth limit alone cannot fit them all; a depth limit derived from the stack
 // that is really left does.
 //
 // Thread-safety: every function is thread-safe; the stack bounds are read once per thread.

@@ -21,9 +21,10 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates ccache
   # libraries (see ../shared/notes/stack.md)
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libdnnl-dev prometheus-cpp-dev libcivetweb-dev
+  libabsl-dev libdnnl-dev prometheus-cpp-dev
+  libboost1.81-dev  # the HTTP server: Boost.Beast on Boost.Asio (header-only; libboost-dev is 1.74)
   libicu-dev  # Unicode categories for the tokenizers' pre-tokenizer regexes
-  libcurl4-openssl-dev libssl-dev  # hf: model downloads (libcurl) and their SHA-256 checks
+  libcurl4-openssl-dev libssl-dev  # hf: downloads (libcurl), SHA-256 checks and TLS (OpenSSL)
 )
 if [ "$mode" = all ]; then
   PACKAGES+=(
@@ -31,6 +32,7 @@ if [ "$mode" = all ]; then
     libgtest-dev libgmock-dev libbenchmark-dev
     clang  # the strict build: scripts/clang-check.sh (-Werror, -Wthread-safety)
     python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2 python3-yaml
+    openssl curl  # the TLS tests: throwaway certificates (openssl req), curl --cacert
     prometheus  # promtool and a real Prometheus server for the /metrics tests
     chromium  # the chat page test (driven by npm playwright-core)
     # deployment tests (tests/deploy): the container image is built and run with rootful podman

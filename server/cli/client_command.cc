@@ -11,10 +11,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "kvserve/v1/generation.grpc.pb.h"
 #include "server/cli/serve_command.h"
+#include "server/cli/tls_files.h"
 
 // Shared with the offline commands (defined in offline_commands.cc).
 ABSL_DECLARE_FLAG(std::string, prompt_ids);
@@ -55,8 +54,12 @@ int RunClient(const std::vector<char*>& positional) {
     std::fprintf(stderr, "kvserve client: unexpected argument '%s'\n", positional[0]);
     return 1;
   }
-  auto channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> created = ClientChannel(absl::GetFlag(FLAGS_target));
+  if (!created.ok()) {
+    std::fprintf(stderr, "kvserve client: %s\n", std::string(created.status().message()).c_str());
+    return 1;
+  }
+  std::shared_ptr<grpc::Channel> channel = *std::move(created);
   auto stub = kvserve::v1::Generation::NewStub(channel);
 
   if (absl::GetFlag(FLAGS_info)) {

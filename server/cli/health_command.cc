@@ -1,4 +1,5 @@
-// `kvserve health --target HOST:PORT [--service NAME] [--timeout S]`: one Health/Check call.
+// `kvserve health --target HOST:PORT [--service NAME] [--timeout S] [--tls-ca CA.pem ...]`: one
+// Health/Check call (over TLS with --tls-ca, see server/cli/tls_files.h).
 // The exit code is what container runtimes and shell scripts read: 0 only for SERVING.
 #include "server/cli/health_command.h"
 
@@ -9,8 +10,7 @@
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
+#include "server/cli/tls_files.h"
 
 // Shared with `kvserve client` (defined in client_command.cc).
 ABSL_DECLARE_FLAG(std::string, target);
@@ -42,8 +42,12 @@ int RunHealth(const std::vector<char*>& positional) {
   }
   if (timeout == 0) timeout = kDefaultHealthTimeoutSeconds;
 
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ClientChannel(target);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "kvserve health: %s\n", std::string(channel.status().message()).c_str());
+    return 1;
+  }
+  auto stub = grpc::health::v1::Health::NewStub(*channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::microseconds(static_cast<int64_t>(timeout * 1e6)));

@@ -3,6 +3,8 @@
 //
 // Start-up: the gRPC and HTTP servers listen first with health NOT_SERVING / 503 (so
 // orchestrators can probe a loading server), then the model loads, then health turns SERVING.
+// SIGHUP re-reads the TLS files (--tls-cert, --tls-key, --tls-client-ca) for both ports without
+// dropping a connection (server/cli/tls_files.h).
 // Shutdown on SIGTERM/SIGINT: health NOT_SERVING / 503, new requests UNAVAILABLE, in-flight
 // requests run to completion for up to --drain-timeout seconds, then the servers stop (HTTP
 // after the drain, so /metrics stays scrapeable while draining) and the process exits 0.
@@ -10,6 +12,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +43,7 @@
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
+#include "server/cli/tls_files.h"
 #include "server/frontend/metrics.h"
 #include "server/grpc/generation_service.h"
 #include "server/grpc/grpc_metrics_interceptor.h"
@@ -63,8 +67,20 @@ ABSL_FLAG(int32_t, grpc_port, 50051, "gRPC port (0: pick a free one; the log say
 ABSL_FLAG(int32_t, http_port, 8080,
           "HTTP port for /metrics, /health (and the HTTP API) (0: pick a free one; the log says "
           "which)");
-ABSL_FLAG(int32_t, http_threads, 64,
-          "HTTP worker threads: the most HTTP requests (streams included) served at once");
+ABSL_FLAG(int32_t, http_io_threads, 1,
+          "Threads of the HTTP event loop (connections and streams have none of their own)");
+ABSL_FLAG(int32_t, http_max_connections, 4096,
+          "Open HTTP connections at most; past it an idle one is closed, else the new one gets "
+          "503 with Retry-After (GET /health and /metrics are answered regardless)");
+ABSL_FLAG(std::string, http_max_header_bytes, "16KiB",
+          "Largest request line + headers (431 beyond)");
+ABSL_FLAG(std::string, http_max_body_bytes, "16MiB", "Largest request body (413 beyond)");
+ABSL_FLAG(double, http_header_timeout, 10,
+          "Seconds from a connection's start (or a request's first byte) to the end of the "
+          "request's headers; a slower client is disconnected");
+ABSL_FLAG(double, http_body_timeout, 30, "Seconds to receive a request body after its headers");
+ABSL_FLAG(double, http_idle_timeout, 30,
+          "Seconds a kept-alive connection may wait for its next request");
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on (gRPC and HTTP)");
 ABSL_DECLARE_FLAG(int32_t, max_num_seqs);  // shared with generate (offline_commands.cc)
 ABSL_DECLARE_FLAG(int32_t, max_num_batched_tokens);
@@ -326,6 +342,61 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
   return backend;
 }
 
+// The HTTP server's options from the --http-* flags.
+absl::StatusOr<HttpServer::Options> HttpOptions() {
+  HttpServer::Options options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_http_port);
+  options.io_threads = absl::GetFlag(FLAGS_http_io_threads);
+  options.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  if (options.io_threads < 1 || options.max_connections < 1) {
+    return absl::InvalidArgumentError(
+        "--http-io-threads and --http-max-connections must be at least 1");
+  }
+  absl::StatusOr<int64_t> header_bytes =
+      ParseBytes("http-max-header-bytes", absl::GetFlag(FLAGS_http_max_header_bytes));
+  if (!header_bytes.ok()) return header_bytes.status();
+  absl::StatusOr<int64_t> body_bytes =
+      ParseBytes("http-max-body-bytes", absl::GetFlag(FLAGS_http_max_body_bytes));
+  if (!body_bytes.ok()) return body_bytes.status();
+  options.max_header_bytes = static_cast<size_t>(*header_bytes);
+  options.max_body_bytes = static_cast<size_t>(*body_bytes);
+  const double header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
+  const double body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
+  const double idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  if (!(header_timeout > 0) || !(body_timeout > 0) || !(idle_timeout > 0)) {
+    return absl::InvalidArgumentError("the --http-*-timeout flags must be positive seconds");
+  }
+  options.header_timeout = absl::Seconds(header_timeout);
+  options.body_timeout = absl::Seconds(body_timeout);
+  options.idle_timeout = absl::Seconds(idle_timeout);
+  return options;
+}
+
+// Every connection and stream is a file descriptor: take the hard limit (a container's is
+// often 1048576, its soft one 1024).
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+// SIGHUP: the TLS files again, for both ports. A file that does not load keeps the identity in
+// use (and says why).
+void ReloadTls(HttpServer& http, GrpcTlsIdentity* grpc_tls) {
+  if (grpc_tls == nullptr) {
+    Log("SIGHUP: TLS is off (no --tls-cert); nothing to reload");
+    return;
+  }
+  absl::StatusOr<std::optional<TlsPem>> pem = ReadServerTls();
+  absl::Status status = pem.ok() ? http.ReloadTls(**pem) : pem.status();
+  if (status.ok()) status = grpc_tls->Update(**pem);
+  Log(status.ok() ? std::string("SIGHUP: TLS certificates reloaded (HTTP now, gRPC within 1 s)")
+                  : absl::StrCat("SIGHUP: TLS reload failed, keeping the current certificates: ",
+                                 status.message()));
+}
+
 void SetHealth(grpc::Server& server, bool serving) {
   grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
   if (health == nullptr) return;
@@ -346,7 +417,9 @@ int RunServe(const std::vector<char*>& positional) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  RaiseFileLimit();
 
   const double drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   if (!(drain_timeout >= 0))
@@ -370,35 +443,53 @@ int RunServe(const std::vector<char*>& positional) {
     creators.push_back(NewGrpcMetricsInterceptorFactory(&metrics));
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
+  absl::StatusOr<std::optional<TlsPem>> tls = ReadServerTls();
+  if (!tls.ok()) return Fail(tls.status());
+  absl::StatusOr<HttpServer::Options> http_options = HttpOptions();
+  if (!http_options.ok()) return Fail(http_options.status());
+  std::unique_ptr<GrpcTlsIdentity> grpc_tls;
+  if (tls->has_value()) {
+    absl::StatusOr<std::unique_ptr<GrpcTlsIdentity>> identity = GrpcTlsIdentity::Create(**tls);
+    if (!identity.ok()) return Fail(identity.status());
+    grpc_tls = *std::move(identity);
+    http_options->tls = **tls;
+  }
   const std::string address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_grpc_port));
   int port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  // gRPC's default SO_REUSEPORT would let a second server share a busy port (and half its
+  // traffic); without it a busy port is an error, as on the HTTP side.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(
+      address, grpc_tls != nullptr ? grpc_tls->credentials() : grpc::InsecureServerCredentials(),
+      &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", address)));
+    return Fail(absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", address, " (is the port in use?)")));
   }
   SetHealth(*server, false);
-  Log(absl::StrFormat("gRPC listening on %s:%d (health NOT_SERVING while the model loads)",
-                      absl::GetFlag(FLAGS_host), port));
+  const char* scheme = grpc_tls == nullptr ? "" : tls->value().client_ca.empty()
+                                                      ? " with TLS"
+                                                      : " with mutual TLS";
+  Log(absl::StrFormat("gRPC listening on %s:%d%s (health NOT_SERVING while the model loads)",
+                      absl::GetFlag(FLAGS_host), port, scheme));
   // Routes are registered before Start(); handlers that need the model wait for `state`.
   HttpServer http;
   AddHealthAndMetricsRoutes(http, state, metrics);
   openai_frontend.Register(http);
-  HttpServer::Options http_options;
-  http_options.host = absl::GetFlag(FLAGS_host);
-  http_options.port = absl::GetFlag(FLAGS_http_port);
-  http_options.num_threads = absl::GetFlag(FLAGS_http_threads);
-  http_options.on_response = [&metrics](const std::string& path, int status) {
+  http_options->on_response = [&metrics](const std::string& path, int status) {
     metrics.CountHttpResponse(path, status);
   };
-  if (absl::Status started = http.Start(http_options); !started.ok()) {
+  if (absl::Status started = http.Start(*http_options); !started.ok()) {
     server->Shutdown(absl::ToChronoTime(absl::Now()));
     return Fail(started);
   }
-  Log(absl::StrFormat("HTTP listening on %s:%d (GET /metrics, GET /health: 503 while loading)",
-                      http_options.host, http.port()));
+  Log(absl::StrFormat(
+      "HTTP listening on %s:%d%s (GET /metrics, GET /health: 503 while loading; at most %d "
+      "connections)",
+      http_options->host, http.port(), scheme, http_options->max_connections));
 
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = LoadBackend(metrics);
   if (!backend.ok()) {
@@ -416,7 +507,9 @@ int RunServe(const std::vector<char*>& positional) {
                       port));
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    ReloadTls(http, grpc_tls.get());
+  }
   state = ServingState::kDraining;  // before the log line, which tests wait for
   Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
                       signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));

@@ -90,10 +90,25 @@ absl::Status CheckTokenId(absl::string_view param, absl::string_view field, int3
       param, absl::StrFormat("%s = %d is outside the vocabulary [0, %d)", field, id, vocab));
 }
 
+// The tokens one sequence may hold: min(context, KV cache).
+int64_t SequenceRoom(const RequestLimits& limits) {
+  return std::min<int64_t>(limits.context_length, limits.kv_capacity_tokens);
+}
+
 absl::StatusOr<std::vector<int32_t>> BuildPrompt(const GenerationParams& p, const TextCodec& codec,
+                                                 const RequestLimits& limits,
                                                  const WireRules& wire) {
   if (p.prompt.has_value()) {
     if (p.prompt->empty()) return InvalidParam(wire.prompt, absl::StrCat(wire.prompt, " is empty"));
+    // Tokenizing costs time in the prompt's length: refuse what cannot fit before that.
+    const int64_t most_bytes = SequenceRoom(limits) * codec.max_prompt_bytes_per_token();
+    if (static_cast<int64_t>(p.prompt->size()) > most_bytes) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "%s (%d bytes) cannot fit the %d tokens a sequence may hold (a token stands for at "
+          "most %d bytes)",
+          wire.prompt, p.prompt->size(), SequenceRoom(limits),
+          codec.max_prompt_bytes_per_token()));
+    }
     absl::StatusOr<std::vector<int32_t>> ids = codec.Encode(*p.prompt, p.add_special_tokens);
     if (!ids.ok()) {
       return absl::Status(ids.status().code(),
@@ -153,7 +168,7 @@ absl::StatusOr<engine::SamplingParams> BuildSampling(const GenerationParams& p, 
 absl::StatusOr<int32_t> BuildMaxTokens(const GenerationParams& p, int64_t num_prompt_tokens,
                                        const RequestLimits& limits) {
   const int64_t n = num_prompt_tokens;
-  const int64_t room = std::min<int64_t>(limits.context_length, limits.kv_capacity_tokens);
+  const int64_t room = SequenceRoom(limits);
   if (!p.max_tokens.has_value()) {
     if (n >= room) {
       return absl::OutOfRangeError(absl::StrFormat(
@@ -209,7 +224,7 @@ absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& p,
   const int32_t vocab = codec.vocab_size();
   BuiltRequest out;
   out.engine.request_id = p.request_id;
-  absl::StatusOr<std::vector<int32_t>> prompt = BuildPrompt(p, codec, wire);
+  absl::StatusOr<std::vector<int32_t>> prompt = BuildPrompt(p, codec, limits, wire);
   if (!prompt.ok()) return prompt.status();
   out.engine.prompt = *std::move(prompt);
   absl::StatusOr<engine::SamplingParams> sampling = BuildSampling(p, vocab, wire);

@@ -36,14 +36,16 @@ WorkerPool::~WorkerPool() {
 
 void WorkerPool::Run(absl::FunctionRef<void()> work) {
   absl::Notification done;
-  {
-    absl::MutexLock lock(&mu_);
-    queue_.emplace_back([&work, &done] {
-      work();
-      done.Notify();
-    });
-  }
+  Post([&work, &done] {
+    work();
+    done.Notify();
+  });
   done.WaitForNotification();
+}
+
+void WorkerPool::Post(std::function<void()> work) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(work));
 }
 
 size_t WorkerPool::CallerStackBytesLeft() { return base::StackBytesLeft(); }

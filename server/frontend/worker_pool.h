@@ -1,8 +1,9 @@
-// WorkerPool: a few threads with full-size stacks that run work handed over by threads whose
-// stacks are small. civetweb's HTTP workers have about 100 KiB of stack; parsing a request body,
-// rendering a chat template and tokenizing a prompt are walks over untrusted input that need
-// more (and are guarded against running out, see base/stack_guard.h, but a guard only turns a
-// crash into an error). HTTP handlers therefore prepare each generation on this pool.
+// WorkerPool: a few threads with full-size stacks for work that must not run where it was
+// asked for: parsing a request body, rendering a chat template and tokenizing a prompt are walks
+// over untrusted input that need stack (they are guarded against running out, see
+// base/stack_guard.h, but a guard only turns a crash into an error) and take CPU time that an
+// event loop cannot spend. The HTTP server's handlers therefore Post() each generation's
+// preparation here and carry on.
 //
 // Ownership: owns its threads; the destructor finishes queued work, then joins them.
 // Thread-safety: Run() may be called from any number of threads at once.
@@ -13,6 +14,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <utility>
 #include <functional>
 #include <vector>
 
@@ -35,6 +37,8 @@ class WorkerPool {
   // Runs `work` on one of the pool's threads and returns when it has finished. Work waits in a
   // queue while every thread is busy.
   void Run(absl::FunctionRef<void()> work);
+  // Queues `work` for one of the pool's threads and returns at once.
+  void Post(std::function<void()> work);
 
   // Bytes of stack the calling thread has left (see base/stack_guard.h); for tests.
   static size_t CallerStackBytesLeft();

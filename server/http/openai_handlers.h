@@ -2,24 +2,25 @@
 // HttpServer: GET / (chat page), GET /v1/models, POST /v1/completions, POST
 // /v1/chat/completions.
 //
-// Each request runs on the HttpServer worker thread that received it, except its preparation:
-// parsing the body, rendering the chat template, tokenizing and submitting run on a WorkerPool
-// with full-size stacks (HTTP workers have small ones). The handler then blocks on the
-// GenerationStream's OutputChannel, writing server-sent events as
-// tokens arrive (or one JSON body at the end). A write that fails (the client closed the
-// connection, e.g. a Stop button) aborts the request in the engine loop, which frees its KV
-// pages before its next step. While a stream waits for its first token (queued behind others) a
-// comment line is written every second, so a vanished client is noticed then too. A
-// non-streamed request writes nothing until it ends, so it runs to completion even if its client
-// has left.
+// Nothing here blocks the HTTP server's event loop. A generation request is handed to a
+// WorkerPool with full-size stacks, which parses the body, renders the chat template, tokenizes
+// and submits (walks over untrusted input, and CPU time the loop cannot spend). The request's
+// OutputChannel notifier (on the engine thread) then posts a pump onto the connection's strand,
+// which drains the channel and writes server-sent events (or, at the end, one JSON body). The
+// pump writes only when the previous write has gone out (HttpExchange::OnWritten), so a slow
+// reader gets fewer, larger events and never makes the engine wait. A client that closes its
+// connection — streamed or not, queued, prepared or running — aborts its request in the engine
+// loop, which frees its KV pages before its next step.
+//
+// A full queue answers 429 and a loading or draining server 503, both with Retry-After.
 //
 // With a non-empty API key every /v1/* request must carry `Authorization: Bearer KEY` (401
 // otherwise); the chat page itself is public and asks for the key.
 //
 // Until SetBackend() (while the model loads) the /v1/* endpoints answer 503.
 //
-// Ownership: shares ownership of the backend with every running handler. Thread-safety: all
-// methods thread-safe; handlers run concurrently.
+// Ownership: shares ownership of the backend with every running generation; a generation may
+// outlive the HttpServer (its writes then do nothing). Thread-safety: all methods thread-safe.
 #ifndef KVSERVE_SERVER_HTTP_OPENAI_HANDLERS_H_
 #define KVSERVE_SERVER_HTTP_OPENAI_HANDLERS_H_
 
@@ -49,9 +50,9 @@ class OpenAiFrontend {
  private:
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend() const;
   bool Authorized(const HttpRequest& request) const;
-  void HandleModels(const HttpRequest& request, HttpResponseWriter& writer);
-  void HandleGeneration(openai::Endpoint endpoint, const HttpRequest& request,
-                        HttpResponseWriter& writer);
+  void HandleModels(const HttpRequest& request, HttpExchange& exchange);
+  void HandleGeneration(openai::Endpoint endpoint, HttpRequest request,
+                        std::shared_ptr<HttpExchange> exchange);
 
   // Threads that prepare generations (see the top of this file): a moment of CPU work each.
   static constexpr int kPrepareThreads = 4;

@@ -4,21 +4,21 @@ namespace kvserve::server {
 
 void AddHealthAndMetricsRoutes(HttpServer& http, const std::atomic<ServingState>& state,
                                const Metrics& metrics) {
-  http.Handle("GET", "/health", [&state](const HttpRequest&, HttpResponseWriter& writer) {
+  http.Handle("GET", "/health", [&state](HttpRequest, std::shared_ptr<HttpExchange> exchange) {
     switch (state.load()) {
       case ServingState::kServing:
-        writer.Send(200, "application/json", R"({"status":"serving"})");
+        exchange->Send(200, "application/json", R"({"status":"serving"})");
         return;
       case ServingState::kLoading:
-        writer.Send(503, "application/json", R"({"status":"loading"})");
+        exchange->Send(503, "application/json", R"({"status":"loading"})", {{"Retry-After", "1"}});
         return;
       case ServingState::kDraining:
-        writer.Send(503, "application/json", R"({"status":"draining"})");
+        exchange->Send(503, "application/json", R"({"status":"draining"})");
         return;
     }
   });
-  http.Handle("GET", "/metrics", [&metrics](const HttpRequest&, HttpResponseWriter& writer) {
-    writer.Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics.SerializeText());
+  http.Handle("GET", "/metrics", [&metrics](HttpRequest, std::shared_ptr<HttpExchange> exchange) {
+    exchange->Send(200, "text/plain; version=0.0.4; charset=utf-8", metrics.SerializeText());
   });
 }
 

@@ -1,5 +1,8 @@
 #include "server/models/text_codec.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace kvserve::server {
@@ -26,6 +29,21 @@ std::string ByteLevelCodec::TokenPiece(int32_t id) const {
 absl::StatusOr<std::vector<int32_t>> TokenIdsOnlyCodec::Encode(absl::string_view, bool) const {
   return absl::UnimplementedError(
       "this server has no tokenizer for its model; send prompt_token_ids instead of text");
+}
+
+TokenizerCodec::TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer,
+                               absl::flat_hash_set<int32_t> eos_ids)
+    : tokenizer_(std::move(tokenizer)),
+      eos_ids_(eos_ids.empty() ? tokenizer_->eos_ids() : std::move(eos_ids)) {
+  // Special tokens' pieces are empty but their text ("<|start_header_id|>") is one token, and
+  // normalization may shrink text a little (NFKC): a generous floor and factor.
+  constexpr int64_t kSpecialTokenText = 64;
+  constexpr int64_t kNormalization = 4;
+  int64_t longest = kSpecialTokenText;
+  for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id) {
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(tokenizer_->TokenPiece(id).size()));
+  }
+  max_prompt_bytes_per_token_ = longest * kNormalization;
 }
 
 absl::StatusOr<std::vector<int32_t>> TokenizerCodec::Encode(absl::string_view text,

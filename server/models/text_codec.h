@@ -39,6 +39,10 @@ class TextCodec {
   virtual std::string Decode(absl::Span<const int32_t> ids) const;
 
   virtual int32_t vocab_size() const = 0;
+  // An upper bound on the prompt bytes one token stands for, so that a prompt too long for any
+  // context is refused before it is tokenized: the longest piece (and a special token's text),
+  // with room for normalization.
+  virtual int64_t max_prompt_bytes_per_token() const = 0;
   virtual int32_t bos_id() const = 0;  // -1 when there is none
   virtual absl::flat_hash_set<int32_t> eos_ids() const = 0;
   // For logs and ModelInfo: "byte-level", "llama (SentencePiece)", ...
@@ -57,6 +61,7 @@ class ByteLevelCodec final : public TextCodec {
                                               bool add_special_tokens) const override;
   std::string TokenPiece(int32_t id) const override;
   int32_t vocab_size() const override { return kVocabSize; }
+  int64_t max_prompt_bytes_per_token() const override { return 1; }
   int32_t bos_id() const override { return kBos; }
   absl::flat_hash_set<int32_t> eos_ids() const override { return {kEos}; }
   std::string name() const override { return "byte-level"; }
@@ -73,6 +78,7 @@ class TokenIdsOnlyCodec final : public TextCodec {
                                               bool add_special_tokens) const override;
   std::string TokenPiece(int32_t) const override { return ""; }
   int32_t vocab_size() const override { return vocab_size_; }
+  int64_t max_prompt_bytes_per_token() const override { return 1; }  // text is refused anyway
   int32_t bos_id() const override { return bos_id_; }
   absl::flat_hash_set<int32_t> eos_ids() const override { return eos_ids_; }
   std::string name() const override { return "token ids only (no tokenizer)"; }
@@ -89,14 +95,15 @@ class TokenizerCodec final : public TextCodec {
  public:
   // EOS: the tokenizer's own set.
   explicit TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer)
-      : tokenizer_(std::move(tokenizer)), eos_ids_(tokenizer_->eos_ids()) {}
-  // EOS: `eos_ids` (e.g. a Hugging Face folder's generation_config.json plus the tokenizer's).
-  TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer, absl::flat_hash_set<int32_t> eos_ids)
-      : tokenizer_(std::move(tokenizer)), eos_ids_(std::move(eos_ids)) {}
+      : TokenizerCodec(std::move(tokenizer), {}) {}
+  // EOS: `eos_ids` (e.g. a Hugging Face folder's generation_config.json plus the tokenizer's);
+  // empty: the tokenizer's own set.
+  TokenizerCodec(std::unique_ptr<engine::Tokenizer> tokenizer, absl::flat_hash_set<int32_t> eos_ids);
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
                                               bool add_special_tokens) const override;
   std::string TokenPiece(int32_t id) const override { return tokenizer_->TokenPiece(id); }
   int32_t vocab_size() const override { return tokenizer_->vocab_size(); }
+  int64_t max_prompt_bytes_per_token() const override { return max_prompt_bytes_per_token_; }
   int32_t bos_id() const override { return tokenizer_->bos_id(); }
   absl::flat_hash_set<int32_t> eos_ids() const override { return eos_ids_; }
   std::string name() const override;
@@ -104,6 +111,7 @@ class TokenizerCodec final : public TextCodec {
  private:
   std::unique_ptr<engine::Tokenizer> tokenizer_;
   absl::flat_hash_set<int32_t> eos_ids_;
+  int64_t max_prompt_bytes_per_token_ = 1;
 };
 
 }  // namespace kvserve::server

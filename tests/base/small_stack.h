@@ -1,6 +1,6 @@
 // RunOnStack: runs a function on a new thread with a stack of the given size and waits for it,
-// so tests can show that a walk of untrusted input fits small stacks (civetweb's HTTP workers
-// have about 100 KiB) by returning an error instead of overflowing.
+// so tests can show that a walk of untrusted input fits small stacks (such as the 100 KiB of the
+// HTTP workers kvserve once had) by returning an error instead of overflowing.
 #ifndef KVSERVE_TESTS_BASE_SMALL_STACK_H_
 #define KVSERVE_TESTS_BASE_SMALL_STACK_H_
 

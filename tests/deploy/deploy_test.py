@@ -72,8 +72,8 @@ def kubectl():
     return os.environ.get("KVSERVE_KUBECTL") or shutil.which("kubectl") or "kubectl"
 
 
-def render_kustomize():
-    out = subprocess.run([kubectl(), "kustomize", os.path.join(DEPLOY, "kubernetes")],
+def render_kustomize(folder="kubernetes"):
+    out = subprocess.run([kubectl(), "kustomize", os.path.join(DEPLOY, folder)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -147,6 +147,29 @@ class ManifestTest(unittest.TestCase):
         live = self.container["livenessProbe"]
         drain = float(self.flags["drain_timeout"])
         self.assertGreater(live["periodSeconds"] * live["failureThreshold"], drain)
+
+    def test_tls_overlay_mounts_the_secret_and_probes_over_tls(self):
+        objects = render_kustomize("kubernetes-tls")
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        secret = next(v for v in pod["volumes"] if v.get("secret"))
+        self.assertEqual(secret["secret"]["secretName"], "kvserve-tls")
+        mount = next(m for m in container["volumeMounts"] if m["name"] == secret["name"])
+        self.assertTrue(mount["readOnly"])
+        args = dict(a[2:].split("=", 1) for a in container["args"])
+        self.assertEqual(args["tls_cert"], mount["mountPath"] + "/tls.crt")
+        self.assertEqual(args["tls_key"], mount["mountPath"] + "/tls.key")
+        self.assertIn("flagfile", args)
+        real = kvserve_flags()
+        self.assertLessEqual(set(args), real)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            command = container[probe]["exec"]["command"]
+            self.assertEqual(command[:2], ["kvserve", "health"], probe)
+            self.assertIn(mount["mountPath"] + "/ca.crt", command)
+            self.assertLessEqual({c[2:] for c in command if c.startswith("--")}, real)
+        # Everything else is the base's.
+        self.assertEqual(len(objects), len(self.objects))
 
     def test_termination_grace_covers_the_drain(self):
         grace = self.pod["spec"]["terminationGracePeriodSeconds"]

@@ -10,8 +10,8 @@ Layers, top to bottom; a layer may include its own headers and those of the laye
   scheduler                  policy: base only (no engine, no threads, no transports)
   engine                     numbers: base only
   base                       nothing of kvserve
-Tests under tests/<layer>/ follow their layer. Third-party libraries of one layer (gRPC, civetweb,
-libcurl, prometheus-cpp, oneDNN) are checked the same way. Prints every violation, exits 1 if any.
+Tests under tests/<layer>/ follow their layer. Third-party libraries of one layer (gRPC,
+Boost.Beast/Asio, OpenSSL, libcurl, prometheus-cpp, oneDNN) are checked the same way. Prints every violation, exits 1 if any.
 
   check_layers.py [SOURCE_DIR]
   check_layers.py --self-test   (a small tree with known violations must be refused)
@@ -55,14 +55,16 @@ PREFIXES = [
     ("grpc/health/v1/", "proto"),
     # third-party libraries that belong to one layer
     ("grpcpp/", "grpc-lib"),
-    ("civetweb.h", "civetweb-lib"),
+    ("boost/", "boost-lib"),
+    ("openssl/", "openssl-lib"),
     ("curl/", "curl-lib"),
     ("prometheus/", "prometheus-lib"),
     ("oneapi/dnnl/", "dnnl-lib"),
 ]
 LIBRARY_USERS = {
     "grpc-lib": {"grpc", "cli"},
-    "civetweb-lib": {"http"},
+    "boost-lib": {"http"},
+    "openssl-lib": {"http", "models"},
     "curl-lib": {"models"},
     "prometheus-lib": {"frontend"},
     "dnnl-lib": {"engine"},
@@ -140,6 +142,7 @@ def self_test():
         "scheduler/a.h": '#include "engine/kernels.h"\n#include "base/check.h"\n',
         "server/grpc/b.cc": '#include "server/http/openai_api.h"\n#include "kvserve/v1/x.pb.h"\n',
         "server/http/c.cc": '#include "kvserve/v1/x.pb.h"\n#include "grpcpp/server.h"\n',
+        "server/grpc/g.cc": '#include "boost/asio/post.hpp"\n',
         "engine/d.cc": '#include "serving/engine_loop.h"\n#include <vector>\n',
         "tests/scheduler/e_test.cc": '#include "tests/engine/synthetic_model.h"\n',
         "server/frontend/f.cc": '#include "server/models/text_codec.h"\n',
@@ -151,7 +154,7 @@ def self_test():
                 f.write(text)
         problems = check(root)
     expected = ["scheduler/a.h:1:", "server/grpc/b.cc:1:", "server/http/c.cc:1:",
-                "server/http/c.cc:2:", "engine/d.cc:1:", "tests/scheduler/e_test.cc:1:"]
+                "server/http/c.cc:2:", "server/grpc/g.cc:1:", "engine/d.cc:1:", "tests/scheduler/e_test.cc:1:"]
     found = sorted(p.split(" ")[0] for p in problems)
     if found != sorted(expected):
         print("self-test: expected violations", sorted(expected), "got", problems)

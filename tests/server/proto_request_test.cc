@@ -110,6 +110,18 @@ TEST(RequestBuilderTest, PromptPlusMaxTokensBeyondTheContextIsOutOfRange) {
 }
 
 // The one validation point, as both transports call it: the same rule, each wire's field names.
+TEST(RequestBuilderTest, APromptTooLongForAnyContextIsRefusedBeforeTokenizing) {
+  // The demo vocabulary: one byte per token, so 101 bytes cannot fit a 100-token context.
+  GenerateRequest r;
+  r.set_prompt(std::string(101, 'a'));
+  const absl::Status s = Build(r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
+  EXPECT_NE(s.message().find("(101 bytes) cannot fit the 100 tokens"), absl::string_view::npos)
+      << s.message();
+  r.set_prompt(std::string(98, 'a'));  // 98 bytes + BOS: fits, with one token to generate
+  EXPECT_TRUE(Build(r).ok()) << Build(r);
+}
+
 TEST(ValidationPointTest, OneRuleEachWiresFieldNames) {
   ByteLevelCodec codec;
   GenerationParams p;

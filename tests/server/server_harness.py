@@ -3,11 +3,15 @@
 Server(...) listens for gRPC on `port` and for HTTP (/metrics, /health, the HTTP API) on
 `http_port`, both picked by the kernel; `http_get(path)` fetches from the HTTP port.
 
+With `tls=TlsClient(...)` the harness speaks TLS to both ports (the server's --tls-* flags are
+the caller's).
+
 Environment (set by ctest): KVSERVE_BIN (the kvserve binary), PYTHONPATH containing the
 generated stubs, KVSERVE_CACHE (where the demo model file is written).
 """
 import http.client
 import os
+import ssl
 import re
 import signal
 import subprocess
@@ -24,10 +28,34 @@ from kvserve.v1 import generation_pb2_grpc as pb_grpc
 KVSERVE_BIN = os.environ.get("KVSERVE_BIN", "kvserve")
 
 
+class TlsClient:
+    """How the harness's own clients speak TLS: the CA that signed the server's certificate and,
+    for mutual TLS, a client certificate and key (PEM file names)."""
+
+    def __init__(self, ca, cert=None, key=None):
+        self.ca, self.cert, self.key = ca, cert, key
+
+    def grpc_credentials(self):
+        def read(path):
+            with open(path, "rb") as f:
+                return f.read()
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca),
+            private_key=read(self.key) if self.key else None,
+            certificate_chain=read(self.cert) if self.cert else None)
+
+    def ssl_context(self):
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.cert:
+            context.load_cert_chain(self.cert, self.key)
+        return context
+
+
 class Server:
     """One `kvserve serve` process. Use as a context manager or call stop()."""
 
-    def __init__(self, *flags, ready_timeout=60):
+    def __init__(self, *flags, ready_timeout=60, tls=None):
+        self.tls = tls
         self.lines = []
         self._cond = threading.Condition()
         args = [KVSERVE_BIN, "serve", "--grpc-port", "0", "--http-port", "0",
@@ -46,7 +74,10 @@ class Server:
         if "--model" not in flags:
             self.model_path = self.wait_for_line(r"built-in demo model .* from (\S+);", 5)[1]
         self.address = f"127.0.0.1:{self.port}"
-        self.channel = grpc.insecure_channel(self.address)
+        if tls is None:
+            self.channel = grpc.insecure_channel(self.address)
+        else:
+            self.channel = grpc.secure_channel(self.address, tls.grpc_credentials())
         self.stub = pb_grpc.GenerationStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -77,7 +108,11 @@ class Server:
 
     def http_get(self, path, timeout=10):
         """(status, body text) of GET http://127.0.0.1:http_port/path."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        if self.tls is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        else:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.http_port, timeout=timeout,
+                                               context=self.tls.ssl_context())
         try:
             conn.request("GET", path)
             response = conn.getresponse()
