@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "engine/primitives.h"
+#include "engine/quant/float_linear.h"
 #include "engine/quant/quantized_linear.h"
 #include "engine/quant/random_blocks.h"
 
@@ -54,6 +55,7 @@ struct Model {
 // The weight type of each role for one of the mixes, or the single type everywhere.
 struct Recipe {
   bool oneDnn = false;
+  bool ours_float = false;  // f32 / f16 on kvserve's float kernels (quant/float_linear.h)
   WeightDType float_dtype = WeightDType::kF32;
   GgmlType base = GgmlType::kQ8_0;  // everything not listed below
   GgmlType v = GgmlType::kQ8_0, down_more_bits = GgmlType::kQ8_0, head = GgmlType::kQ8_0;
@@ -61,6 +63,12 @@ struct Recipe {
 
 bool ParseRecipe(std::string name, Recipe* r) {
   name = absl::AsciiStrToLower(name);
+  if (name == "f32" || name == "f16") {
+    r->ours_float = true;
+    r->float_dtype = name == "f16" ? WeightDType::kF16 : WeightDType::kF32;
+    return true;
+  }
+  if (name == "onednn-f32") name = "f32";
   if (name == "f32" || name == "bf16" || name == "int8") {
     r->oneDnn = true;
     return ParseWeightDType(name).ok() && (r->float_dtype = *ParseWeightDType(name), true);
@@ -89,12 +97,26 @@ struct Builder {
   std::unique_ptr<Linear> Make(const std::vector<std::pair<GgmlType, int64_t>>& parts, int64_t k) {
     int64_t n = 0;
     for (const auto& p : parts) n += p.second;
-    if (recipe.oneDnn) {
+    if (recipe.oneDnn || recipe.ours_float) {
       if (static_cast<int64_t>(random.size()) < n * k) {
         std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
         random.resize(n * k);
         for (float& f : random) f = dist(rng);
       }
+    }
+    if (recipe.ours_float) {
+      const bool f16 = recipe.float_dtype == WeightDType::kF16;
+      auto linear = quant::FloatLinear::Create(
+          random.data(), n, k, f16 ? quant::FloatStorage::kF16 : quant::FloatStorage::kF32, isa,
+          nullptr);
+      if (!linear.ok()) {
+        std::fprintf(stderr, "%s\n", linear.status().ToString().c_str());
+        return nullptr;
+      }
+      bytes += n * k * (f16 ? 2 : 4);
+      return *std::move(linear);
+    }
+    if (recipe.oneDnn) {
       auto linear = OneDnnLinear::Create(random.data(), n, k, recipe.float_dtype);
       if (!linear.ok()) {
         std::fprintf(stderr, "%s\n", linear.status().ToString().c_str());

@@ -1,7 +1,9 @@
 // Linear: y = x · Wᵀ (+ bias) for one weight matrix, the one operation every layer of the
-// model multiplies through. Two kinds implement it:
-//   OneDnnLinear     (primitives.h)              float weights in f32 or bf16 (or int8) by oneDNN
+// model multiplies through. Three kinds implement it:
+//   FloatLinear      (quant/float_linear.h)      f32/f16 weights by kvserve's own kernels (default
+//                                                for float tensors; batch-invariant)
 //   QuantizedLinear  (quant/quantized_linear.h)  ggml-quantized weights by kvserve's own kernels
+//   OneDnnLinear     (primitives.h)              bf16 or int8 weights by oneDNN (opt-in)
 //
 // Ownership: a Linear owns its weights. Thread-safety: Forward() is for the single engine
 // thread; implementations use OpenMP threads inside each call.

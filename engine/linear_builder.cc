@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "engine/quant/float_linear.h"
 #include "engine/quant/formats.h"
 #include "engine/quant/quantize.h"
 #include "engine/quant/quantized_linear.h"
@@ -35,9 +36,13 @@ absl::StatusOr<std::unique_ptr<Linear>> LinearBuilder::Build(const std::vector<T
     case WeightDType::kQ8_0:
     case WeightDType::kQ4_K:
       return BuildQuantized(tensors, raws, bias);
-    case WeightDType::kAuto:
+    case WeightDType::kAuto: {
       if (all_quantized) return BuildQuantized(tensors, raws, bias);
-      return BuildFloat(tensors, raws, bias, DefaultFloatWeightDType());
+      bool all_f16 = true;
+      for (const RawTensor& raw : raws) all_f16 = all_f16 && raw.type == GgmlType::kF16;
+      return BuildFloat(tensors, raws, bias,
+                        all_f16 ? WeightDType::kF16 : DefaultFloatWeightDType());
+    }
     default:
       return BuildFloat(tensors, raws, bias, dtype_);
   }
@@ -102,10 +107,23 @@ absl::StatusOr<std::unique_ptr<Linear>> LinearBuilder::BuildFloat(
     n += tensors[i].n;
     ++outcomes_[absl::StrCat(std::string(GgmlTypeName(raws[i].type)),
                              IsQuantized(raws[i].type) ? ": dequantized to " : ": as ",
-                             std::string(WeightDTypeName(dtype)), " (oneDNN)")];
+                             std::string(WeightDTypeName(dtype)),
+                             dtype == WeightDType::kF32 || dtype == WeightDType::kF16
+                                 ? absl::StrCat(" (kvserve float kernels, ",
+                                                std::string(quant::QuantIsaName(isa_)), ")")
+                                 : std::string(" (oneDNN)"))];
   }
-  absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear = OneDnnLinear::Create(
-      stacked.data(), n, tensors.front().k, dtype, bias.empty() ? nullptr : bias.data());
+  const float* b = bias.empty() ? nullptr : bias.data();
+  if (dtype == WeightDType::kF32 || dtype == WeightDType::kF16) {
+    absl::StatusOr<std::unique_ptr<quant::FloatLinear>> linear = quant::FloatLinear::Create(
+        stacked.data(), n, tensors.front().k,
+        dtype == WeightDType::kF16 ? quant::FloatStorage::kF16 : quant::FloatStorage::kF32, isa_,
+        b);
+    if (!linear.ok()) return linear.status();
+    return std::unique_ptr<Linear>(*std::move(linear));
+  }
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
+      OneDnnLinear::Create(stacked.data(), n, tensors.front().k, dtype, b);
   if (!linear.ok()) return linear.status();
   return std::unique_ptr<Linear>(*std::move(linear));
 }

@@ -97,6 +97,7 @@ struct OperandTypes {
 OperandTypes ToDnnl(WeightDType dtype) {
   switch (dtype) {
     case WeightDType::kF32:
+    case WeightDType::kF16:
     case WeightDType::kAuto:
     case WeightDType::kQ8_0:
     case WeightDType::kQ4_K:
@@ -247,6 +248,8 @@ std::string_view WeightDTypeName(WeightDType dtype) {
       return "auto";
     case WeightDType::kF32:
       return "f32";
+    case WeightDType::kF16:
+      return "f16";
     case WeightDType::kBF16:
       return "bf16";
     case WeightDType::kInt8:
@@ -262,12 +265,12 @@ std::string_view WeightDTypeName(WeightDType dtype) {
 WeightDType DefaultFloatWeightDType() { return WeightDType::kF32; }
 
 absl::StatusOr<WeightDType> ParseWeightDType(std::string_view name) {
-  for (WeightDType d : {WeightDType::kAuto, WeightDType::kF32, WeightDType::kBF16,
+  for (WeightDType d : {WeightDType::kAuto, WeightDType::kF32, WeightDType::kF16, WeightDType::kBF16,
                         WeightDType::kInt8, WeightDType::kQ8_0, WeightDType::kQ4_K}) {
     if (WeightDTypeName(d) == name) return d;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "weight dtype must be auto, f32, bf16, int8, q8_0 or q4_k, not '", std::string(name), "'"));
+      "weight dtype must be auto, f32, f16, bf16, int8, q8_0 or q4_k, not '", std::string(name), "'"));
 }
 
 struct OneDnnLinear::Impl {

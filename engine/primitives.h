@@ -30,16 +30,21 @@ namespace kvserve::engine {
 // --weight-dtype: how a model's matrices are stored and multiplied.
 //   auto  quantized tensors stay as stored (quant/ kernels); float tensors take
 //         DefaultFloatWeightDType()
-//   f32, bf16, int8  every tensor, quantized ones dequantized first, goes to oneDNN in that type
+//   f32, f16  every tensor, quantized ones dequantized first, is kept in that type and multiplied
+//         in f32 by kvserve's own kernels (quant/float_linear.h): batch-invariant on every CPU
+//   bf16, int8  every tensor, dequantized first if quantized, goes to oneDNN in that type
+//         (opt-in: oneDNN's results depend on the row count, so these are not batch-invariant)
 //   q8_0, q4_k  float tensors are quantized at load with ggml's reference quantizers (q4_k falls
 //         back to Q5_0 where rows are not a multiple of 256); quantized tensors stay as stored
-enum class WeightDType { kAuto, kF32, kBF16, kInt8, kQ8_0, kQ4_K };
+enum class WeightDType { kAuto, kF32, kF16, kBF16, kInt8, kQ8_0, kQ4_K };
 std::string_view WeightDTypeName(WeightDType dtype);
 
-// What float tensors become under `auto`: f32 on every CPU. oneDNN's bf16 matmul was found not
-// to be batch-invariant on an AVX-512 BF16 / AMX machine (its kernel depends on the row count)
-// and rounds activations, so greedy output drifts from llama.cpp's; f32 is neither. The fast
-// path for float checkpoints is `--weight-dtype q8_0`.
+// What float tensors become under `auto`: f16 tensors stay f16, every other float tensor
+// becomes f32, both on kvserve's kernels. oneDNN's bf16 matmul was found not to be
+// batch-invariant on an AVX-512 BF16 / AMX machine, and its f32 matmul not on an AVX2 Zen 2
+// (its kernels depend on the row count); kvserve's float kernels fix one order per output.
+// The fast path for float checkpoints is `--weight-dtype q8_0`. (This returns the type for
+// tensors that are not f16.)
 WeightDType DefaultFloatWeightDType();
 
 // One of the names above. InvalidArgument naming the accepted values otherwise. (Whether this

@@ -1,5 +1,7 @@
 #include "tests/engine/synthetic_model.h"
 
+#include "engine/dtype.h"
+
 #include <unistd.h>
 
 #include <cmath>
@@ -10,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/engine/gguf_test_writer.h"
+#include "engine/dtype.h"
 #include "engine/quant/random_blocks.h"
 
 namespace kvserve::engine::testing {
@@ -44,7 +47,17 @@ std::string WriteSyntheticModel(const SyntheticSpec& s) {
     for (int64_t d : dims) n *= d;
     std::string data = Floats(rng, n, mean, stddev);
     uint32_t type = 0;
-    if (dims.size() == 2 && s.weight_type != GgmlType::kF32) {
+    if (dims.size() == 2 && s.weight_type == GgmlType::kF16) {
+      std::string halves(2 * n, '\0');
+      for (int64_t i = 0; i < n; ++i) {
+        float v;
+        std::memcpy(&v, data.data() + 4 * i, 4);
+        const uint16_t h = FloatToHalf(v);
+        std::memcpy(halves.data() + 2 * i, &h, 2);
+      }
+      data = std::move(halves);
+      type = static_cast<uint32_t>(GgmlType::kF16);
+    } else if (dims.size() == 2 && s.weight_type != GgmlType::kF32) {
       const quant::FormatInfo& f = *quant::FindFormat(s.weight_type);
       const std::vector<uint8_t> rows = quant::RandomRows(f, dims[1], dims[0], rng);
       data.assign(reinterpret_cast<const char*>(rows.data()), rows.size());
