@@ -324,14 +324,16 @@ def greedy(model, token_ids, n, emulate_llamacpp=False):
     return out
 
 
-def continuation_logits(model, token_ids, continuation, emulate_llamacpp=False):
+def continuation_logits(model, token_ids, continuation, emulate_llamacpp=False, f16_kv=None):
     """Logits [len(continuation) (or 1), vocab] after token_ids + continuation[:i] for each i,
     from ONE causal pass (attention is causal and every rounding llama.cpp does, incl. the
     per-row activation quantization, is per token, so later tokens cannot change earlier rows).
-    Emulating llama.cpp, token_ids are its prompt batch and the continuation its decode steps."""
+    Emulating llama.cpp, token_ids are its prompt batch and the continuation its decode steps.
+    f16_kv as in hidden_states (None: llama.cpp's f16 K/V exactly when emulating it)."""
     m = model if isinstance(model, Model) else Model(model)
     seq = list(token_ids) + list(continuation)
-    h = hidden_states(m, seq[:-1] if continuation else seq, emulate_llamacpp, batch_rows=len(token_ids))
+    h = hidden_states(m, seq[:-1] if continuation else seq, emulate_llamacpp,
+                      batch_rows=len(token_ids), f16_kv=f16_kv)
     rows = h[len(token_ids) - 1:]
     return _lm_head(m, rows, emulate_llamacpp)
 
