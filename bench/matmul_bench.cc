@@ -113,7 +113,7 @@ struct Builder {
         std::fprintf(stderr, "%s\n", linear.status().ToString().c_str());
         return nullptr;
       }
-      bytes += n * k * (f16 ? 2 : 4);
+      bytes += (*linear)->weight_bytes();
       return *std::move(linear);
     }
     if (recipe.oneDnn) {

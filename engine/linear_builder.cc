@@ -1,5 +1,7 @@
 #include "engine/linear_builder.h"
 
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +14,13 @@ namespace kvserve::engine {
 namespace {
 
 bool IsQuantized(GgmlType type) { return quant::FindFormat(type) != nullptr; }
+
+// The storage of kvserve's float kernels for `dtype`, or nullopt where oneDNN multiplies.
+std::optional<quant::FloatStorage> OwnFloatStorage(WeightDType dtype) {
+  if (dtype == WeightDType::kF32) return quant::FloatStorage::kF32;
+  if (dtype == WeightDType::kF16) return quant::FloatStorage::kF16;
+  return std::nullopt;
+}
 
 GgmlType QuantTarget(WeightDType dtype) {
   return dtype == WeightDType::kQ4_K ? GgmlType::kQ4_K : GgmlType::kQ8_0;
@@ -97,6 +106,11 @@ absl::StatusOr<std::unique_ptr<Linear>> LinearBuilder::BuildQuantized(
 absl::StatusOr<std::unique_ptr<Linear>> LinearBuilder::BuildFloat(
     const std::vector<Tensor>& tensors, const std::vector<RawTensor>& raws,
     const std::vector<float>& bias, WeightDType dtype) {
+  const std::optional<quant::FloatStorage> storage = OwnFloatStorage(dtype);
+  const std::string engine_name =
+      storage
+          ? absl::StrCat(" (kvserve float kernels, ", std::string(quant::QuantIsaName(isa_)), ")")
+          : std::string(" (oneDNN)");
   std::vector<float> stacked;
   int64_t n = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -107,18 +121,12 @@ absl::StatusOr<std::unique_ptr<Linear>> LinearBuilder::BuildFloat(
     n += tensors[i].n;
     ++outcomes_[absl::StrCat(std::string(GgmlTypeName(raws[i].type)),
                              IsQuantized(raws[i].type) ? ": dequantized to " : ": as ",
-                             std::string(WeightDTypeName(dtype)),
-                             dtype == WeightDType::kF32 || dtype == WeightDType::kF16
-                                 ? absl::StrCat(" (kvserve float kernels, ",
-                                                std::string(quant::QuantIsaName(isa_)), ")")
-                                 : std::string(" (oneDNN)"))];
+                             std::string(WeightDTypeName(dtype)), engine_name)];
   }
   const float* b = bias.empty() ? nullptr : bias.data();
-  if (dtype == WeightDType::kF32 || dtype == WeightDType::kF16) {
-    absl::StatusOr<std::unique_ptr<quant::FloatLinear>> linear = quant::FloatLinear::Create(
-        stacked.data(), n, tensors.front().k,
-        dtype == WeightDType::kF16 ? quant::FloatStorage::kF16 : quant::FloatStorage::kF32, isa_,
-        b);
+  if (storage) {
+    absl::StatusOr<std::unique_ptr<quant::FloatLinear>> linear =
+        quant::FloatLinear::Create(stacked.data(), n, tensors.front().k, *storage, isa_, b);
     if (!linear.ok()) return linear.status();
     return std::unique_ptr<Linear>(*std::move(linear));
   }

@@ -265,12 +265,14 @@ std::string_view WeightDTypeName(WeightDType dtype) {
 WeightDType DefaultFloatWeightDType() { return WeightDType::kF32; }
 
 absl::StatusOr<WeightDType> ParseWeightDType(std::string_view name) {
-  for (WeightDType d : {WeightDType::kAuto, WeightDType::kF32, WeightDType::kF16, WeightDType::kBF16,
-                        WeightDType::kInt8, WeightDType::kQ8_0, WeightDType::kQ4_K}) {
+  for (WeightDType d :
+       {WeightDType::kAuto, WeightDType::kF32, WeightDType::kF16, WeightDType::kBF16,
+        WeightDType::kInt8, WeightDType::kQ8_0, WeightDType::kQ4_K}) {
     if (WeightDTypeName(d) == name) return d;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "weight dtype must be auto, f32, f16, bf16, int8, q8_0 or q4_k, not '", std::string(name), "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("weight dtype must be auto, f32, f16, bf16, int8, q8_0 or q4_k, not '",
+                   std::string(name), "'"));
 }
 
 struct OneDnnLinear::Impl {
