@@ -37,7 +37,7 @@ struct AttentionScratch {
   float* scores;    // [queries][context] of the item
   float* acc;       // [queries][head_dim]
   float* inv_sums;  // [queries]
-  float* block;     // one K or V block widened from bf16: [page_size][head_dim]
+  float* block;     // one K or V block widened to f32: [page_size][head_dim]
 };
 
 }  // namespace
@@ -125,7 +125,7 @@ void PagedAttention(const KvPagePool& pool, int layer, const AttentionShape& sha
   const size_t scores_size = static_cast<size_t>(max_queries * max_context);
   const size_t acc_size = static_cast<size_t>(max_queries * shape.head_dim);
   const size_t block_size =
-      pool_shape.dtype == KvDType::kBF16 ? static_cast<size_t>(page_size) * shape.head_dim : 0;
+      pool_shape.dtype != KvDType::kF32 ? static_cast<size_t>(page_size) * shape.head_dim : 0;
 
 #pragma omp parallel if (parallel)
   {

@@ -65,6 +65,8 @@ std::string_view IsaName(Isa isa) {
 
 Isa SelectIsa(const CpuFeatureSet& cpu, bool disable_avx512, bool disable_simd) {
   if (disable_simd) return Isa::kScalar;
+  // F16C comes with every AVX2 CPU sold; the K/V and weight kernels widen f16 with it.
+  if (!cpu.f16c) return Isa::kScalar;
   if (!disable_avx512 && cpu.avx512f && cpu.avx512bw && cpu.avx512vl) return Isa::kAvx512;
   if (cpu.avx2 && cpu.fma) return Isa::kAvx2;
   return Isa::kScalar;

@@ -1,5 +1,7 @@
 #include "engine/kv_page_pool.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -7,40 +9,91 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
+#include "engine/dtype.h"
 #include "engine/simd_vec-inl.h"
 
 namespace kvserve::engine {
 namespace {
 
 constexpr size_t kAlignment = 64;
+constexpr int kQ8Block = 32;
+constexpr size_t kQ8BlockBytes = 2 + kQ8Block;  // f16 d, then 32 int8 quants
 
 void FreeAligned(uint8_t* p) { std::free(p); }
 
-// Elements of one layer's K (or V): num_pages * num_kv_heads * page_size * head_dim, or 0 on
-// size_t overflow.
-size_t ElementsPerLayer(const KvPoolShape& s) {
-  size_t n = 1;
+// Bytes of one layer's K (or V): num_pages * num_kv_heads * page_size rows, or 0 on size_t
+// overflow.
+size_t BytesPerLayer(const KvPoolShape& s) {
+  size_t n = KvRowBytes(s.dtype, s.head_dim);
   for (size_t factor : {static_cast<size_t>(s.num_pages), static_cast<size_t>(s.num_kv_heads),
-                        static_cast<size_t>(s.page_size), static_cast<size_t>(s.head_dim)}) {
+                        static_cast<size_t>(s.page_size)}) {
     if (n > std::numeric_limits<size_t>::max() / factor) return 0;
     n *= factor;
   }
   return n;
 }
 
+// One 32-block as ggml's x86 quantize_row_q8_0 (which llama.cpp's K/V copy uses): d = amax/127
+// kept as f16, q = round-half-even(x * 127/amax), 0 when amax = 0.
+void QuantizeQ8Block(const float* x, uint8_t* dst) {
+  float amax = 0.0f;
+  for (int j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  const uint16_t d = FloatToHalf(amax / 127.0f);
+  std::memcpy(dst, &d, sizeof d);
+  int8_t* q = reinterpret_cast<int8_t*>(dst + 2);
+  for (int j = 0; j < kQ8Block; ++j) {
+    q[j] = static_cast<int8_t>(std::clamp(std::nearbyint(x[j] * id), -128.0f, 127.0f));
+  }
+}
+
 }  // namespace
+
+const char* KvDTypeName(KvDType dtype) {
+  switch (dtype) {
+    case KvDType::kF32:
+      return "f32";
+    case KvDType::kBF16:
+      return "bf16";
+    case KvDType::kF16:
+      return "f16";
+    case KvDType::kQ8_0:
+      return "q8_0";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<KvDType> ParseKvDType(absl::string_view name) {
+  for (KvDType dtype : {KvDType::kF32, KvDType::kBF16, KvDType::kF16, KvDType::kQ8_0}) {
+    if (name == KvDTypeName(dtype)) return dtype;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("KV cache dtype must be f16, bf16, f32 or q8_0, not '", name, "'"));
+}
+
+size_t KvRowBytes(KvDType dtype, int head_dim) {
+  const size_t n = static_cast<size_t>(head_dim);
+  switch (dtype) {
+    case KvDType::kF32:
+      return 4 * n;
+    case KvDType::kBF16:
+    case KvDType::kF16:
+      return 2 * n;
+    case KvDType::kQ8_0:
+      return n / kQ8Block * kQ8BlockBytes;
+  }
+  return 0;
+}
 
 KvPagePool::KvPagePool(const KvPoolShape& shape) : shape_(shape) {}
 
 size_t KvPagePool::PageBytes(const KvPoolShape& shape) {
-  const size_t element_bytes = shape.dtype == KvDType::kF32 ? 4 : 2;
   return 2 * static_cast<size_t>(shape.num_layers) * shape.num_kv_heads * shape.page_size *
-         shape.head_dim * element_bytes;
+         KvRowBytes(shape.dtype, shape.head_dim);
 }
 
 size_t KvPagePool::LayerStride() const {
-  return static_cast<size_t>(shape_.num_pages) * shape_.num_kv_heads * shape_.page_size *
-         shape_.head_dim;
+  return static_cast<size_t>(shape_.num_pages) * shape_.num_kv_heads * block_bytes();
 }
 
 absl::StatusOr<std::unique_ptr<KvPagePool>> KvPagePool::Create(const KvPoolShape& shape) {
@@ -51,16 +104,21 @@ absl::StatusOr<std::unique_ptr<KvPagePool>> KvPagePool::Create(const KvPoolShape
                      " num_kv_heads=", shape.num_kv_heads, " head_dim=", shape.head_dim,
                      " page_size=", shape.page_size, " num_pages=", shape.num_pages));
   }
-  const size_t element_bytes = shape.dtype == KvDType::kF32 ? 4 : 2;
-  const size_t per_layer = ElementsPerLayer(shape);
+  if (shape.dtype == KvDType::kQ8_0 && shape.head_dim % kQ8Block != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV cache dtype q8_0 needs a head size that is a multiple of 32; this model's "
+                     "is ",
+                     shape.head_dim, " (use --kv-cache-dtype f16)"));
+  }
+  const size_t per_layer = BytesPerLayer(shape);
   const size_t max_bytes = std::numeric_limits<size_t>::max() / 4;
-  if (per_layer == 0 || per_layer > max_bytes / element_bytes / shape.num_layers) {
+  if (per_layer == 0 || per_layer > max_bytes / shape.num_layers) {
     return absl::ResourceExhaustedError(
         absl::StrCat("KV page pool of ", shape.num_pages, " pages is too large to address"));
   }
   // aligned_alloc wants a multiple of the alignment. The memory is not zeroed: the OS commits
   // pages lazily, and attention only reads positions that were written.
-  size_t bytes = per_layer * shape.num_layers * element_bytes;
+  size_t bytes = per_layer * shape.num_layers;
   bytes = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   auto pool = std::unique_ptr<KvPagePool>(new KvPagePool(shape));
   pool->keys_ = {static_cast<uint8_t*>(std::aligned_alloc(kAlignment, bytes)), FreeAligned};
@@ -79,8 +137,7 @@ void* KvPagePool::KeyBlock(int layer, int32_t page, int kv_head) {
 
 const void* KvPagePool::KeyBlock(int layer, int32_t page, int kv_head) const {
   const size_t block = static_cast<size_t>(page) * shape_.num_kv_heads + kv_head;
-  const size_t offset = layer * LayerStride() + block * shape_.page_size * shape_.head_dim;
-  return keys_.get() + offset * element_bytes();
+  return keys_.get() + layer * LayerStride() + block * block_bytes();
 }
 
 void* KvPagePool::ValueBlock(int layer, int32_t page, int kv_head) {
@@ -89,8 +146,27 @@ void* KvPagePool::ValueBlock(int layer, int32_t page, int kv_head) {
 
 const void* KvPagePool::ValueBlock(int layer, int32_t page, int kv_head) const {
   const size_t block = static_cast<size_t>(page) * shape_.num_kv_heads + kv_head;
-  const size_t offset = layer * LayerStride() + block * shape_.page_size * shape_.head_dim;
-  return values_.get() + offset * element_bytes();
+  return values_.get() + layer * LayerStride() + block * block_bytes();
+}
+
+void KvPagePool::WriteRow(const float* src, void* dst) const {
+  const int n = shape_.head_dim;
+  switch (shape_.dtype) {
+    case KvDType::kF32:
+      std::memcpy(dst, src, sizeof(float) * n);
+      return;
+    case KvDType::kBF16:
+      for (int d = 0; d < n; ++d) static_cast<uint16_t*>(dst)[d] = FloatToBf16Bits(src[d]);
+      return;
+    case KvDType::kF16:
+      for (int d = 0; d < n; ++d) static_cast<uint16_t*>(dst)[d] = FloatToHalf(src[d]);
+      return;
+    case KvDType::kQ8_0:
+      for (int b = 0; b < n / kQ8Block; ++b) {
+        QuantizeQ8Block(src + b * kQ8Block, static_cast<uint8_t*>(dst) + b * kQ8BlockBytes);
+      }
+      return;
+  }
 }
 
 void KvPagePool::Write(int layer, absl::Span<const int32_t> page_table, const int32_t* positions,
@@ -106,23 +182,11 @@ void KvPagePool::Write(int layer, absl::Span<const int32_t> page_table, const in
         "KV write: position beyond the page table");
     const int32_t page = page_table[position / page_size];
     KVSERVE_CHECK_MSG(page >= 0 && page < shape_.num_pages, "KV write: page id out of range");
-    const size_t slot_offset = static_cast<size_t>(position % page_size) * head_dim;
+    const size_t slot_offset = static_cast<size_t>(position % page_size) * row_bytes();
     for (int h = 0; h < shape_.num_kv_heads; ++h) {
-      const float* k_src = k + t * row + static_cast<int64_t>(h) * head_dim;
-      const float* v_src = v + t * row + static_cast<int64_t>(h) * head_dim;
-      if (shape_.dtype == KvDType::kF32) {
-        std::memcpy(static_cast<float*>(KeyBlock(layer, page, h)) + slot_offset, k_src,
-                    sizeof(float) * head_dim);
-        std::memcpy(static_cast<float*>(ValueBlock(layer, page, h)) + slot_offset, v_src,
-                    sizeof(float) * head_dim);
-      } else {
-        uint16_t* k_dst = static_cast<uint16_t*>(KeyBlock(layer, page, h)) + slot_offset;
-        uint16_t* v_dst = static_cast<uint16_t*>(ValueBlock(layer, page, h)) + slot_offset;
-        for (int d = 0; d < head_dim; ++d) {
-          k_dst[d] = FloatToBf16Bits(k_src[d]);
-          v_dst[d] = FloatToBf16Bits(v_src[d]);
-        }
-      }
+      const int64_t src = t * row + static_cast<int64_t>(h) * head_dim;
+      WriteRow(k + src, static_cast<uint8_t*>(KeyBlock(layer, page, h)) + slot_offset);
+      WriteRow(v + src, static_cast<uint8_t*>(ValueBlock(layer, page, h)) + slot_offset);
     }
   }
 }

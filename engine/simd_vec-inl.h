@@ -3,7 +3,8 @@
 //
 // Each namespace simd_<isa> defines `struct Vec` with the same static interface:
 //   T (register type), Mask, kWidth, Zero, Set1, Load/Store (kWidth lanes), LoadN/StoreN (first
-//   n <= kWidth lanes, the rest read as 0 / left untouched), LoadBf16/LoadBf16N, Add, Sub, Mul,
+//   n <= kWidth lanes, the rest read as 0 / left untouched), LoadBf16/LoadBf16N, LoadF16 (IEEE
+//   half, kWidth lanes), Add, Sub, Mul,
 //   Div, Max, Min, MulAdd(a, b, c) = a * b + c, ReduceAdd, ReduceMax, Round (to nearest even),
 //   Pow2 (2^n for integral n in [-126, 127]), GreaterEqual, Select, SumSquaresDouble;
 // plus the shared functions of simd_common.inc (Exp).
@@ -20,6 +21,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "engine/dtype.h"
 
 namespace kvserve::engine {
 
@@ -56,6 +59,7 @@ struct Vec {
   }
   static T LoadBf16(const uint16_t* p) { return Bf16BitsToFloat(*p); }
   static T LoadBf16N(const uint16_t* p, int n) { return n > 0 ? Bf16BitsToFloat(*p) : 0.f; }
+  static T LoadF16(const uint16_t* p) { return HalfToFloat(*p); }
   static T Add(T a, T b) { return a + b; }
   static T Sub(T a, T b) { return a - b; }
   static T Mul(T a, T b) { return a * b; }
@@ -86,7 +90,7 @@ struct Vec {
 }  // namespace simd_scalar
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 namespace simd_avx2 {
 
 struct Vec {
@@ -111,6 +115,9 @@ struct Vec {
     uint16_t tmp[kWidth] = {};
     std::memcpy(tmp, p, sizeof(uint16_t) * (n > 0 ? n : 0));
     return LoadBf16(tmp);
+  }
+  static T LoadF16(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
   static T Add(T a, T b) { return _mm256_add_ps(a, b); }
   static T Sub(T a, T b) { return _mm256_sub_ps(a, b); }
@@ -162,7 +169,7 @@ struct Vec {
 
 // Every CPU with AVX-512 BW and VL (which dispatch requires) also has DQ.
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 // GCC 12 false positive on the _mm512_undefined_* idiom inside its own intrinsics.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -190,6 +197,9 @@ struct Vec {
   static T LoadBf16N(const uint16_t* p, int n) {
     const __m256i narrow = _mm256_maskz_loadu_epi16(PrefixMask(n), p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(narrow), 16));
+  }
+  static T LoadF16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static T Add(T a, T b) { return _mm512_add_ps(a, b); }
   static T Sub(T a, T b) { return _mm512_sub_ps(a, b); }

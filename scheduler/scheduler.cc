@@ -111,18 +111,22 @@ StepPlan Scheduler::Schedule() {
   finished_since_last_plan_.clear();
   int32_t budget = config_.max_num_batched_tokens;
 
-  // 1. Running requests, oldest admission first. Victims come from the back of running_, which
-  // holds only requests not yet scheduled this step (or the current one), so no scheduled
+  // 1. Running requests: those decoding (one token left to compute) first, then those still
+  // prefilling, each group oldest admission first, so a long prompt's chunks never take the
+  // budget from streams that are producing tokens. Victims come from the back of that order,
+  // which holds only requests not yet scheduled this step (or the current one), so no scheduled
   // request ever loses its pages.
+  std::vector<Request*> order = DecodeFirstOrder();
   bool preempted = false;
-  for (size_t i = 0; i < running_.size() && budget > 0;) {
-    Request* request = running_[i];
+  for (size_t i = 0; i < order.size() && budget > 0;) {
+    Request* request = order[i];
     const int32_t n = TokensToSchedule(*request, request->num_computed_tokens(), budget);
     KVSERVE_CHECK(n > 0);  // a running request always has a token to compute
     bool scheduled = true;
     while (!kv_.AllocateSlots(*request, n, {})) {
-      Request* victim = running_.back();
-      running_.pop_back();
+      Request* victim = order.back();
+      order.pop_back();
+      running_.erase(std::find(running_.begin(), running_.end(), victim));
       Preempt(victim, plan);
       preempted = true;
       if (victim == request) {
@@ -130,7 +134,7 @@ StepPlan Scheduler::Schedule() {
         break;
       }
     }
-    if (!scheduled) break;  // it was the youngest; nobody after it is left
+    if (!scheduled) break;  // it was the last in order; nobody after it is left
     AddToPlan(*request, n, plan);
     budget -= n;
     ++i;
@@ -156,6 +160,14 @@ StepPlan Scheduler::Schedule() {
     budget -= n;
   }
   return plan;
+}
+
+std::vector<Request*> Scheduler::DecodeFirstOrder() const {
+  std::vector<Request*> order(running_.begin(), running_.end());
+  std::stable_partition(order.begin(), order.end(), [](const Request* request) {
+    return request->num_tokens() - request->num_computed_tokens() == 1;
+  });
+  return order;
 }
 
 void Scheduler::Preempt(Request* request, StepPlan& plan) {

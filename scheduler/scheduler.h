@@ -2,9 +2,12 @@
 // how many tokens (Schedule), and afterwards folds the sampled tokens back in (Update).
 //
 // Policy, per step, with a budget of max_num_batched_tokens tokens:
-//  1. Running requests, in admission order, each get min(uncomputed tokens, remaining budget,
-//     long_prefill_token_threshold) tokens: the next prompt chunk while prefilling, 1 in decode.
-//     When their pages cannot be allocated, the most recently admitted running request is
+//  1. Running requests, decoding ones (one token left to compute) first, then those still
+//     prefilling, each group in admission order, get min(uncomputed tokens, remaining budget,
+//     long_prefill_token_threshold) tokens: 1 in decode, the next prompt chunk while
+//     prefilling. So a long prompt arriving delays the streams that are decoding by at most one
+//     budget-sized step, and never takes their budget. When pages cannot be allocated, the last
+//     request in that order (the youngest prefilling one, else the youngest decoding one) is
 //     preempted (pages freed, progress reset to 0, put at the front of the waiting queue) and
 //     the allocation retried; the request being scheduled may preempt itself.
 //  2. If nobody was preempted this step, waiting requests are admitted first come, first served
@@ -114,6 +117,8 @@ class Scheduler {
   explicit Scheduler(const SchedulerConfig& config);
 
   int32_t TokensToSchedule(const Request& request, int32_t num_computed, int32_t budget) const;
+  // running_, decoding requests first, then prefilling ones, each in admission order.
+  std::vector<Request*> DecodeFirstOrder() const;
   void Preempt(Request* request, StepPlan& plan);
   void AddToPlan(const Request& request, int32_t num_tokens, StepPlan& plan) const;
   // Frees the pages and drops the request; `running_` must not list it any more.

@@ -45,6 +45,9 @@ ABSL_FLAG(int32_t, kv_pages, 0, "KV pages in the pool (0: enough for every promp
 ABSL_FLAG(bool, enable_prefix_caching, true, "Reuse cached KV pages of shared prompt prefixes");
 ABSL_FLAG(int32_t, max_num_seqs, 256, "Most requests running at once");
 ABSL_FLAG(int32_t, max_num_batched_tokens, 2048, "Most tokens computed in one step");
+ABSL_FLAG(std::string, kv_cache_dtype, "f16",
+          "KV cache element type: f16 (as llama.cpp), bf16, f32 or q8_0 (blocks of 32 with one "
+          "f16 scale each, as llama.cpp's -ctk/-ctv q8_0)");
 ABSL_FLAG(int64_t, seed, -1, "Sampling seed (-1 = random)");
 ABSL_FLAG(std::string, out, "", "Output file (logits: raw little-endian f32, rows x vocab)");
 
@@ -104,7 +107,9 @@ absl::StatusOr<std::unique_ptr<KvPagePool>> MakePool(const LlamaModel& model, in
   const int pages = static_cast<int>((tokens + kPageSize - 1) / kPageSize);
   page_table->resize(pages);
   for (int i = 0; i < pages; ++i) (*page_table)[i] = i;
-  return KvPagePool::Create(model.KvShape(kPageSize, pages, engine::KvDType::kF32));
+  absl::StatusOr<engine::KvDType> dtype = engine::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!dtype.ok()) return dtype.status();
+  return KvPagePool::Create(model.KvShape(kPageSize, pages, *dtype));
 }
 
 int Fail(const absl::Status& s) {
@@ -212,8 +217,11 @@ int RunGenerate(const std::vector<char*>& positional) {
       absl::GetFlag(FLAGS_kv_pages) > 0
           ? absl::GetFlag(FLAGS_kv_pages)
           : static_cast<int32_t>(std::min<int64_t>(tokens_needed, 1 << 20) / kPageSize + 1);
-  absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor = serving::ModelExecutor::Create(
-      std::move(loaded->model), kPageSize, num_pages, engine::KvDType::kF32);
+  absl::StatusOr<engine::KvDType> kv_dtype =
+      engine::ParseKvDType(absl::GetFlag(FLAGS_kv_cache_dtype));
+  if (!kv_dtype.ok()) return Fail(kv_dtype.status());
+  absl::StatusOr<std::unique_ptr<serving::ModelExecutor>> executor =
+      serving::ModelExecutor::Create(std::move(loaded->model), kPageSize, num_pages, *kv_dtype);
   if (!executor.ok()) return Fail(executor.status());
   serving::EngineLoopConfig config;
   config.max_queued_requests = static_cast<int32_t>(prompts.size()) + 1;

@@ -85,10 +85,10 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on (gRPC and HTTP)");
 ABSL_DECLARE_FLAG(int32_t, max_num_seqs);  // shared with generate (offline_commands.cc)
 ABSL_DECLARE_FLAG(int32_t, max_num_batched_tokens);
 ABSL_DECLARE_FLAG(bool, enable_prefix_caching);
+ABSL_DECLARE_FLAG(std::string, kv_cache_dtype);
 ABSL_FLAG(int32_t, kv_page_size, 16, "Tokens per KV cache page");
 ABSL_FLAG(std::string, kv_cache_memory, "auto",
           "KV cache size in bytes (suffixes K, M, G, KiB, MiB, GiB); auto = min(1 GiB, RAM / 4)");
-ABSL_FLAG(std::string, kv_cache_dtype, "f32", "KV cache element type: f32 or bf16");
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Requests waiting for a batch slot before new ones get RESOURCE_EXHAUSTED");
 ABSL_FLAG(double, drain_timeout, 30, "Seconds in-flight requests get to finish on SIGTERM");
@@ -178,7 +178,7 @@ absl::StatusOr<std::string> ModelPath(bool* demo) {
 
 // The KV cache flags: --kv-cache-dtype, --kv-cache-memory, --kv-page-size.
 struct KvCacheFlags {
-  engine::KvDType dtype = engine::KvDType::kF32;
+  engine::KvDType dtype = engine::KvDType::kF16;
   std::string dtype_name;
   int64_t bytes = 0;
   int32_t page_size = 0;
@@ -187,14 +187,11 @@ struct KvCacheFlags {
 absl::StatusOr<KvCacheFlags> ReadKvCacheFlags() {
   KvCacheFlags kv;
   kv.dtype_name = absl::GetFlag(FLAGS_kv_cache_dtype);
-  if (kv.dtype_name == "f32") {
-    kv.dtype = engine::KvDType::kF32;
-  } else if (kv.dtype_name == "bf16") {
-    kv.dtype = engine::KvDType::kBF16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv-cache-dtype must be f32 or bf16, not '", kv.dtype_name, "'"));
+  absl::StatusOr<engine::KvDType> dtype = engine::ParseKvDType(kv.dtype_name);
+  if (!dtype.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype: ", dtype.status().message()));
   }
+  kv.dtype = *dtype;
   absl::StatusOr<int64_t> kv_bytes =
       ParseBytes("kv-cache-memory", absl::GetFlag(FLAGS_kv_cache_memory));
   if (!kv_bytes.ok()) return kv_bytes.status();
@@ -327,9 +324,13 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
     return absl::InvalidArgumentError(
         absl::StrCat("--kv-cache-memory = ", kv->bytes, " bytes holds no KV page"));
   }
-  Log(absl::StrFormat("KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s",
-                      num_pages, kv->page_size, int64_t{num_pages} * kv->page_size,
-                      static_cast<double>(kv->bytes) / (1 << 20), kv->dtype_name));
+  const size_t page_bytes =
+      engine::KvPagePool::PageBytes(loaded->model->KvShape(kv->page_size, 1, kv->dtype));
+  Log(absl::StrFormat(
+      "KV cache: %d pages of %d tokens (%d tokens, %.1f MiB requested), %s, %d bytes per token",
+      num_pages, kv->page_size, int64_t{num_pages} * kv->page_size,
+      static_cast<double>(kv->bytes) / (1 << 20), kv->dtype_name,
+      static_cast<int64_t>(page_bytes / kv->page_size)));
   absl::StatusOr<std::unique_ptr<serving::EngineLoop>> loop =
       StartEngineLoop(std::move(loaded->model), *kv, num_pages, metrics);
   if (!loop.ok()) return loop.status();
@@ -470,9 +471,9 @@ int RunServe(const std::vector<char*>& positional) {
         absl::StrCat("cannot listen for gRPC on ", address, " (is the port in use?)")));
   }
   SetHealth(*server, false);
-  const char* scheme = grpc_tls == nullptr ? "" : tls->value().client_ca.empty()
-                                                      ? " with TLS"
-                                                      : " with mutual TLS";
+  const char* scheme = grpc_tls == nullptr              ? ""
+                       : tls->value().client_ca.empty() ? " with TLS"
+                                                        : " with mutual TLS";
   Log(absl::StrFormat("gRPC listening on %s:%d%s (health NOT_SERVING while the model loads)",
                       absl::GetFlag(FLAGS_host), port, scheme));
   // Routes are registered before Start(); handlers that need the model wait for `state`.

@@ -1,6 +1,8 @@
 // KvPagePool and PagedAttention against a naive double-precision attention over unpaged K/V,
-// with shuffled, interleaved pages, GQA, mixed decode/prefill rows, f32 and bf16 pools, on every
-// ISA the CPU can run.
+// with shuffled, interleaved pages, GQA, mixed decode/prefill rows, f32, bf16, f16 and q8_0 pools,
+// on every ISA the CPU can run. The reference sees K/V rounded to the pool's dtype by this file's
+// own rounding (frexp arithmetic for bf16, the compiler's _Float16 for f16, ggml's block_q8_0
+// recipe for q8_0), so the tolerance is the same for every dtype: 1e-5 of sum_j p_j |v_j|.
 #include "engine/attention.h"
 
 #include <omp.h>
@@ -39,6 +41,38 @@ float Bf16ToFloatForTest(uint16_t bits) {
   float f;
   std::memcpy(&f, &wide, sizeof f);
   return f;
+}
+
+float RoundToF16(float x) { return static_cast<float>(static_cast<_Float16>(x)); }
+
+// ggml's block_q8_0 recipe, per 32 consecutive values: d = f16(amax / 127), q = round-half-even(
+// x * 127 / amax); the value read back is d * q.
+void RoundToQ8_0(std::vector<float>& x) {
+  for (size_t b = 0; b + 32 <= x.size(); b += 32) {
+    double amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(double{x[b + j]}));
+    const float id = amax != 0 ? 127.f / static_cast<float>(amax) : 0.f;
+    const float d = RoundToF16(static_cast<float>(amax) / 127.f);
+    for (int j = 0; j < 32; ++j) x[b + j] = d * std::nearbyint(x[b + j] * id);
+  }
+}
+
+// The values a pool of `dtype` gives back for x (rows of head_dim values, head_dim % 32 == 0
+// for q8_0).
+void RoundLikePool(KvDType dtype, std::vector<float>& x) {
+  switch (dtype) {
+    case KvDType::kF32:
+      return;
+    case KvDType::kBF16:
+      for (float& v : x) v = RoundToBf16(v);
+      return;
+    case KvDType::kF16:
+      for (float& v : x) v = RoundToF16(v);
+      return;
+    case KvDType::kQ8_0:
+      RoundToQ8_0(x);
+      return;
+  }
 }
 
 std::vector<float> RandomVector(int64_t n, uint32_t seed) {
@@ -116,6 +150,59 @@ TEST(KvPagePoolTest, LayoutAlignmentAndConversion) {
   }
 }
 
+TEST(KvPagePoolTest, RowBytesAndQ8HeadDim) {
+  EXPECT_EQ(KvRowBytes(KvDType::kF32, 64), 256u);
+  EXPECT_EQ(KvRowBytes(KvDType::kF16, 64), 128u);
+  EXPECT_EQ(KvRowBytes(KvDType::kBF16, 128), 256u);
+  EXPECT_EQ(KvRowBytes(KvDType::kQ8_0, 64), 68u);  // two blocks of (f16 d, 32 x int8)
+  const KvPoolShape shape{.num_layers = 1,
+                          .num_kv_heads = 1,
+                          .head_dim = 48,
+                          .page_size = 4,
+                          .num_pages = 2,
+                          .dtype = KvDType::kQ8_0};
+  const absl::Status status = KvPagePool::Create(shape).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("multiple of 32"), std::string::npos) << status;
+  EXPECT_EQ(ParseKvDType("q8_0").value(), KvDType::kQ8_0);
+  EXPECT_EQ(ParseKvDType("f16").value(), KvDType::kF16);
+  EXPECT_EQ(ParseKvDType("fp8").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Q8_0 rows hold ggml's block bytes: f16 d then 32 int8, checked on a block with known values.
+TEST(KvPagePoolTest, Q8_0BlockBytes) {
+  const KvPoolShape shape{.num_layers = 1,
+                          .num_kv_heads = 1,
+                          .head_dim = 32,
+                          .page_size = 2,
+                          .num_pages = 1,
+                          .dtype = KvDType::kQ8_0};
+  auto pool = *KvPagePool::Create(shape);
+  float k[64] = {};
+  k[0] = 127.f;   // amax: d = 1, scale 127 / amax = 1 exactly
+  k[1] = -63.5f;  // ties round to even: -64
+  k[2] = 0.5f;    // 0
+  k[3] = 1.5f;    // 2
+  k[4] = 2.5f;    // 2
+  // the second token's row is all zeros: d = 0, q = 0
+  const int32_t page_table[1] = {0};
+  const int32_t positions[2] = {0, 1};
+  pool->Write(0, page_table, positions, 2, k, k);
+  const auto* bytes = static_cast<const uint8_t*>(pool->KeyBlock(0, 0, 0));
+  uint16_t d;
+  std::memcpy(&d, bytes, 2);
+  EXPECT_EQ(d, 0x3c00);  // f16(1.0)
+  const auto* q = reinterpret_cast<const int8_t*>(bytes + 2);
+  EXPECT_EQ(q[0], 127);
+  EXPECT_EQ(q[1], -64);
+  EXPECT_EQ(q[2], 0);
+  EXPECT_EQ(q[3], 2);
+  EXPECT_EQ(q[4], 2);
+  for (int j = 5; j < 32; ++j) EXPECT_EQ(q[j], 0);
+  std::memcpy(&d, bytes + 34, 2);
+  EXPECT_EQ(d, 0);
+}
+
 TEST(KvPagePoolTest, Bf16RoundsTiesToEven) {
   const KvPoolShape shape{.num_layers = 1,
                           .num_kv_heads = 1,
@@ -168,18 +255,12 @@ Batch MakeBatch(const std::vector<SeqSpec>& specs, const AttentionShape& shape, 
                                 .page_size = page_size,
                                 .num_pages = total_pages,
                                 .dtype = dtype});
-  const size_t block_elements = static_cast<size_t>(page_size) * shape.head_dim;
+  // All-ones bytes are a NaN in every dtype (f32, bf16, f16; a q8_0 block's f16 scale).
   for (int l = 0; l < num_layers; ++l) {
     for (int p = 0; p < total_pages; ++p) {
       for (int h = 0; h < shape.num_kv_heads; ++h) {
-        for (void* block : {b.pool->KeyBlock(l, p, h), b.pool->ValueBlock(l, p, h)}) {
-          if (dtype == KvDType::kF32) {
-            std::fill_n(static_cast<float*>(block), block_elements,
-                        std::numeric_limits<float>::quiet_NaN());
-          } else {
-            std::fill_n(static_cast<uint16_t*>(block), block_elements, uint16_t{0x7fc0});
-          }
-        }
+        std::memset(b.pool->KeyBlock(l, p, h), 0xff, b.pool->block_bytes());
+        std::memset(b.pool->ValueBlock(l, p, h), 0xff, b.pool->block_bytes());
       }
     }
   }
@@ -206,10 +287,8 @@ Batch MakeBatch(const std::vector<SeqSpec>& specs, const AttentionShape& shape, 
       const std::vector<float> other = RandomVector(context * kv_row, seed + 99);
       b.pool->Write(0, table, positions.data(), context, other.data(), other.data());
     }
-    if (dtype == KvDType::kBF16) {
-      for (float& x : k) x = RoundToBf16(x);
-      for (float& x : v) x = RoundToBf16(x);
-    }
+    RoundLikePool(dtype, k);
+    RoundLikePool(dtype, v);
     b.page_tables.push_back(std::move(table));
     b.keys.push_back(std::move(k));
     b.values.push_back(std::move(v));
@@ -297,7 +376,8 @@ TEST_P(PagedAttentionTest, MixedBatchMatchesNaiveReference) {
   const KvDType dtype = std::get<1>(GetParam());
   const int page_size = std::get<2>(GetParam());
   const std::pair<int, int> heads = std::get<3>(GetParam());
-  for (int head_dim : {64, 20}) {  // 20: ragged against 8- and 16-lane vectors
+  for (int head_dim : {64, 128, 20}) {  // 20: ragged against 8- and 16-lane vectors
+    if (dtype == KvDType::kQ8_0 && head_dim % 32 != 0) continue;  // q8_0 needs 32-blocks
     const AttentionShape shape{.num_heads = heads.first,
                                .num_kv_heads = heads.second,
                                .head_dim = head_dim,
@@ -313,18 +393,20 @@ TEST_P(PagedAttentionTest, MixedBatchMatchesNaiveReference) {
 
 std::string AttentionParamName(const ::testing::TestParamInfo<AttentionParam>& info) {
   const std::pair<int, int> heads = std::get<3>(info.param);
-  return std::string(internal::IsaName(std::get<0>(info.param))) +
-         (std::get<1>(info.param) == KvDType::kF32 ? "_f32" : "_bf16") + "_page" +
-         std::to_string(std::get<2>(info.param)) + "_h" + std::to_string(heads.first) + "_kv" +
-         std::to_string(heads.second);
+  return std::string(internal::IsaName(std::get<0>(info.param))) + "_" +
+         KvDTypeName(std::get<1>(info.param)) + "_page" + std::to_string(std::get<2>(info.param)) +
+         "_h" + std::to_string(heads.first) + "_kv" + std::to_string(heads.second);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, PagedAttentionTest,
                          ::testing::Combine(::testing::ValuesIn(internal::AvailableIsas()),
-                                            ::testing::Values(KvDType::kF32, KvDType::kBF16),
+                                            ::testing::Values(KvDType::kF32, KvDType::kBF16,
+                                                              KvDType::kF16, KvDType::kQ8_0),
                                             ::testing::Values(1, 5, 16),
+                                            // GQA ratios 1, 3, 3, 4, 8
                                             ::testing::Values(std::pair{4, 4}, std::pair{6, 2},
-                                                              std::pair{15, 5})),
+                                                              std::pair{15, 5}, std::pair{8, 2},
+                                                              std::pair{8, 1})),
                          AttentionParamName);
 
 class PagedAttentionIsaTest : public ::testing::TestWithParam<Isa> {
@@ -333,10 +415,14 @@ class PagedAttentionIsaTest : public ::testing::TestWithParam<Isa> {
   void TearDown() override { internal::ResetIsaForTesting(); }
 };
 
+// Contexts from 1 to 8192 keys, very different lengths in one batch, in every dtype.
 TEST_P(PagedAttentionIsaTest, LongPrefillAndLongDecode) {
   const AttentionShape shape{.num_heads = 15, .num_kv_heads = 5, .head_dim = 64, .scale = 0.125f};
-  const Batch b = MakeBatch({{0, 300}, {1999, 1}, {700, 1}}, shape, 16, KvDType::kF32, 0, 5);
-  ExpectMatchesReference(b, shape, RunAttention(b, shape, 0), "long");
+  for (KvDType dtype : {KvDType::kF32, KvDType::kF16, KvDType::kQ8_0}) {
+    const Batch b = MakeBatch({{0, 300}, {8191, 1}, {700, 1}, {0, 1}}, shape, 16, dtype, 0, 5);
+    ExpectMatchesReference(b, shape, RunAttention(b, shape, 0),
+                           std::string("long ") + KvDTypeName(dtype));
+  }
 }
 
 TEST_P(PagedAttentionIsaTest, SameResultOnOneOrTwoThreads) {

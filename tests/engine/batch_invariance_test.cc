@@ -27,7 +27,7 @@ struct Fixture {
   std::unique_ptr<KvPagePool> pool;
 };
 
-Fixture Load(GgmlType type, quant::QuantIsa isa) {
+Fixture Load(GgmlType type, quant::QuantIsa isa, KvDType kv_dtype = KvDType::kF32) {
   testing::SyntheticSpec spec;
   spec.hidden = 256;
   spec.ffn = 512;
@@ -44,7 +44,7 @@ Fixture Load(GgmlType type, quant::QuantIsa isa) {
   EXPECT_TRUE(model.ok()) << model.status();
   Fixture f;
   f.model = std::move(*model);
-  auto pool = KvPagePool::Create(f.model->KvShape(kPage, 64 * 2, KvDType::kF32));
+  auto pool = KvPagePool::Create(f.model->KvShape(kPage, 64 * 4, kv_dtype));
   EXPECT_TRUE(pool.ok());
   f.pool = std::move(*pool);
   return f;
@@ -81,6 +81,53 @@ std::vector<float> DecodeStep(Fixture& f, int n) {
   EXPECT_TRUE(f.model->Forward(step, *f.pool, &logits).ok());
   logits.resize(f.model->config().vocab_size);
   return logits;
+}
+
+// Like DecodeStep, but sequence s > 0 has its own context length (1 to 60 positions, four
+// pages each), so the step mixes very different attention lengths around sequence 0.
+std::vector<float> DecodeStepMixed(Fixture& f, int n) {
+  std::vector<std::vector<int32_t>> tokens(n), tables(n);
+  ForwardBatch prefill, step;
+  for (int s = 0; s < n; ++s) {
+    const int context = s == 0 ? kContext : 1 + (s * 13) % 60;
+    tokens[s].resize(context);
+    for (int i = 0; i < context; ++i) tokens[s][i] = (i * 37 + s * 11 + 5) % 256;
+    tables[s] = {4 * s, 4 * s + 1, 4 * s + 2, 4 * s + 3};
+  }
+  for (int s = 0; s < n; ++s) {
+    const int context = static_cast<int>(tokens[s].size());
+    if (context > 1) {
+      prefill.runs.push_back(ForwardRun{absl::MakeConstSpan(tokens[s].data(), context - 1), 0,
+                                        tables[s], LogitsMode::kNone});
+    }
+    step.runs.push_back(ForwardRun{absl::MakeConstSpan(tokens[s].data() + context - 1, 1),
+                                   context - 1, tables[s], LogitsMode::kLast});
+  }
+  std::vector<float> logits;
+  EXPECT_TRUE(f.model->Forward(prefill, *f.pool, &logits).ok());
+  EXPECT_TRUE(f.model->Forward(step, *f.pool, &logits).ok());
+  logits.resize(f.model->config().vocab_size);
+  return logits;
+}
+
+// Every KV cache dtype, on the default kernel path: a sequence's decode logits alone and among
+// up to 32 others with mixed context lengths are bitwise equal (f16 and Q4_K weights).
+TEST(BatchInvarianceTest, EveryKvDTypeWithMixedContextLengths) {
+  const quant::QuantIsa isa = quant::AvailableQuantIsas().back();
+  for (KvDType kv : {KvDType::kF32, KvDType::kBF16, KvDType::kF16, KvDType::kQ8_0}) {
+    for (GgmlType type : {GgmlType::kF16, GgmlType::kQ4_K}) {
+      Fixture f = Load(type, isa, kv);
+      ASSERT_NE(f.model, nullptr);
+      const std::vector<float> alone = DecodeStepMixed(f, 1);
+      for (int n : {2, 9, 33}) {
+        const std::vector<float> batched = DecodeStepMixed(f, n);
+        ASSERT_EQ(std::memcmp(alone.data(), batched.data(), alone.size() * sizeof(float)), 0)
+            << "KV " << KvDTypeName(kv) << ", " << GgmlTypeName(type) << " weights, batch of " << n;
+      }
+    }
+    std::printf("batch invariance holds with KV dtype %s (path %s)\n", KvDTypeName(kv),
+                std::string(quant::QuantIsaName(isa)).c_str());
+  }
 }
 
 TEST(BatchInvarianceTest, AloneAndInBatchesOf2To64AreBitwiseEqual) {

@@ -277,6 +277,8 @@ TEST(KernelsIsaTest, SelectIsaHonoursCpuAndSwitches) {
   CpuFeatureSet cpu;
   EXPECT_EQ(internal::SelectIsa(cpu, false, false), Isa::kScalar);
   cpu.avx2 = cpu.fma = true;
+  EXPECT_EQ(internal::SelectIsa(cpu, false, false), Isa::kScalar);  // the kernels need F16C
+  cpu.f16c = true;
   EXPECT_EQ(internal::SelectIsa(cpu, false, false), Isa::kAvx2);
   cpu.avx512f = cpu.avx512bw = cpu.avx512vl = true;
   EXPECT_EQ(internal::SelectIsa(cpu, false, false), Isa::kAvx512);

@@ -89,8 +89,9 @@ def run(kvserve, args):
 
 
 def logits(kvserve, model, prompt, vocab, out):
+    # f32 K/V: the NumPy references keep K/V unrounded (cache dtypes: attention_test).
     r = run(kvserve, ["logits", "--model", model, "--prompt-ids", ",".join(map(str, prompt)),
-                      "--weight-dtype", "f32", "--out", out])
+                      "--weight-dtype", "f32", "--kv-cache-dtype", "f32", "--out", out])
     if r.returncode != 0:
         raise CheckFailed(f"kvserve logits --model {model} exited {r.returncode}: {r.stderr[-1500:]}")
     raw = np.fromfile(out, dtype="<f4")

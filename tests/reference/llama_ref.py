@@ -232,7 +232,7 @@ def _fa_one_query(q, k16, v16, rows, group, hd):
     return (V.astype(f32) * s_inv[..., None]).astype(np.float64)
 
 
-def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None, f16_kv=None):
+def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None, f16_kv=None, round_kv=None):
     """Final-normed hidden states [T, dim] for a whole sequence starting at position 0.
 
     emulate_llamacpp=True adds llama.cpp's roundings (matmul inputs per weight type: quantized to
@@ -256,9 +256,11 @@ def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None, f16_kv=
         return _matmul(m, h, name, emulate_llamacpp)
 
     # f16_kv=False keeps llama.cpp's matmul roundings but an f32 K/V cache and plain attention
-    # (what an engine with an f32 KV cache computes).
+    # (what an engine with an f32 KV cache computes). round_kv="f16" (with f16_kv=False) rounds
+    # K/V to f16 but keeps plain f64 attention: kvserve's f16 cache, widened exactly to f32.
     f16_kv = emulate_llamacpp if f16_kv is None else f16_kv
-    f16 = (lambda a: a.astype(np.float16).astype(np.float64)) if f16_kv else (lambda a: a)
+    round_f16 = f16_kv or round_kv == "f16"
+    f16 = (lambda a: a.astype(np.float16).astype(np.float64)) if round_f16 else (lambda a: a)
     for layer in range(m.layers):
         p = f"blk.{layer}."
         h = rms_norm(x, m.w[p + "attn_norm.weight"], m.eps)
@@ -299,10 +301,11 @@ def _lm_head(m, h, emulate_llamacpp):
     return _matmul(m, h, name, emulate_llamacpp)
 
 
-def forward(model, token_ids, emulate_llamacpp=False, f16_kv=None):
+def forward(model, token_ids, emulate_llamacpp=False, f16_kv=None, round_kv=None):
     """Logits [len(token_ids), vocab] (float64) at every position."""
     m = model if isinstance(model, Model) else Model(model)
-    return _lm_head(m, hidden_states(m, token_ids, emulate_llamacpp, f16_kv=f16_kv),
+    return _lm_head(m, hidden_states(m, token_ids, emulate_llamacpp, f16_kv=f16_kv,
+                                     round_kv=round_kv),
                     emulate_llamacpp)
 
 
@@ -324,16 +327,17 @@ def greedy(model, token_ids, n, emulate_llamacpp=False):
     return out
 
 
-def continuation_logits(model, token_ids, continuation, emulate_llamacpp=False, f16_kv=None):
+def continuation_logits(model, token_ids, continuation, emulate_llamacpp=False, f16_kv=None,
+                        round_kv=None):
     """Logits [len(continuation) (or 1), vocab] after token_ids + continuation[:i] for each i,
     from ONE causal pass (attention is causal and every rounding llama.cpp does, incl. the
     per-row activation quantization, is per token, so later tokens cannot change earlier rows).
     Emulating llama.cpp, token_ids are its prompt batch and the continuation its decode steps.
-    f16_kv as in hidden_states (None: llama.cpp's f16 K/V exactly when emulating it)."""
+    f16_kv, round_kv as in hidden_states (None: llama.cpp's f16 K/V exactly when emulating it)."""
     m = model if isinstance(model, Model) else Model(model)
     seq = list(token_ids) + list(continuation)
     h = hidden_states(m, seq[:-1] if continuation else seq, emulate_llamacpp,
-                      batch_rows=len(token_ids), f16_kv=f16_kv)
+                      batch_rows=len(token_ids), f16_kv=f16_kv, round_kv=round_kv)
     rows = h[len(token_ids) - 1:]
     return _lm_head(m, rows, emulate_llamacpp)
 

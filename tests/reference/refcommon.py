@@ -186,11 +186,14 @@ def run_kvserve(kvserve, args, timeout=300):
     return r.stdout
 
 
-def kvserve_logits(kvserve, model, prompt, weight_dtype, out_path, vocab):
+def kvserve_logits(kvserve, model, prompt, weight_dtype, out_path, vocab, kv_dtype="f32"):
+    # f32 K/V by default: these checks are about the weights' arithmetic, and the NumPy
+    # references keep K/V in f64; the cache dtypes have their own tests (attention_test).
     if os.path.exists(out_path):
         os.remove(out_path)
     run_kvserve(kvserve, ["logits", "--model", model, "--prompt-ids", ids_arg(prompt),
-                          "--weight-dtype", weight_dtype, "--out", out_path])
+                          "--weight-dtype", weight_dtype, "--kv-cache-dtype", kv_dtype,
+                          "--out", out_path])
     raw = np.fromfile(out_path, dtype="<f4")
     if raw.size != len(prompt) * vocab:
         raise CheckFailed(f"kvserve logits wrote {raw.size} floats, expected {len(prompt)} x {vocab}")
@@ -269,11 +272,12 @@ QUANT_TIE_TOLERANCE = 1.5e-2
 
 
 def compare_greedy_emulated(ref_model, prompt, ours, oracle, label, eos=2, tol=QUANT_TIE_TOLERANCE,
-                            ours_f16_kv=False):
+                            ours_kv="f16"):
     """compare_greedy for quantized models: equal ids, or a first difference where both tokens are
     within `tol` of the logit range of the top of the emulated reference after the common prefix:
     llama.cpp's token in the emulation of llama.cpp (ggml's matmul roundings, f16 K/V), ours in the
-    emulation of kvserve (the same matmul roundings, kvserve's K/V dtype: f32 unless ours_f16_kv).
+    emulation of kvserve (the same matmul roundings, K/V rounded to kvserve's cache dtype `ours_kv`,
+    f16 by default, "f32" for an f32 cache, then plain attention).
     Measuring our token against llama.cpp's K/V rounding would charge us for a cache we do not
     keep. Returns a line of evidence; raises CheckFailed otherwise."""
     if len(ours) < len(oracle) and ours and ours[-1] == eos:
@@ -286,19 +290,20 @@ def compare_greedy_emulated(ref_model, prompt, ours, oracle, label, eos=2, tol=Q
         raise CheckFailed(f"{label}: lengths differ ({len(ours)} vs llama.cpp {len(oracle)}) with no differing id")
     ctx = list(prompt) + list(ours[:i])
 
-    def gaps(f16_kv):
+    def gaps(f16_kv, round_kv=None):
         # logits after prompt + ours[:i]: the row before ours[i] (its id only feeds later rows)
         emu = llama_ref.continuation_logits(ref_model, list(prompt), list(ours[:i + 1]),
-                                            emulate_llamacpp=True, f16_kv=f16_kv)[-1]
+                                            emulate_llamacpp=True, f16_kv=f16_kv,
+                                            round_kv=round_kv)[-1]
         top = int(np.argmax(emu))
         rng = float(emu.max() - emu.min())
         return top, float(emu[top] - emu[ours[i]]) / rng, float(emu[top] - emu[oracle[i]]) / rng
 
     top, _, g_oracle = gaps(True)
-    top_ours, g_ours, _ = gaps(ours_f16_kv)
+    top_ours, g_ours, _ = gaps(False, ours_kv)
     evidence = (f"{label}: first difference at generated index {i} (context {len(ctx)} ids): ours {ours[i]}, "
                 f"llama.cpp {oracle[i]}; emulated top: llama.cpp's arithmetic {top}, kvserve's "
-                f"({'f16' if ours_f16_kv else 'f32'} K/V) {top_ours}; gaps to the top: ours {g_ours:.2e}, "
+                f"({ours_kv} K/V) {top_ours}; gaps to the top: ours {g_ours:.2e}, "
                 f"llama.cpp {g_oracle:.2e} of the logit range (allowed {tol:g})")
     if g_ours > tol:
         raise CheckFailed(evidence + " -- our token is not near the emulated reference's top")

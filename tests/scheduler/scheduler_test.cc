@@ -75,7 +75,7 @@ class SchedulerTest : public ::testing::Test {
 
   // Schedule, check the plan, run the fake model, update; records outputs and finish reasons.
   StepPlan Step() {
-    const std::vector<std::string> running_before = scheduler_->RunningIds();
+    const std::vector<std::string> running_before = DecodeFirst(scheduler_->RunningIds());
     const std::vector<std::string> waiting_before = scheduler_->WaitingIds();
     StepPlan plan = scheduler_->Schedule();
     CheckPlan(plan, running_before, waiting_before);
@@ -119,7 +119,20 @@ class SchedulerTest : public ::testing::Test {
     }
   }
 
-  // Invariants every plan must satisfy, given the running and waiting lists before Schedule().
+  // Running ids (admission order) with those that have one token left to compute (decoding)
+  // moved ahead of those still prefilling, each group keeping its order.
+  std::vector<std::string> DecodeFirst(const std::vector<std::string>& running) const {
+    std::vector<std::string> decoding, prefilling;
+    for (const std::string& id : running) {
+      const Request* r = scheduler_->GetRequest(id);
+      (r->num_tokens() - r->num_computed_tokens() == 1 ? decoding : prefilling).push_back(id);
+    }
+    decoding.insert(decoding.end(), prefilling.begin(), prefilling.end());
+    return decoding;
+  }
+
+  // Invariants every plan must satisfy, given the running list before Schedule() in decode-first
+  // order and the waiting list.
   void CheckPlan(const StepPlan& plan, const std::vector<std::string>& running_before,
                  const std::vector<std::string>& waiting_before) {
     const int32_t page_size = config_.page_size;
@@ -159,7 +172,7 @@ class SchedulerTest : public ::testing::Test {
         EXPECT_LE((k + 1) * page_size, start) << "shared page " << page << " written";
       }
     }
-    // Preemption takes the youngest first and blocks admission for the step.
+    // Preemption takes the last in decode-first order first and blocks admission for the step.
     for (size_t i = 0; i < plan.preempted_ids.size(); ++i) {
       ASSERT_LT(i, running_before.size());
       EXPECT_EQ(plan.preempted_ids[i], running_before[running_before.size() - 1 - i]);
@@ -171,7 +184,8 @@ class SchedulerTest : public ::testing::Test {
                                          row.request_id) != running_before.end();
       (was_running ? old_scheduled : admitted).push_back(row.request_id);
     }
-    // Running requests go first, in admission order, with no gaps.
+    // Running requests go first, decoding ones then prefilling ones, each in admission order,
+    // with no gaps.
     ASSERT_LE(old_scheduled.size(), running_before.size());
     EXPECT_TRUE(std::equal(old_scheduled.begin(), old_scheduled.end(), running_before.begin()));
     for (size_t i = 0; i < old_scheduled.size(); ++i) {
@@ -351,6 +365,60 @@ TEST_F(SchedulerTest, ChunkedPrefillSharesBudgetWithDecode) {
   EXPECT_EQ(plan.scheduled[0].token_ids.size(), 1u);  // decode first
   EXPECT_EQ(plan.scheduled[1].token_ids.size(), 7u);  // the rest of the budget
   EXPECT_FALSE(plan.scheduled[1].sample);
+  RunToCompletion();
+  ExpectOutputsMatchModelRunAlone();
+}
+
+TEST_F(SchedulerTest, DecodingStreamsGoBeforeAnOlderPrefill) {
+  SchedulerConfig config = SmallConfig();
+  config.max_num_batched_tokens = 8;
+  config.long_prefill_token_threshold = 6;
+  Init(config);
+  ASSERT_TRUE(Add("prefill", Iota(30, 1), MaxTokens(2)).ok());
+  ASSERT_TRUE(Add("decoder", Iota(2, 100), MaxTokens(10)).ok());
+  ASSERT_THAT(Ids(Step()), ElementsAre("prefill", "decoder"));  // admission order: 6 + 2
+  const StepPlan plan = Step();
+  ASSERT_THAT(Ids(plan), ElementsAre("decoder", "prefill"));  // the decoder no longer waits
+  EXPECT_EQ(plan.scheduled[0].token_ids.size(), 1u);
+  EXPECT_EQ(plan.scheduled[1].token_ids.size(), 6u);
+  RunToCompletion();
+  ExpectOutputsMatchModelRunAlone();
+}
+
+// The latency property of chunked prefill, in counts of steps (no timings): while 8 streams
+// decode, a 2000-token prompt arrives; every step until it is prefilled gives each stream its
+// token and stays within the budget, so no stream waits behind a step bigger than the budget.
+TEST_F(SchedulerTest, LongPromptNeverStallsDecodingStreams) {
+  SchedulerConfig config = SmallConfig();
+  config.max_num_seqs = 16;
+  config.max_num_batched_tokens = 256;
+  config.page_size = 16;
+  config.num_pages = 256;
+  config.max_model_len = 4096;
+  Init(config);
+  std::vector<std::string> streams;
+  for (int i = 0; i < 8; ++i) {
+    streams.push_back("s" + std::to_string(i));
+    ASSERT_TRUE(Add(streams.back(), Iota(4, 10 * i + 1), MaxTokens(100)).ok());
+  }
+  Step();  // all eight prompts in one step
+  ASSERT_TRUE(Add("long", Iota(2000, 1000), MaxTokens(4)).ok());
+  int steps_with_prefill = 0;
+  while (scheduler_->GetRequest("long")->num_output_tokens() == 0) {
+    const StepPlan plan = Step();
+    EXPECT_LE(plan.total_tokens, config.max_num_batched_tokens);
+    std::vector<std::string> decoded;
+    for (const ScheduledRequest& row : plan.scheduled) {
+      if (row.request_id != "long") {
+        EXPECT_EQ(row.token_ids.size(), 1u);
+        decoded.push_back(row.request_id);
+      }
+    }
+    EXPECT_EQ(decoded, streams) << "a stream skipped a step during the long prefill";
+    ++steps_with_prefill;
+    ASSERT_LT(steps_with_prefill, 20);
+  }
+  EXPECT_EQ(steps_with_prefill, (2000 + 247) / 248);  // 248 = 256 - 8 prompt tokens per step
   RunToCompletion();
   ExpectOutputsMatchModelRunAlone();
 }

@@ -133,7 +133,7 @@ class CountsTest(MetricsServerMixin, unittest.TestCase):
         model = self.server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
         self.assertEqual(value(m, "kvserve_model_info", model=model.name,
                                architecture=model.architecture, weight_dtype="f32",
-                               kv_cache_dtype="f32"), 1)
+                               kv_cache_dtype="f16"), 1)
 
     def test_running_request_shows_in_gauges_and_cancel_is_counted(self):
         responses = self.server.stub.Generate(greedy_request(400, ids=list(range(1, 40))),
