@@ -82,7 +82,10 @@ def log(msg):
 
 
 def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    try:
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"{' '.join(cmd[:3])} ... failed ({e.returncode}):\n{e.stderr[-3000:]}")
 
 
 def percentile(xs, q):
@@ -201,14 +204,18 @@ def make_plan(a, planner):
     return reqs, sequences
 
 
-def context_per_sequence(reqs, page):
-    """Tokens one sequence must hold: the longest prompt (history included) + output, + a page."""
+def context_per_sequence(reqs, page, model_context):
+    """Tokens one sequence must hold: the longest prompt (history included) + output, + a page,
+    rounded up to 256 (llama.cpp's granularity) but not beyond the model's context."""
     longest, history = 0, {}
     for r in reqs:
         n = len(r["prompt"]) + (history.get(r["user"], 0) if r["follow_up"] else 0)
         history[r["user"]] = n + r["gen"]
         longest = max(longest, n + r["gen"])
-    return int(math.ceil((longest + page) / 256.0) * 256)
+    if longest > model_context:
+        sys.exit(f"a sequence needs up to {longest} tokens (prompt + history + output), more than "
+                 f"the model's context {model_context}")
+    return min(int(math.ceil((longest + page) / 256.0) * 256), model_context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +348,7 @@ def run_kvserve(a, plan, sequences, ctx_seq, shape):
 
 def drive_kvserve(a, plan, stub, pb):
     """Runs the plan (mode from `a`); returns (records, seconds, peak KV pages held)."""
-    records, lock = [], threading.Lock()
+    records, errors, lock = [], [], threading.Lock()
     peak = [0]
     done = threading.Event()
 
@@ -354,7 +361,13 @@ def drive_kvserve(a, plan, stub, pb):
     t0 = time.perf_counter()
 
     def one(req, prompt, on_first=None, arrived=None):
-        rec = kvserve_generate(stub, pb, prompt, req["gen"], t0, on_first)
+        try:
+            rec = kvserve_generate(stub, pb, prompt, req["gen"], t0, on_first)
+        except grpc.RpcError as e:
+            # A failed request makes the run meaningless: stop the others, report it.
+            errors.append(f"request {req['id']}: {e.code().name} {e.details()}")
+            streams_done.set()
+            return None
         rec.update(id=req["id"], kind=req["kind"], user=req["user"], follow_up=req["follow_up"])
         if arrived is not None:
             rec["sent"] = arrived
@@ -387,6 +400,8 @@ def drive_kvserve(a, plan, stub, pb):
                     return
             prompt = history + r["prompt"] if r["follow_up"] and history else r["prompt"]
             rec = one(r, prompt, on_first if r["kind"] == "stream" else None)
+            if rec is None:
+                return
             history = prompt + rec["answer"]
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -401,9 +416,10 @@ def drive_kvserve(a, plan, stub, pb):
             th.start()
             threads.append(th)
     else:
-        streams = [threading.Thread(target=user_loop, args=(rs,)) for u, rs in sorted(by_user.items())
+        users = sorted(by_user.items())
+        streams = [threading.Thread(target=user_loop, args=(rs,)) for _, rs in users
                    if rs[0]["kind"] != "long"]
-        longs = [threading.Thread(target=user_loop, args=(rs,)) for u, rs in sorted(by_user.items())
+        longs = [threading.Thread(target=user_loop, args=(rs,)) for _, rs in users
                  if rs[0]["kind"] == "long"]
         [t.start() for t in streams + longs]
         [t.join() for t in streams]
@@ -413,6 +429,8 @@ def drive_kvserve(a, plan, stub, pb):
     seconds = time.perf_counter() - t0
     done.set()
     poller.join()
+    if errors:
+        sys.exit("kvserve: " + "; ".join(errors[:5]))
     return records, seconds, peak[0]
 
 
@@ -737,9 +755,7 @@ def main(argv):
                           a.text, str(a.text_chars)],
                          env=dict(os.environ, KVSERVE_ORACLE_DIR=oracle_dir)).stdout)["ids"]
     plan, sequences = make_plan(a, Planner(ids, shape["bos"], a.seed))
-    ctx_seq = context_per_sequence(plan, 16)
-    if ctx_seq > shape["context"]:
-        log(f"warning: {ctx_seq} tokens per sequence exceed the model's context {shape['context']}")
+    ctx_seq = context_per_sequence(plan, 16, shape["context"])
     log(f"{len(plan)} requests, {sequences} sequences x {ctx_seq} tokens")
     load_before = run(["uptime"]).stdout.strip()
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
