@@ -13,7 +13,7 @@ request produces exactly its planned number of tokens. Three modes:
   --rate R     --requests K arriving as a seeded Poisson process of R requests/s; at most
                --max-concurrency run at once (kvserve --max-num-seqs, llama.cpp sequences).
   --streams M  latency: M streams decode --gen tokens each (prompts from --prompt-tokens) while
-               --long-users L users keep sending --long-prompt-token prompts (--long-gen tokens,
+               --long-users L users keep sending --long-prompt-tokens prompts (--long-gen tokens,
                --long-gap seconds apart), starting when every stream has its first token and
                stopping when the streams end. The streams' inter-token latency is the number.
 
@@ -40,9 +40,13 @@ The lead's runs (quiet machine; check `uptime`):
   bench/chat_load.py --users 4 --prompt-tokens 2000 --gen 64 --requests 16 --second-turn
   bench/chat_load.py --rate 0.5 --prompt-tokens 256:4096 --gen 64:256 --requests 32
   bench/chat_load.py --streams 8 --prompt-tokens 256 --gen 256 --long-prompt-tokens 2000
-Smoke test (tiny model, under a minute; writes nothing):
+Smoke test (tiny model, about 20 s; writes nothing; `ctest -R chat_load_smoke` runs it with
+--second-turn --check: every request ran with its planned lengths, second turns hit the cache):
   bench/chat_load.py --model ../shared/models/llama-2-tiny-random.gguf --users 2 \
       --prompt-tokens 256 --gen 16 --requests 4 --out ''
+A busy machine makes the numbers meaningless, llama.cpp's most: its 2 threads wait for each other
+at every barrier when another process holds a core (tiny model, load 5: 15 tok/s with 2 threads,
+900 with 1).
 Each run replaces its own block (same mode and parameters) between the `chat-load` markers of
 docs/BENCHMARKS.md and keeps the others.
 """
