@@ -140,17 +140,14 @@ absl::Status LlamaModel::EmbedTokens(absl::Span<const int32_t> ids, float* out) 
   return absl::OkStatus();
 }
 
-absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
-                                 std::vector<float>* logits) {
+absl::Status LlamaModel::ValidateBatch(const ForwardBatch& batch, const KvPoolShape& pool,
+                                       std::vector<AttentionSequence>* seqs,
+                                       int64_t* logit_rows) const {
   const ModelConfig& c = config_;
-  PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
-  const int page_size = pool.shape().page_size;
-  const int num_pages = pool.shape().num_pages;
-
-  // Validate and lay out the batch: one row per token, runs back to back.
-  std::vector<AttentionSequence> seqs;
-  seqs.reserve(batch.runs.size());
-  int64_t rows = 0, logit_rows = 0;
+  seqs->clear();
+  seqs->reserve(batch.runs.size());
+  int64_t rows = 0;
+  *logit_rows = 0;
   for (size_t r = 0; r < batch.runs.size(); ++r) {
     const ForwardRun& run = batch.runs[r];
     const int64_t n = run.token_ids.size();
@@ -160,17 +157,17 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
           absl::StrFormat("run %d covers positions %d..%d, past the context length %d", r,
                           run.start_position, run.start_position + n - 1, c.context_length));
     }
-    const int64_t pages_needed = (run.start_position + n + page_size - 1) / page_size;
+    const int64_t pages_needed = (run.start_position + n + pool.page_size - 1) / pool.page_size;
     if (static_cast<int64_t>(run.page_table.size()) < pages_needed) {
       return absl::InvalidArgumentError(
           absl::StrFormat("run %d needs %d pages for %d positions but its page table has %d", r,
                           pages_needed, run.start_position + n, run.page_table.size()));
     }
     for (int64_t i = 0; i < pages_needed; ++i) {
-      if (run.page_table[i] < 0 || run.page_table[i] >= num_pages) {
+      if (run.page_table[i] < 0 || run.page_table[i] >= pool.num_pages) {
         return absl::InvalidArgumentError(
             absl::StrFormat("run %d page table entry %d is page %d, outside the pool of %d", r, i,
-                            run.page_table[i], num_pages));
+                            run.page_table[i], pool.num_pages));
       }
     }
     for (int32_t id : run.token_ids) {
@@ -179,18 +176,20 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
             absl::StrFormat("token id %d is outside the vocabulary [0, %d)", id, c.vocab_size));
       }
     }
-    seqs.push_back({rows, n, run.start_position, run.page_table});
+    seqs->push_back({rows, n, run.start_position, run.page_table});
     rows += n;
-    logit_rows += run.logits == LogitsMode::kAll ? n : run.logits == LogitsMode::kLast ? 1 : 0;
+    *logit_rows += run.logits == LogitsMode::kAll ? n : run.logits == LogitsMode::kLast ? 1 : 0;
   }
-  logits->resize(logit_rows * c.vocab_size);
-  if (rows == 0) return absl::OkStatus();
+  return absl::OkStatus();
+}
 
+void LlamaModel::PrepareScratch(const ForwardBatch& batch, absl::Span<const AttentionSequence> seqs,
+                                int64_t rows) {
+  const ModelConfig& c = config_;
   const int64_t d = c.hidden_size, qs = c.q_size(), kvs = c.kv_size(), f = c.intermediate_size;
-  const int64_t qkv_cols = qs + 2 * kvs;
   Grow(x_, rows * d);
   Grow(h_, rows * d);
-  Grow(qkv_, rows * qkv_cols);
+  Grow(qkv_, rows * (qs + 2 * kvs));
   Grow(q_, rows * qs);
   Grow(k_, rows * kvs);
   Grow(v_, rows * kvs);
@@ -199,65 +198,69 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
   Grow(act_, rows * f);
   Grow(positions_, rows);
   Grow(token_ids_, rows);
-  for (const ForwardRun& run : batch.runs) {
-    const int64_t first = &run - batch.runs.data();
-    const int64_t row0 = seqs[first].first_row;
+  for (size_t r = 0; r < batch.runs.size(); ++r) {
+    const ForwardRun& run = batch.runs[r];
+    const int64_t row0 = seqs[r].first_row;
     for (size_t i = 0; i < run.token_ids.size(); ++i) {
       positions_[row0 + i] = run.start_position + static_cast<int32_t>(i);
       token_ids_[row0 + i] = run.token_ids[i];
     }
   }
-  timer.Lap(StepPhase::kOther);
-  absl::Status s = EmbedTokens(absl::MakeConstSpan(token_ids_.data(), rows), x_.data());
-  if (!s.ok()) return s;
-  timer.Lap(StepPhase::kCopy);
+}
 
+void LlamaModel::RunLayer(int64_t l, absl::Span<const AttentionSequence> seqs, int64_t rows,
+                          KvPagePool& pool, PhaseTimer& timer) {
+  const ModelConfig& c = config_;
+  const int64_t d = c.hidden_size, qs = c.q_size(), kvs = c.kv_size(), f = c.intermediate_size;
+  const int64_t qkv_cols = qs + 2 * kvs;
   AttentionShape ashape;
   ashape.num_heads = static_cast<int>(c.num_heads);
   ashape.num_kv_heads = static_cast<int>(c.num_kv_heads);
   ashape.head_dim = static_cast<int>(c.head_dim);
   ashape.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  Layer& layer = layers_[l];
 
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    Layer& layer = layers_[l];
-    RmsNorm(x_.data(), layer.attn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
-    timer.Lap(StepPhase::kElementwise);
-    layer.qkv->Forward(h_.data(), rows, qkv_.data());
-    timer.Lap(StepPhase::kMatmul);
-    // Split the fused projection into contiguous Q, K and V.
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* src = qkv_.data() + r * qkv_cols;
-      std::memcpy(q_.data() + r * qs, src, qs * sizeof(float));
-      std::memcpy(k_.data() + r * kvs, src + qs, kvs * sizeof(float));
-      std::memcpy(v_.data() + r * kvs, src + qs + kvs, kvs * sizeof(float));
-    }
-    timer.Lap(StepPhase::kCopy);
-    ApplyRope(q_.data(), rows, ashape.num_heads, positions_.data(), *rope_, c.rope_style);
-    ApplyRope(k_.data(), rows, ashape.num_kv_heads, positions_.data(), *rope_, c.rope_style);
-    timer.Lap(StepPhase::kElementwise);
-    for (const AttentionSequence& seq : seqs) {
-      pool.Write(static_cast<int>(l), seq.page_table, positions_.data() + seq.first_row,
-                 seq.num_rows, k_.data() + seq.first_row * kvs, v_.data() + seq.first_row * kvs);
-    }
-    timer.Lap(StepPhase::kCopy);
-    PagedAttention(pool, static_cast<int>(l), ashape, seqs, q_.data(), attn_.data());
-    timer.Lap(StepPhase::kAttention);
-    layer.attn_out->Forward(attn_.data(), rows, h_.data());
-    timer.Lap(StepPhase::kMatmul);
-    AddInPlace(x_.data(), h_.data(), rows * d);
-
-    RmsNorm(x_.data(), layer.ffn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
-    timer.Lap(StepPhase::kElementwise);
-    layer.gate_up->Forward(h_.data(), rows, gate_up_.data());
-    timer.Lap(StepPhase::kMatmul);
-    SwiGlu(gate_up_.data(), act_.data(), rows, f);
-    timer.Lap(StepPhase::kElementwise);
-    layer.down->Forward(act_.data(), rows, h_.data());
-    timer.Lap(StepPhase::kMatmul);
-    AddInPlace(x_.data(), h_.data(), rows * d);
-    timer.Lap(StepPhase::kElementwise);
+  RmsNorm(x_.data(), layer.attn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
+  timer.Lap(StepPhase::kElementwise);
+  layer.qkv->Forward(h_.data(), rows, qkv_.data());
+  timer.Lap(StepPhase::kMatmul);
+  // Split the fused projection into contiguous Q, K and V.
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = qkv_.data() + r * qkv_cols;
+    std::memcpy(q_.data() + r * qs, src, qs * sizeof(float));
+    std::memcpy(k_.data() + r * kvs, src + qs, kvs * sizeof(float));
+    std::memcpy(v_.data() + r * kvs, src + qs + kvs, kvs * sizeof(float));
   }
+  timer.Lap(StepPhase::kCopy);
+  ApplyRope(q_.data(), rows, ashape.num_heads, positions_.data(), *rope_, c.rope_style);
+  ApplyRope(k_.data(), rows, ashape.num_kv_heads, positions_.data(), *rope_, c.rope_style);
+  timer.Lap(StepPhase::kElementwise);
+  for (const AttentionSequence& seq : seqs) {
+    pool.Write(static_cast<int>(l), seq.page_table, positions_.data() + seq.first_row, seq.num_rows,
+               k_.data() + seq.first_row * kvs, v_.data() + seq.first_row * kvs);
+  }
+  timer.Lap(StepPhase::kCopy);
+  PagedAttention(pool, static_cast<int>(l), ashape, seqs, q_.data(), attn_.data());
+  timer.Lap(StepPhase::kAttention);
+  layer.attn_out->Forward(attn_.data(), rows, h_.data());
+  timer.Lap(StepPhase::kMatmul);
+  AddInPlace(x_.data(), h_.data(), rows * d);
 
+  RmsNorm(x_.data(), layer.ffn_norm.data(), h_.data(), rows, d, c.rms_norm_eps);
+  timer.Lap(StepPhase::kElementwise);
+  layer.gate_up->Forward(h_.data(), rows, gate_up_.data());
+  timer.Lap(StepPhase::kMatmul);
+  SwiGlu(gate_up_.data(), act_.data(), rows, f);
+  timer.Lap(StepPhase::kElementwise);
+  layer.down->Forward(act_.data(), rows, h_.data());
+  timer.Lap(StepPhase::kMatmul);
+  AddInPlace(x_.data(), h_.data(), rows * d);
+  timer.Lap(StepPhase::kElementwise);
+}
+
+void LlamaModel::ComputeLogits(const ForwardBatch& batch, absl::Span<const AttentionSequence> seqs,
+                               int64_t logit_rows, float* logits, PhaseTimer& timer) {
+  const int64_t d = config_.hidden_size;
   // Final norm and LM head only for the rows whose logits are wanted.
   Grow(sel_, logit_rows * d);
   int64_t out_row = 0;
@@ -272,11 +275,30 @@ absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
     out_row += count;
   }
   timer.Lap(StepPhase::kCopy);
-  if (logit_rows == 0) return absl::OkStatus();
-  RmsNorm(sel_.data(), output_norm_.data(), sel_.data(), logit_rows, d, c.rms_norm_eps);
+  if (logit_rows == 0) return;
+  RmsNorm(sel_.data(), output_norm_.data(), sel_.data(), logit_rows, d, config_.rms_norm_eps);
   timer.Lap(StepPhase::kElementwise);
-  lm_head_->Forward(sel_.data(), logit_rows, logits->data());
+  lm_head_->Forward(sel_.data(), logit_rows, logits);
   timer.Lap(StepPhase::kLmHead);
+}
+
+absl::Status LlamaModel::Forward(const ForwardBatch& batch, KvPagePool& pool,
+                                 std::vector<float>* logits) {
+  PhaseTimer timer;  // profiling hooks: a no-op unless StepProfile is enabled
+  // Validate and lay out the batch: one row per token, runs back to back.
+  std::vector<AttentionSequence> seqs;
+  int64_t logit_rows = 0;
+  if (absl::Status s = ValidateBatch(batch, pool.shape(), &seqs, &logit_rows); !s.ok()) return s;
+  logits->resize(logit_rows * config_.vocab_size);
+  const int64_t rows = seqs.empty() ? 0 : seqs.back().first_row + seqs.back().num_rows;
+  if (rows == 0) return absl::OkStatus();
+  PrepareScratch(batch, seqs, rows);
+  timer.Lap(StepPhase::kOther);
+  absl::Status s = EmbedTokens(absl::MakeConstSpan(token_ids_.data(), rows), x_.data());
+  if (!s.ok()) return s;
+  timer.Lap(StepPhase::kCopy);
+  for (int64_t l = 0; l < config_.num_layers; ++l) RunLayer(l, seqs, rows, pool, timer);
+  ComputeLogits(batch, seqs, logit_rows, logits->data(), timer);
   return absl::OkStatus();
 }
 

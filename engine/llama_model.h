@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/attention.h"
 #include "engine/gguf.h"
 #include "engine/hf_model.h"
 #include "engine/kv_page_pool.h"
@@ -27,6 +28,7 @@
 #include "engine/model_config.h"
 #include "engine/primitives.h"
 #include "engine/quant/isa.h"
+#include "engine/step_profile.h"
 
 namespace kvserve::engine {
 
@@ -102,6 +104,18 @@ class LlamaModel {
   absl::StatusOr<Layer> LoadLayer(const WeightSource& source, LinearBuilder& builder,
                                   int64_t l) const;
   absl::Status EmbedTokens(absl::Span<const int32_t> ids, float* out) const;
+  // The pieces of Forward(): checks every run against the model and the pool and lays the runs
+  // out as rows (InvalidArgument naming the run otherwise); sizes the scratch buffers and fills
+  // positions_ / token_ids_; one decoder layer over x_; the final norm and LM head of the rows
+  // whose logits are wanted.
+  absl::Status ValidateBatch(const ForwardBatch& batch, const KvPoolShape& pool,
+                             std::vector<AttentionSequence>* seqs, int64_t* logit_rows) const;
+  void PrepareScratch(const ForwardBatch& batch, absl::Span<const AttentionSequence> seqs,
+                      int64_t rows);
+  void RunLayer(int64_t l, absl::Span<const AttentionSequence> seqs, int64_t rows, KvPagePool& pool,
+                PhaseTimer& timer);
+  void ComputeLogits(const ForwardBatch& batch, absl::Span<const AttentionSequence> seqs,
+                     int64_t logit_rows, float* logits, PhaseTimer& timer);
 
   std::shared_ptr<const void> weights_owner_;  // the GgufFile or HfModel mapping embd_data_
   ModelConfig config_;

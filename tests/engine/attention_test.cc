@@ -437,6 +437,31 @@ TEST_P(PagedAttentionIsaTest, SameResultOnOneOrTwoThreads) {
   EXPECT_EQ(one, two);
 }
 
+// A long decode row runs as one item per 256-key chunk (flash-decoding) when it would otherwise
+// hold a thread alone; its result must not depend on whether it was split: alone on one thread
+// (never split), alone on two (split), and beside a long prefill (not split) give the same bits.
+TEST_P(PagedAttentionIsaTest, SplitDecodeEqualsUnsplitBitwise) {
+  const AttentionShape shape{.num_heads = 8, .num_kv_heads = 1, .head_dim = 64, .scale = 0.125f};
+  for (KvDType dtype : {KvDType::kF32, KvDType::kF16, KvDType::kQ8_0}) {
+    const Batch alone = MakeBatch({{3000, 1}}, shape, 16, dtype, 0, 9);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const std::vector<float> one = RunAttention(alone, shape, 0);
+    omp_set_num_threads(2);
+    const std::vector<float> two = RunAttention(alone, shape, 0);
+    omp_set_num_threads(threads);
+    ExpectMatchesReference(alone, shape, two, "split decode");
+    EXPECT_EQ(one, two) << KvDTypeName(dtype);
+    // The same sequence (same seed: the same K/V, and q's first row) before a 600-row prefill,
+    // which leaves no reason to split it.
+    const Batch mixed = MakeBatch({{3000, 1}, {0, 600}}, shape, 16, dtype, 0, 9);
+    const size_t row = static_cast<size_t>(shape.num_heads) * shape.head_dim;
+    ASSERT_TRUE(std::equal(alone.q.begin(), alone.q.begin() + row, mixed.q.begin()));
+    const std::vector<float> batched = RunAttention(mixed, shape, 0);
+    EXPECT_TRUE(std::equal(one.begin(), one.begin() + row, batched.begin())) << KvDTypeName(dtype);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, PagedAttentionIsaTest,
                          ::testing::ValuesIn(internal::AvailableIsas()),
                          [](const ::testing::TestParamInfo<Isa>& info) {
