@@ -106,8 +106,7 @@ absl::StatusOr<std::vector<int32_t>> BuildPrompt(const GenerationParams& p, cons
       return absl::OutOfRangeError(absl::StrFormat(
           "%s (%d bytes) cannot fit the %d tokens a sequence may hold (a token stands for at "
           "most %d bytes)",
-          wire.prompt, p.prompt->size(), SequenceRoom(limits),
-          codec.max_prompt_bytes_per_token()));
+          wire.prompt, p.prompt->size(), SequenceRoom(limits), codec.max_prompt_bytes_per_token()));
     }
     absl::StatusOr<std::vector<int32_t>> ids = codec.Encode(*p.prompt, p.add_special_tokens);
     if (!ids.ok()) {
@@ -138,7 +137,9 @@ absl::StatusOr<engine::SamplingParams> BuildSampling(const GenerationParams& p, 
                                                      const WireRules& wire) {
   engine::SamplingParams s;
   if (p.temperature.has_value()) s.temperature = static_cast<float>(*p.temperature);
-  if (p.top_k.has_value()) s.top_k = static_cast<int32_t>(*p.top_k);
+  // A top_k of the vocabulary's size or more keeps every token: it is 0 (off), so that a wire
+  // with 64-bit integers (HTTP) cannot wrap it into a small one.
+  if (p.top_k.has_value()) s.top_k = *p.top_k >= vocab ? 0 : static_cast<int32_t>(*p.top_k);
   if (p.top_p.has_value()) s.top_p = static_cast<float>(*p.top_p);
   if (p.min_p.has_value()) s.min_p = static_cast<float>(*p.min_p);
   if (p.repetition_penalty.has_value()) {

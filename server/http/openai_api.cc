@@ -71,14 +71,21 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
     out->model = model->string;
   }
   GenerationParams& p = out->params;
-  for (auto [key, field] : {std::pair{"temperature", &p.temperature}, std::pair{"top_p", &p.top_p},
-                            std::pair{"presence_penalty", &p.presence_penalty},
-                            std::pair{"frequency_penalty", &p.frequency_penalty}}) {
+  // Every sampling field of the gRPC API (kvserve.v1.SamplingParams), by the same names; their
+  // ranges are checked with the rest (CheckGenerationParams).
+  for (auto [key, field] :
+       {std::pair{"temperature", &p.temperature}, std::pair{"top_p", &p.top_p},
+        std::pair{"min_p", &p.min_p}, std::pair{"repetition_penalty", &p.repetition_penalty},
+        std::pair{"presence_penalty", &p.presence_penalty},
+        std::pair{"frequency_penalty", &p.frequency_penalty}}) {
     absl::StatusOr<std::optional<double>> num = NumberField(body, key);
     if (!num.ok()) return num.status();
     *field = *num;
   }
-  absl::StatusOr<std::optional<int64_t>> integer = IntField(body, "seed");
+  absl::StatusOr<std::optional<int64_t>> integer = IntField(body, "top_k");
+  if (!integer.ok()) return integer.status();
+  p.top_k = *integer;
+  integer = IntField(body, "seed");
   if (!integer.ok()) return integer.status();
   if (integer->has_value()) p.seed = static_cast<uint64_t>(**integer);
   if (const JsonValue* bias = Field(body, "logit_bias"); bias != nullptr) {

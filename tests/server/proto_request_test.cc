@@ -149,5 +149,21 @@ TEST(ValidationPointTest, OneRuleEachWiresFieldNames) {
             absl::StatusCode::kOutOfRange);
 }
 
+// HTTP's integers are 64-bit: a top_k beyond the vocabulary keeps every token (0, off) and never
+// wraps into a small one.
+TEST(ValidationPointTest, TopKBeyondTheVocabularyIsOff) {
+  ByteLevelCodec codec;
+  GenerationParams p;
+  p.prompt = "hi";
+  for (const int64_t top_k : {int64_t{258}, int64_t{1} << 32 | 1, int64_t{1} << 40}) {
+    p.top_k = top_k;
+    absl::StatusOr<BuiltRequest> b = BuildGenerationRequest(p, codec, kLimits, GrpcWireRules());
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->engine.sampling.top_k, 0) << top_k;
+  }
+  p.top_k = 257;  // below the vocabulary of 258: kept
+  EXPECT_EQ(BuildGenerationRequest(p, codec, kLimits, GrpcWireRules())->engine.sampling.top_k, 257);
+}
+
 }  // namespace
 }  // namespace kvserve::server

