@@ -16,7 +16,7 @@
 // (InvalidParam; ErrorFromStatus reads it into "param"); the parse functions also run the
 // model-independent checks (CheckGenerationParams), so a bad range is refused before a chat
 // template renders. ErrorFromStatus maps every status to the HTTP status of the API (400, 401,
-// 404, 413, 429, 503, 500).
+// 404, 429, 503, 500).
 //
 // Thread-safety: pure functions.
 #ifndef KVSERVE_SERVER_HTTP_OPENAI_API_H_
@@ -63,9 +63,10 @@ struct ApiError {
   int http_status = 500;
   std::string body;  // {"error":{"message","type","param","code"}}
 };
-// 400 InvalidArgument/FailedPrecondition, 401 Unauthenticated, 404 NotFound, 413 OutOfRange
-// (prompt too long for the context), 429 ResourceExhausted (queue full), 503 Unavailable
-// (loading, draining), 500 anything else.
+// 400 InvalidArgument/FailedPrecondition/AlreadyExists, and OutOfRange (the request does not fit
+// the context) with code "context_length_exceeded" as OpenAI and vLLM answer it; 401
+// Unauthenticated, 404 NotFound, 429 ResourceExhausted (queue full), 503 Unavailable (loading,
+// draining), 500 anything else. "param" is the field the status names (ErrorParam), or null.
 ApiError ErrorFromStatus(const absl::Status& status);
 
 // What a response says about the request, besides its output.

@@ -111,6 +111,7 @@ TEST(ParseCompletionTest, RejectsWhatIsNotSupportedOrInvalid) {
            {R"({"prompt": "p", "presence_penalty": 3})", "\"param\":\"presence_penalty\""},
            {R"({"prompt": "p", "max_tokens": 0})", "\"param\":\"max_tokens\""},
            {R"({"prompt": "p", "max_tokens": 1.5})", "\"param\":\"max_tokens\""},
+           {R"({"prompt": "p", "max_tokens": 9223372036854775808})", "\"param\":\"max_tokens\""},
            {R"({"prompt": "p", "logprobs": 21})", "\"param\":\"logprobs\""},
            {R"({"prompt": "p", "stop": 3})", "\"param\":\"stop\""},
            {R"({"prompt": "p", "stream": "yes"})", "\"param\":\"stream\""},
@@ -189,7 +190,11 @@ TEST(ErrorFromStatusTest, ExactBodyAndStatusCodes) {
   EXPECT_EQ(e.body, R"({"error":{"message":"bad key","type":"invalid_request_error","param":null,)"
                     R"("code":"invalid_api_key"}})");
   EXPECT_EQ(ErrorFromStatus(absl::NotFoundError("no such model")).http_status, 404);
-  EXPECT_EQ(ErrorFromStatus(absl::OutOfRangeError("too long")).http_status, 413);
+  // Too long for the context: 400 as OpenAI and vLLM answer it, with OpenAI's code.
+  e = ErrorFromStatus(absl::OutOfRangeError("too long"));
+  EXPECT_EQ(e.http_status, 400);
+  EXPECT_EQ(e.body, R"({"error":{"message":"too long","type":"invalid_request_error","param":null,)"
+                    R"("code":"context_length_exceeded"}})");
   EXPECT_EQ(ErrorFromStatus(absl::ResourceExhaustedError("queue full")).http_status, 429);
   EXPECT_EQ(ErrorFromStatus(absl::UnavailableError("draining")).http_status, 503);
   EXPECT_EQ(ErrorFromStatus(absl::InternalError("boom")).http_status, 500);

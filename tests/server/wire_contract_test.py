@@ -136,5 +136,48 @@ class HttpSamplingTest(unittest.TestCase):
                          completion(self.server, temperature=1, seed=3))
 
 
+class HttpContextLengthTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0
+
+    def assert_context_length_error(self, path, body, param, *in_message):
+        status, reply = post(self.server, path, body)
+        self.assertEqual(status, 400, (body, reply))
+        error = reply["error"]
+        self.assertEqual(error["type"], "invalid_request_error", reply)
+        self.assertEqual(error["code"], "context_length_exceeded", reply)
+        self.assertEqual(error["param"], param, reply)
+        for text in in_message:
+            self.assertIn(text, error["message"])
+        return error["message"]
+
+    def test_max_tokens_beyond_the_context_is_400_with_the_value_as_sent(self):
+        chat = {"messages": [{"role": "user", "content": "hi"}]}
+        for value in (2049, 2147483647, 2147483648, 2**63 - 1):
+            self.assert_context_length_error("/v1/completions", {"prompt": "hi", "max_tokens": value},
+                                             "max_tokens", f"max_tokens ({value})")
+            self.assert_context_length_error("/v1/chat/completions", {**chat, "max_tokens": value},
+                                             "max_tokens", f"max_tokens ({value})")
+            self.assert_context_length_error("/v1/chat/completions",
+                                             {**chat, "max_completion_tokens": value},
+                                             "max_completion_tokens",
+                                             f"max_completion_tokens ({value})")
+
+    def test_a_prompt_too_long_is_400(self):
+        # The demo vocabulary is one token per byte: 3000 bytes cannot fit 2048 tokens.
+        self.assert_context_length_error("/v1/completions", {"prompt": "a" * 3000}, "prompt")
+        # Completions default max_tokens to 16 (OpenAI's default): that is what does not fit.
+        self.assert_context_length_error("/v1/completions", {"prompt": "a" * 2040}, "max_tokens",
+                                         "prompt (2041 tokens) + max_tokens (16)")
+        self.assert_context_length_error(
+            "/v1/chat/completions", {"messages": [{"role": "user", "content": "a" * 3000}]},
+            "messages")
+
+
 if __name__ == "__main__":
     unittest.main()
