@@ -10,14 +10,10 @@ defects the hardening issue found beyond the crash, each checked where a client 
 - GrpcInvalidUtf8Test: hand-serialized requests (raw bytes, no generated code) whose string
   fields hold invalid UTF-8 are INVALID_ARGUMENT naming the field; a malformed message is
   INVALID_ARGUMENT too.
-- GrpcEarlyCancelTest: calls cancelled before their request message arrives are counted as
-  CANCELLED in kvserve_grpc_requests_total, not UNIMPLEMENTED.
 
 Each TestCase class is one ctest test.
 """
 import json
-import threading
-import time
 import unittest
 import urllib.error
 import urllib.request
@@ -177,6 +173,113 @@ class HttpContextLengthTest(unittest.TestCase):
         self.assert_context_length_error(
             "/v1/chat/completions", {"messages": [{"role": "user", "content": "a" * 3000}]},
             "messages")
+
+
+# Hand-serialized protobuf: field `number` as a length-delimited record.
+def varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def ld(number, payload):
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def vint(number, value):
+    return varint(number << 3) + varint(value)
+
+
+BAD = b"ok\xff\xfe"  # 0xFF never occurs in UTF-8
+SAMPLING_GREEDY = ld(5, b"\x0d" + b"\x00\x00\x00\x00")  # sampling { temperature: 0 }
+
+
+class GrpcInvalidUtf8Test(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0
+
+    def call(self, method, payload, streaming=True):
+        """The RpcError of calling `method` with raw request bytes, or the raw responses."""
+        path = f"/kvserve.v1.Generation/{method}"
+        try:
+            if streaming:
+                return list(self.server.channel.unary_stream(path)(payload, timeout=30))
+            return self.server.channel.unary_unary(path)(payload, timeout=30)
+        except grpc.RpcError as e:
+            return e
+
+    def assert_invalid(self, method, payload, field, streaming=True):
+        error = self.call(method, payload, streaming)
+        self.assertIsInstance(error, grpc.RpcError, (method, payload))
+        self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT, (method, payload))
+        self.assertIn(field, error.details())
+        return error.details()
+
+    def test_each_string_field_is_named(self):
+        generate_cases = [
+            (ld(2, BAD) + vint(4, 2), "prompt"),
+            (ld(1, BAD) + ld(2, b"hi") + vint(4, 2), "request_id"),
+            (ld(2, b"hi") + ld(6, b"fine") + ld(6, BAD) + vint(4, 2), "stop[1]"),
+        ]
+        for payload, field in generate_cases:
+            details = self.assert_invalid("Generate", payload, field)
+            self.assertIn("UTF-8", details)
+        message = ld(1, b"user") + ld(2, BAD)
+        self.assert_invalid("Chat", ld(1, ld(1, b"user") + ld(2, b"x")) + ld(1, message),
+                            "messages[1].content")
+        self.assert_invalid("Chat", ld(1, ld(1, BAD)), "messages[0].role")
+        self.assert_invalid("Chat", ld(1, ld(1, b"user") + ld(2, b"x")) +
+                            ld(3, vint(4, 2) + ld(6, BAD)), "generation.stop[0]")
+        self.assert_invalid("Tokenize", ld(1, BAD), "text", streaming=False)
+
+    def test_valid_raw_requests_still_work(self):
+        # The same bytes with valid UTF-8 (two-, three- and four-byte characters) are served.
+        payload = ld(2, "h\u00e9 \u20ac \U0001F600".encode()) + vint(4, 3) + vint(8, 1) \
+            + SAMPLING_GREEDY
+        responses = self.call("Generate", payload)
+        self.assertIsInstance(responses, list, responses)
+        got = pb.GenerateResponse()
+        ids = []
+        for raw in responses:
+            got.ParseFromString(raw)
+            ids.extend(got.token_ids)
+        self.assertEqual(len(ids), 3)
+        self.assertEqual(got.finish_reason, pb.FINISH_REASON_LENGTH)
+        tokenized = pb.TokenizeResponse.FromString(
+            self.call("Tokenize", ld(1, "\u00e9".encode()), streaming=False))
+        self.assertEqual(len(tokenized.token_ids), 3)  # BOS and the two bytes of é
+
+    def test_a_malformed_message_is_invalid_argument(self):
+        for payload in (b"\x12\x05ab",  # a length beyond the end
+                        b"\x20\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",  # endless varint
+                        b"\x0b"):  # a group start (wire type 3)
+            error = self.call("Generate", payload)
+            self.assertIsInstance(error, grpc.RpcError, payload)
+            self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT, payload)
+            self.assertIn("kvserve.v1.GenerateRequest", error.details())
+
+    def test_the_generated_python_client_is_unaffected(self):
+        r = pb.GenerateRequest(prompt="h\u00e9llo", max_tokens=2, ignore_eos=True,
+                               stop=["\u20ac"], sampling=pb.SamplingParams(temperature=0))
+        ids, _, last = collect(self.server.stub.Generate(r, timeout=30))
+        self.assertEqual(len(ids), 2)
+        chat = pb.ChatRequest(generation=pb.GenerateRequest(max_tokens=2, ignore_eos=True))
+        chat.messages.add(role="user", content="h\u00e9llo")
+        ids, _, _ = collect(self.server.stub.Chat(chat, timeout=30))
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(self.server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).demo,
+                         True)
 
 
 if __name__ == "__main__":
