@@ -306,9 +306,11 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::AuthorizedBac
 absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::AcceptCall(
     const grpc::CallbackServerContext& context, const grpc::ByteBuffer& wire,
     google::protobuf::Message* request) const {
+  const absl::Status read = ReadRequest(wire, request);
+  if (read.code() == absl::StatusCode::kCancelled) return read;
   absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(context);
   if (!backend.ok()) return backend.status();
-  if (absl::Status read = ReadRequest(wire, request); !read.ok()) return read;
+  if (!read.ok()) return read;
   return backend;
 }
 

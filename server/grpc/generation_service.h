@@ -12,8 +12,8 @@
 //
 // Every method is registered raw (grpc::ByteBuffer in and out): the service reads its requests
 // itself (server/grpc/raw_request.h), so invalid UTF-8 in a string field is INVALID_ARGUMENT
-// naming the field, where grpc++'s own parsing answered UNIMPLEMENTED with no message. The wire
-// contract is unchanged.
+// naming the field and a call cancelled before its request arrived is CANCELLED, where grpc++'s
+// own parsing answered UNIMPLEMENTED for both. The wire contract is unchanged.
 //
 // Until SetBackend() is called (while the model loads) every RPC answers UNAVAILABLE.
 //
@@ -86,7 +86,8 @@ class GenerationService final : public RawGenerationService {
   absl::StatusOr<std::shared_ptr<ServingBackend>> AuthorizedBackend(
       const grpc::CallbackServerContext& context) const;
   // A call's request read into `request`, and the backend to serve it; or the status to finish
-  // the call with: UNAVAILABLE / UNAUTHENTICATED, then the request's own errors (ReadRequest).
+  // the call with: CANCELLED first (no request arrived), then UNAVAILABLE / UNAUTHENTICATED, then
+  // the request's own errors (ReadRequest).
   absl::StatusOr<std::shared_ptr<ServingBackend>> AcceptCall(
       const grpc::CallbackServerContext& context, const grpc::ByteBuffer& wire,
       google::protobuf::Message* request) const;

@@ -69,7 +69,8 @@ absl::Status ReadRequest(const grpc::ByteBuffer& wire, google::protobuf::Message
   request->Clear();
   const std::string& type = request->GetDescriptor()->full_name();
   if (!wire.Valid()) {
-    return absl::InvalidArgumentError(absl::StrCat("the call has no request (", type, ")"));
+    return absl::CancelledError(
+        absl::StrCat("the call ended before its request (", type, ") arrived"));
   }
   std::vector<grpc::Slice> slices;
   if (!wire.Dump(&slices).ok()) return absl::InternalError("unreadable request bytes");

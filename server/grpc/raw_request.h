@@ -3,10 +3,11 @@
 // For a typed method grpc++ parses the request before the service sees the call, and answers
 // every failure alike, with UNIMPLEMENTED and an empty message: a proto3 string field holding
 // invalid UTF-8 (protobuf refuses it, and logs an error per request), any other malformed
-// message, and a call without a request message. GenerationService registers its methods as raw
+// message, and a call cancelled before its request message arrived (there is none), which the
+// metrics then counted as UNIMPLEMENTED. GenerationService registers its methods as raw
 // (grpc::ByteBuffer in and out) and reads each request here, so each case has its own answer:
 //
-//   no request message                           INVALID_ARGUMENT
+//   no request message (the call ended first)    CANCELLED
 //   a string field that is not UTF-8             INVALID_ARGUMENT naming the field by its path
 //                                                ("messages[1].content", "generation.stop[0]")
 //   anything else malformed                      INVALID_ARGUMENT naming the message type

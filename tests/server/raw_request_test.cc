@@ -52,6 +52,9 @@ TEST(FindInvalidUtf8FieldTest, NamesTheFieldByItsPath) {
 
 TEST(ReadRequestTest, EachFailureHasItsOwnStatus) {
   kvserve::v1::GenerateRequest request;
+  // No message: the call ended before its request arrived.
+  EXPECT_EQ(ReadRequest(grpc::ByteBuffer(), &request).code(), absl::StatusCode::kCancelled);
+
   absl::Status s = ReadRequest(Buffer(Ld(2, "hi") + Ld(6, kBad)), &request);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message().substr(0, 35), "stop[0] is not valid UTF-8 (at byte");

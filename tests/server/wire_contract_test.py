@@ -10,10 +10,14 @@ defects the hardening issue found beyond the crash, each checked where a client 
 - GrpcInvalidUtf8Test: hand-serialized requests (raw bytes, no generated code) whose string
   fields hold invalid UTF-8 are INVALID_ARGUMENT naming the field; a malformed message is
   INVALID_ARGUMENT too.
+- GrpcEarlyCancelTest: calls cancelled before their request message arrives are counted as
+  CANCELLED in kvserve_grpc_requests_total, not UNIMPLEMENTED.
 
 Each TestCase class is one ctest test.
 """
 import json
+import threading
+import time
 import unittest
 import urllib.error
 import urllib.request
@@ -280,6 +284,59 @@ class GrpcInvalidUtf8Test(unittest.TestCase):
         self.assertEqual(len(ids), 2)
         self.assertEqual(self.server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).demo,
                          True)
+
+
+class GrpcEarlyCancelTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0
+
+    def grpc_counts(self):
+        status, body = self.server.http_get("/metrics")
+        self.assertEqual(status, 200)
+        counts = {}
+        for line in body.splitlines():
+            if line.startswith("kvserve_grpc_requests_total{"):
+                labels, value = line.split("} ")
+                counts[labels.split("{", 1)[1]] = float(value)
+        return counts
+
+    def cancel_before_the_request(self, method):
+        """Opens a call of `method`, sends no request message, then cancels it."""
+        release = threading.Event()
+
+        def no_message_yet():
+            release.wait()
+            return
+            yield  # a generator that never yields a message
+
+        call = self.server.channel.stream_stream(f"/kvserve.v1.Generation/{method}")(
+            no_message_yet())
+        # Let the client put the call's headers on the wire first (a cancel before that never
+        # reaches the server). This orders the two events; nothing is timed.
+        time.sleep(0.3)
+        call.cancel()
+        release.set()
+
+    def test_early_cancels_count_as_cancelled(self):
+        methods = ["Generate", "Chat", "Tokenize", "GetModelInfo", "GetServerInfo"]
+        for method in methods:
+            self.cancel_before_the_request(method)
+        deadline = time.monotonic() + 10
+        while True:
+            counts = self.grpc_counts()
+            cancelled = {m: counts.get(f'code="CANCELLED",method="{m}"', 0) for m in methods}
+            if all(cancelled.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(cancelled, {m: 1 for m in methods}, counts)
+        self.assertFalse([k for k in counts if "UNIMPLEMENTED" in k], counts)
+        # The server still serves.
+        self.assertTrue(self.server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).demo)
 
 
 if __name__ == "__main__":
