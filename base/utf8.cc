@@ -90,4 +90,14 @@ std::string SanitizeUtf8(absl::string_view bytes) {
   return out + d.Flush();
 }
 
+size_t FindInvalidUtf8(absl::string_view bytes) {
+  size_t i = 0;
+  while (i < bytes.size()) {
+    size_t length = 0;
+    if (ScanUtf8(bytes.substr(i), &length) != Utf8Scan::kComplete) return i;
+    i += length;
+  }
+  return absl::string_view::npos;
+}
+
 }  // namespace kvserve::base

@@ -15,6 +15,7 @@
 #ifndef KVSERVE_BASE_UTF8_H_
 #define KVSERVE_BASE_UTF8_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -43,6 +44,11 @@ class Utf8Stream {
 
 // `bytes` as valid UTF-8 by the same rule (a whole stream at once).
 std::string SanitizeUtf8(absl::string_view bytes);
+
+// Where `bytes` stops being well-formed UTF-8 by the same rule (a sequence cut short at the end
+// included): the offset of the first byte that is not part of a character, or npos when all are.
+// For text that enters kvserve (proto3 string fields of requests must be valid UTF-8).
+size_t FindInvalidUtf8(absl::string_view bytes);
 
 }  // namespace kvserve::base
 

@@ -82,6 +82,13 @@ absl::Status CheckStopStrings(const std::vector<std::string>& stop) {
   return absl::OkStatus();
 }
 
+// A request that does not fit what one sequence may hold, about request field `field`.
+absl::Status ContextLengthError(absl::string_view field, std::string message) {
+  absl::Status status = absl::OutOfRangeError(message);
+  status.SetPayload(kParamPayload, absl::Cord(field));
+  return status;
+}
+
 // Token `id` at `field` (e.g. "prompt_token_ids[3]") must be in the vocabulary.
 absl::Status CheckTokenId(absl::string_view param, absl::string_view field, int32_t id,
                           int32_t vocab) {
@@ -103,11 +110,12 @@ absl::StatusOr<std::vector<int32_t>> BuildPrompt(const GenerationParams& p, cons
     // Tokenizing costs time in the prompt's length: refuse what cannot fit before that.
     const int64_t most_bytes = SequenceRoom(limits) * codec.max_prompt_bytes_per_token();
     if (static_cast<int64_t>(p.prompt->size()) > most_bytes) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "%s (%d bytes) cannot fit the %d tokens a sequence may hold (a token stands for at "
-          "most %d bytes)",
-          wire.prompt, p.prompt->size(), SequenceRoom(limits),
-          codec.max_prompt_bytes_per_token()));
+      return ContextLengthError(
+          wire.prompt,
+          absl::StrFormat("%s (%d bytes) cannot fit the %d tokens a sequence may hold (a token "
+                          "stands for at most %d bytes)",
+                          wire.prompt, p.prompt->size(), SequenceRoom(limits),
+                          codec.max_prompt_bytes_per_token()));
     }
     absl::StatusOr<std::vector<int32_t>> ids = codec.Encode(*p.prompt, p.add_special_tokens);
     if (!ids.ok()) {
@@ -138,7 +146,9 @@ absl::StatusOr<engine::SamplingParams> BuildSampling(const GenerationParams& p, 
                                                      const WireRules& wire) {
   engine::SamplingParams s;
   if (p.temperature.has_value()) s.temperature = static_cast<float>(*p.temperature);
-  if (p.top_k.has_value()) s.top_k = static_cast<int32_t>(*p.top_k);
+  // A top_k of the vocabulary's size or more keeps every token: it is 0 (off), so that a wire
+  // with 64-bit integers (HTTP) cannot wrap it into a small one.
+  if (p.top_k.has_value()) s.top_k = *p.top_k >= vocab ? 0 : static_cast<int32_t>(*p.top_k);
   if (p.top_p.has_value()) s.top_p = static_cast<float>(*p.top_p);
   if (p.min_p.has_value()) s.min_p = static_cast<float>(*p.min_p);
   if (p.repetition_penalty.has_value()) {
@@ -164,23 +174,30 @@ absl::StatusOr<engine::SamplingParams> BuildSampling(const GenerationParams& p, 
   return s;
 }
 
-// max_tokens against what one sequence may hold: min(context, KV cache).
+// max_tokens against what one sequence may hold: min(context, KV cache). An explicit value is
+// reported as the client sent it (64-bit over HTTP), never narrowed first.
 absl::StatusOr<int32_t> BuildMaxTokens(const GenerationParams& p, int64_t num_prompt_tokens,
-                                       const RequestLimits& limits) {
+                                       const RequestLimits& limits, const WireRules& wire) {
   const int64_t n = num_prompt_tokens;
   const int64_t room = SequenceRoom(limits);
   if (!p.max_tokens.has_value()) {
     if (n >= room) {
-      return absl::OutOfRangeError(absl::StrFormat(
-          "prompt (%d tokens) leaves no room to generate: a sequence may hold %d tokens", n, room));
+      return ContextLengthError(
+          wire.prompt,
+          absl::StrFormat(
+              "%s (%d tokens) leaves no room to generate: a sequence may hold %d tokens",
+              wire.prompt, n, room));
     }
     return static_cast<int32_t>(room - n);
   }
-  if (n + *p.max_tokens > room) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "prompt (%d tokens) + max_tokens (%d) exceeds the %d tokens a sequence may hold "
-        "(context %d, KV cache %d)",
-        n, *p.max_tokens, room, limits.context_length, limits.kv_capacity_tokens));
+  // Written as a difference: n + max_tokens could overflow int64.
+  if (*p.max_tokens > room - n) {
+    return ContextLengthError(
+        wire.max_tokens,
+        absl::StrFormat("%s (%d tokens) + %s (%d) exceeds the %d tokens a sequence may hold "
+                        "(context %d, KV cache %d)",
+                        wire.prompt, n, wire.max_tokens, *p.max_tokens, room, limits.context_length,
+                        limits.kv_capacity_tokens));
   }
   return static_cast<int32_t>(*p.max_tokens);
 }
@@ -249,7 +266,7 @@ absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& p,
     if (!stop.ignore_eos) out.stream.stop_token_ids.insert(id);
   }
   absl::StatusOr<int32_t> max_tokens =
-      BuildMaxTokens(p, static_cast<int64_t>(out.engine.prompt.size()), limits);
+      BuildMaxTokens(p, static_cast<int64_t>(out.engine.prompt.size()), limits, wire);
   if (!max_tokens.ok()) return max_tokens.status();
   stop.max_tokens = *max_tokens;
   return out;

@@ -8,7 +8,8 @@
 // ("sampling.top_p" over gRPC, "top_p" over OpenAI HTTP) and carries the one limit a wire
 // contract adds (OpenAI's temperature <= 2). Field errors are InvalidArgument with the field
 // name as the status payload (ErrorParam reads it back: OpenAI's "param"); a request that does
-// not fit the context or the KV cache is OutOfRange. The engine loop re-checks its own
+// not fit the context or the KV cache is OutOfRange, with the field to shorten (the prompt, or
+// max_tokens when it was set) as its payload. The engine loop re-checks its own
 // invariants (EngineLoop::Submit), for callers that skip this point (benchmarks, `generate`).
 //
 // max_tokens: when unset it defaults to the rest of the context — min(context length, KV cache
@@ -75,8 +76,8 @@ struct GenerationParams {
 // How a transport names request fields in its errors, and the limits its own wire contract
 // adds to the engine's.
 struct WireRules {
-  std::string sampling_prefix;  // before sampling fields: "sampling." (gRPC), "" (OpenAI)
-  std::string prompt = "prompt";
+  std::string sampling_prefix;    // before sampling fields: "sampling." (gRPC), "" (OpenAI)
+  std::string prompt = "prompt";  // the text prompt ("messages" for a rendered chat)
   std::string prompt_token_ids = "prompt_token_ids";
   std::string max_tokens = "max_tokens";
   std::string logprobs = "logprobs";
@@ -113,7 +114,7 @@ absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& para
 
 // An InvalidArgument error about request field `field` (carried as the status payload).
 absl::Status InvalidParam(absl::string_view field, absl::string_view message);
-// The field an InvalidParam error names; nullopt for other statuses.
+// The field an InvalidParam or context-length (OutOfRange) error names; nullopt for others.
 std::optional<std::string> ErrorParam(const absl::Status& status);
 
 }  // namespace kvserve::server

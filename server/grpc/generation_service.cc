@@ -11,6 +11,7 @@
 #include "server/frontend/auth.h"
 #include "server/frontend/generation_stream.h"
 #include "server/grpc/proto_request.h"
+#include "server/grpc/raw_request.h"
 #include "server/grpc/status_mapping.h"
 
 namespace kvserve::server {
@@ -64,7 +65,7 @@ void FillTokenLogprob(const TextCodec& codec, int32_t id, float logprob,
 // One Generate stream. Lifetime: owned by itself through `self_` from creation until OnDone, and
 // by the channel notifier's weak reference while a notification runs; so the engine thread never
 // touches a deleted reactor.
-class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
+class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
                         public std::enable_shared_from_this<GenerateReactor> {
  public:
   explicit GenerateReactor(std::shared_ptr<ServingBackend> backend)
@@ -165,7 +166,12 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
           action = Action::kFinish;
           status = ToGrpcStatus(error);
         } else if (ready) {
-          action = final_ready_ ? Action::kWriteAndFinish : Action::kWrite;
+          if (absl::Status written = WriteResponse(response_, &wire_response_); !written.ok()) {
+            action = Action::kFinish;
+            status = ToGrpcStatus(written);
+          } else {
+            action = final_ready_ ? Action::kWriteAndFinish : Action::kWrite;
+          }
         }
       }
       if (action == Action::kWrite) write_in_flight_ = true;
@@ -176,10 +182,10 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
       case Action::kNone:
         break;
       case Action::kWrite:
-        StartWrite(&response_);
+        StartWrite(&wire_response_);
         break;
       case Action::kWriteAndFinish:
-        StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+        StartWriteAndFinish(&wire_response_, grpc::WriteOptions(), grpc::Status::OK);
         break;
       case Action::kFinish:
         Finish(status);
@@ -240,7 +246,9 @@ class GenerateReactor : public grpc::ServerWriteReactor<GenerateResponse>,
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
-  GenerateResponse response_;  // the message being written; touched only when no write runs
+  // The message being written and its bytes; touched only when no write runs.
+  GenerateResponse response_;
+  grpc::ByteBuffer wire_response_;
 };
 
 // Finishes a unary call with `status`.
@@ -249,6 +257,13 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(status);
   return reactor;
+}
+
+// Finishes a unary call with its response, as bytes in `wire`.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const google::protobuf::Message& response,
+                                      grpc::ByteBuffer* wire) {
+  return FinishUnary(context, ToGrpcStatus(WriteResponse(response, wire)));
 }
 
 }  // namespace
@@ -264,7 +279,7 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::backend() con
 namespace {
 
 // A reactor that only reports an error.
-class ErrorReactor : public grpc::ServerWriteReactor<GenerateResponse> {
+class ErrorReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit ErrorReactor(grpc::Status status) { Finish(std::move(status)); }
   void OnDone() override { delete this; }
@@ -288,13 +303,25 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::AuthorizedBac
   return backend();
 }
 
-grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Generate(
-    grpc::CallbackServerContext* context, const GenerateRequest* request) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
+absl::StatusOr<std::shared_ptr<ServingBackend>> GenerationService::AcceptCall(
+    const grpc::CallbackServerContext& context, const grpc::ByteBuffer& wire,
+    google::protobuf::Message* request) const {
+  const absl::Status read = ReadRequest(wire, request);
+  if (read.code() == absl::StatusCode::kCancelled) return read;
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(context);
+  if (!backend.ok()) return backend.status();
+  if (!read.ok()) return read;
+  return backend;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* wire) {
+  GenerateRequest request;
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AcceptCall(*context, *wire, &request);
   if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
   auto reactor = std::make_shared<GenerateReactor>(*std::move(backend));
   reactor->self_ = reactor;
-  reactor->Start(*request);
+  reactor->Start(request);
   return reactor.get();
 }
 
@@ -325,11 +352,12 @@ absl::StatusOr<GenerateRequest> ChatToGenerateRequest(const kvserve::v1::ChatReq
   return out;
 }
 
-grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Chat(
-    grpc::CallbackServerContext* context, const kvserve::v1::ChatRequest* request) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Chat(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* wire) {
+  kvserve::v1::ChatRequest request;
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AcceptCall(*context, *wire, &request);
   if (!backend.ok()) return new ErrorReactor(ToGrpcStatus(backend.status()));
-  absl::StatusOr<GenerateRequest> generate = ChatToGenerateRequest(*request, **backend);
+  absl::StatusOr<GenerateRequest> generate = ChatToGenerateRequest(request, **backend);
   if (!generate.ok()) return new ErrorReactor(ToGrpcStatus(generate.status()));
   // From here on exactly the Generate path.
   auto reactor = std::make_shared<GenerateReactor>(*std::move(backend));
@@ -338,66 +366,80 @@ grpc::ServerWriteReactor<GenerateResponse>* GenerationService::Chat(
   return reactor.get();
 }
 
-grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
-                                                      const kvserve::v1::TokenizeRequest* request,
-                                                      kvserve::v1::TokenizeResponse* response) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
-  if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
-  const TextCodec& codec = *(*backend)->codec;
+namespace {
+
+absl::StatusOr<kvserve::v1::TokenizeResponse> TokenizeWith(
+    const TextCodec& codec, const kvserve::v1::TokenizeRequest& request) {
   std::vector<int32_t> ids;
-  switch (request->input_case()) {
+  switch (request.input_case()) {
     case kvserve::v1::TokenizeRequest::kText: {
-      const bool add_special = !request->has_add_special_tokens() || request->add_special_tokens();
-      absl::StatusOr<std::vector<int32_t>> encoded = codec.Encode(request->text(), add_special);
-      if (!encoded.ok()) return FinishUnary(context, ToGrpcStatus(encoded.status()));
+      const bool add_special = !request.has_add_special_tokens() || request.add_special_tokens();
+      absl::StatusOr<std::vector<int32_t>> encoded = codec.Encode(request.text(), add_special);
+      if (!encoded.ok()) return encoded.status();
       ids = std::move(*encoded);
       break;
     }
     case kvserve::v1::TokenizeRequest::kTokenIds: {
-      const auto& in = request->token_ids().ids();
+      const auto& in = request.token_ids().ids();
       for (int i = 0; i < in.size(); ++i) {
         if (in[i] < 0 || in[i] >= codec.vocab_size()) {
-          return FinishUnary(
-              context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                    absl::StrFormat("token_ids[%d] = %d is outside the vocabulary "
-                                                    "[0, %d)",
-                                                    i, in[i], codec.vocab_size())));
+          return absl::InvalidArgumentError(
+              absl::StrFormat("token_ids[%d] = %d is outside the vocabulary [0, %d)", i, in[i],
+                              codec.vocab_size()));
         }
       }
       ids.assign(in.begin(), in.end());
       break;
     }
     default:
-      return FinishUnary(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                               "input is missing: set text or token_ids"));
+      return absl::InvalidArgumentError("input is missing: set text or token_ids");
   }
-  response->mutable_token_ids()->Assign(ids.begin(), ids.end());
-  response->set_text(base::SanitizeUtf8(codec.Decode(ids)));
-  return FinishUnary(context, grpc::Status::OK);
+  kvserve::v1::TokenizeResponse response;
+  response.mutable_token_ids()->Assign(ids.begin(), ids.end());
+  response.set_text(base::SanitizeUtf8(codec.Decode(ids)));
+  return response;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* wire,
+                                                      grpc::ByteBuffer* wire_response) {
+  kvserve::v1::TokenizeRequest request;
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AcceptCall(*context, *wire, &request);
+  if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
+  absl::StatusOr<kvserve::v1::TokenizeResponse> response =
+      TokenizeWith(*(*backend)->codec, request);
+  if (!response.ok()) return FinishUnary(context, ToGrpcStatus(response.status()));
+  return FinishUnary(context, *response, wire_response);
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                          const kvserve::v1::GetModelInfoRequest*,
-                                                          kvserve::v1::ModelInfo* response) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
+                                                          const grpc::ByteBuffer* wire,
+                                                          grpc::ByteBuffer* wire_response) {
+  kvserve::v1::GetModelInfoRequest request;
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AcceptCall(*context, *wire, &request);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
-  ToProto((*backend)->model_info, response);
-  return FinishUnary(context, grpc::Status::OK);
+  kvserve::v1::ModelInfo response;
+  ToProto((*backend)->model_info, &response);
+  return FinishUnary(context, response, wire_response);
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetServerInfo(grpc::CallbackServerContext* context,
-                                                           const kvserve::v1::GetServerInfoRequest*,
-                                                           kvserve::v1::ServerInfo* response) {
-  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AuthorizedBackend(*context);
+                                                           const grpc::ByteBuffer* wire,
+                                                           grpc::ByteBuffer* wire_response) {
+  kvserve::v1::GetServerInfoRequest request;
+  absl::StatusOr<std::shared_ptr<ServingBackend>> backend = AcceptCall(*context, *wire, &request);
   if (!backend.ok()) return FinishUnary(context, ToGrpcStatus(backend.status()));
   const serving::EngineLoad load = (*backend)->loop->Load();
-  response->set_running_requests(load.running);
-  response->set_waiting_requests(load.waiting);
-  response->set_kv_cache_usage(load.kv_usage);
-  response->set_free_kv_pages(load.free_pages);
-  response->set_total_kv_pages(load.total_pages);
-  response->set_draining(draining_);
-  return FinishUnary(context, grpc::Status::OK);
+  kvserve::v1::ServerInfo response;
+  response.set_running_requests(load.running);
+  response.set_waiting_requests(load.waiting);
+  response.set_kv_cache_usage(load.kv_usage);
+  response.set_free_kv_pages(load.free_pages);
+  response.set_total_kv_pages(load.total_pages);
+  response.set_draining(draining_);
+  return FinishUnary(context, response, wire_response);
 }
 
 }  // namespace kvserve::server

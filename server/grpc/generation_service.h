@@ -10,6 +10,11 @@
 // failed write): the request is aborted in the engine loop, which applies it before its next
 // step and frees the request's KV pages.
 //
+// Every method is registered raw (grpc::ByteBuffer in and out): the service reads its requests
+// itself (server/grpc/raw_request.h), so invalid UTF-8 in a string field is INVALID_ARGUMENT
+// naming the field and a call cancelled before its request arrived is CANCELLED, where grpc++'s
+// own parsing answered UNIMPLEMENTED for both. The wire contract is unchanged.
+//
 // Until SetBackend() is called (while the model loads) every RPC answers UNAVAILABLE.
 //
 // With a non-empty API key every RPC of this service needs the metadata
@@ -28,6 +33,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "kvserve/v1/generation.grpc.pb.h"
 #include "server/frontend/serving_backend.h"
 
@@ -40,7 +47,15 @@ namespace kvserve::server {
 absl::StatusOr<kvserve::v1::GenerateRequest> ChatToGenerateRequest(
     const kvserve::v1::ChatRequest& request, const ServingBackend& backend);
 
-class GenerationService final : public kvserve::v1::Generation::CallbackService {
+// The Generation service with every method raw.
+using RawGenerationService = kvserve::v1::Generation::WithRawCallbackMethod_Generate<
+    kvserve::v1::Generation::WithRawCallbackMethod_Chat<
+        kvserve::v1::Generation::WithRawCallbackMethod_Tokenize<
+            kvserve::v1::Generation::WithRawCallbackMethod_GetModelInfo<
+                kvserve::v1::Generation::WithRawCallbackMethod_GetServerInfo<
+                    kvserve::v1::Generation::Service>>>>>;
+
+class GenerationService final : public RawGenerationService {
  public:
   explicit GenerationService(std::string api_key = "") : api_key_(std::move(api_key)) {}
 
@@ -49,19 +64,20 @@ class GenerationService final : public kvserve::v1::Generation::CallbackService 
   // Reported by GetServerInfo; the engine loop itself refuses new requests.
   void SetDraining() { draining_ = true; }
 
-  grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* context, const kvserve::v1::GenerateRequest* request) override;
-  grpc::ServerWriteReactor<kvserve::v1::GenerateResponse>* Chat(
-      grpc::CallbackServerContext* context, const kvserve::v1::ChatRequest* request) override;
+  // Requests are kvserve.v1.GenerateRequest, ChatRequest, ...; responses the proto's.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Chat(grpc::CallbackServerContext* context,
+                                                   const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const kvserve::v1::TokenizeRequest* request,
-                                     kvserve::v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const kvserve::v1::GetModelInfoRequest* request,
-                                         kvserve::v1::ModelInfo* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
-                                          const kvserve::v1::GetServerInfoRequest* request,
-                                          kvserve::v1::ServerInfo* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
 
  private:
   // UNAVAILABLE while the model loads.
@@ -69,6 +85,12 @@ class GenerationService final : public kvserve::v1::Generation::CallbackService 
   // The backend if the call carries the API key (when one is set), else UNAUTHENTICATED.
   absl::StatusOr<std::shared_ptr<ServingBackend>> AuthorizedBackend(
       const grpc::CallbackServerContext& context) const;
+  // A call's request read into `request`, and the backend to serve it; or the status to finish
+  // the call with: CANCELLED first (no request arrived), then UNAVAILABLE / UNAUTHENTICATED, then
+  // the request's own errors (ReadRequest).
+  absl::StatusOr<std::shared_ptr<ServingBackend>> AcceptCall(
+      const grpc::CallbackServerContext& context, const grpc::ByteBuffer& wire,
+      google::protobuf::Message* request) const;
 
   const std::string api_key_;
 

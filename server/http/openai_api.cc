@@ -39,6 +39,11 @@ absl::StatusOr<std::optional<double>> NumberField(const JsonValue& object, absl:
 absl::StatusOr<std::optional<int64_t>> IntField(const JsonValue& object, absl::string_view key) {
   const JsonValue* v = Field(object, key);
   if (v == nullptr) return std::nullopt;
+  if (v->is_number() && !v->is_integer && std::abs(v->number) >= 0x1p63) {
+    // Written as an integer (or not) but beyond int64: say so rather than "not an integer".
+    return InvalidParam(key,
+                        absl::StrCat(key, " = ", v->number, " is out of range: must fit 64 bits"));
+  }
   if (!v->is_number() || !v->is_integer) {
     return InvalidParam(key, absl::StrCat(key, " must be an integer"));
   }
@@ -71,14 +76,21 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
     out->model = model->string;
   }
   GenerationParams& p = out->params;
-  for (auto [key, field] : {std::pair{"temperature", &p.temperature}, std::pair{"top_p", &p.top_p},
-                            std::pair{"presence_penalty", &p.presence_penalty},
-                            std::pair{"frequency_penalty", &p.frequency_penalty}}) {
+  // Every sampling field of the gRPC API (kvserve.v1.SamplingParams), by the same names; their
+  // ranges are checked with the rest (CheckGenerationParams).
+  for (auto [key, field] :
+       {std::pair{"temperature", &p.temperature}, std::pair{"top_p", &p.top_p},
+        std::pair{"min_p", &p.min_p}, std::pair{"repetition_penalty", &p.repetition_penalty},
+        std::pair{"presence_penalty", &p.presence_penalty},
+        std::pair{"frequency_penalty", &p.frequency_penalty}}) {
     absl::StatusOr<std::optional<double>> num = NumberField(body, key);
     if (!num.ok()) return num.status();
     *field = *num;
   }
-  absl::StatusOr<std::optional<int64_t>> integer = IntField(body, "seed");
+  absl::StatusOr<std::optional<int64_t>> integer = IntField(body, "top_k");
+  if (!integer.ok()) return integer.status();
+  p.top_k = *integer;
+  integer = IntField(body, "seed");
   if (!integer.ok()) return integer.status();
   if (integer->has_value()) p.seed = static_cast<uint64_t>(**integer);
   if (const JsonValue* bias = Field(body, "logit_bias"); bias != nullptr) {
@@ -306,6 +318,7 @@ absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view text) {
   if (!body.ok()) return body.status();
   ParsedRequest out;
   out.endpoint = Endpoint::kChatCompletions;
+  out.wire.prompt = "messages";  // the prompt is the rendered messages
   if (absl::Status st = ParseCommon(*body, &out); !st.ok()) return st;
 
   const JsonValue* messages = Field(*body, "messages");
@@ -389,7 +402,9 @@ ApiError ErrorFromStatus(const absl::Status& status) {
       code = "model_not_found";
       break;
     case absl::StatusCode::kOutOfRange:
-      error.http_status = 413;
+      // The request does not fit the context: 400, as OpenAI and vLLM answer it (413 is the
+      // HTTP server's, for a body over --http-max-body-bytes).
+      error.http_status = 400;
       type = "invalid_request_error";
       code = "context_length_exceeded";
       break;

@@ -4,19 +4,19 @@
 // and response bodies, stream chunks and errors written exactly as OpenAI shapes them.
 //
 // Supported request fields — completions: model, prompt (string, or an array of token ids, or a
-// one-element array of either), max_tokens, temperature, top_p, seed, stop (string or list),
-// logprobs (int), stream, stream_options.include_usage, n (1 only), echo (false only), user
-// (ignored), presence_penalty, frequency_penalty. Chat: model, messages (content a string or a
-// list of {"type":"text","text"} parts), max_tokens / max_completion_tokens, temperature, top_p,
-// seed, stop, logprobs (bool) with top_logprobs, stream, stream_options.include_usage, n (1 only),
-// user (ignored), presence_penalty, frequency_penalty. Both also take `logit_bias` and, as an
-// extension (vLLM's name), `ignore_eos`. Other fields are ignored.
+// one-element array of either), max_tokens, logprobs (int), echo (false only). Chat: model,
+// messages (content a string or a list of {"type":"text","text"} parts), max_tokens /
+// max_completion_tokens, logprobs (bool) with top_logprobs. Both: stop (string or list), stream,
+// stream_options.include_usage, n (1 only), user (ignored), and every sampling field of the gRPC
+// API by its name there — temperature, top_p, seed, presence_penalty, frequency_penalty,
+// logit_bias and, as extensions (vLLM's names), top_k, min_p, repetition_penalty — plus
+// `ignore_eos` (vLLM's). Other fields are ignored.
 //
 // Errors: parse errors are InvalidArgument statuses whose payload names the offending field
 // (InvalidParam; ErrorFromStatus reads it into "param"); the parse functions also run the
 // model-independent checks (CheckGenerationParams), so a bad range is refused before a chat
 // template renders. ErrorFromStatus maps every status to the HTTP status of the API (400, 401,
-// 404, 413, 429, 503, 500).
+// 404, 429, 503, 500).
 //
 // Thread-safety: pure functions.
 #ifndef KVSERVE_SERVER_HTTP_OPENAI_API_H_
@@ -63,9 +63,10 @@ struct ApiError {
   int http_status = 500;
   std::string body;  // {"error":{"message","type","param","code"}}
 };
-// 400 InvalidArgument/FailedPrecondition, 401 Unauthenticated, 404 NotFound, 413 OutOfRange
-// (prompt too long for the context), 429 ResourceExhausted (queue full), 503 Unavailable
-// (loading, draining), 500 anything else.
+// 400 InvalidArgument/FailedPrecondition/AlreadyExists, and OutOfRange (the request does not fit
+// the context) with code "context_length_exceeded" as OpenAI and vLLM answer it; 401
+// Unauthenticated, 404 NotFound, 429 ResourceExhausted (queue full), 503 Unavailable (loading,
+// draining), 500 anything else. "param" is the field the status names (ErrorParam), or null.
 ApiError ErrorFromStatus(const absl::Status& status);
 
 // What a response says about the request, besides its output.

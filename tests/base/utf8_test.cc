@@ -50,5 +50,19 @@ TEST(SanitizeUtf8Test, ValidTextIsUnchanged) {
   EXPECT_EQ(SanitizeUtf8("\xE2\x82"), kFffd);
 }
 
+TEST(FindInvalidUtf8Test, OffsetOfTheFirstByteThatIsNoCharacter) {
+  const size_t npos = absl::string_view::npos;
+  EXPECT_EQ(FindInvalidUtf8(""), npos);
+  EXPECT_EQ(FindInvalidUtf8("A\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"), npos);  // 1 to 4 bytes
+  EXPECT_EQ(FindInvalidUtf8("ok\xFF"), 2u);
+  EXPECT_EQ(FindInvalidUtf8("\x80"), 0u);                    // stray continuation byte
+  EXPECT_EQ(FindInvalidUtf8("ab\xC0\x80"), 2u);              // overlong NUL
+  EXPECT_EQ(FindInvalidUtf8("\xED\xA0\x80"), 0u);            // surrogate U+D800
+  EXPECT_EQ(FindInvalidUtf8("\xF4\x90\x80\x80"), 0u);        // above U+10FFFF
+  EXPECT_EQ(FindInvalidUtf8("x\xC3x"), 1u);                  // lead byte cut short
+  EXPECT_EQ(FindInvalidUtf8("caf\xC3"), 3u);                 // cut short by the end
+  EXPECT_EQ(FindInvalidUtf8(std::string("a\0b", 3)), npos);  // NUL is a character
+}
+
 }  // namespace
 }  // namespace kvserve::base

@@ -4,7 +4,8 @@
   answers every probe meanwhile, and GetServerInfo accounts for every request in flight; the
   server's threads and RSS are recorded (KVSERVE_ARTIFACTS/http_front_figures.json).
 - AbuseTest: 500 idle connections, 20 slowloris connections, bodies over the limit, duplicate
-  Content-Length, a 46-level nested body, a 15 MB prompt (413 before it is tokenized), the
+  Content-Length, a 46-level nested body, a 15 MB prompt (400
+  context_length_exceeded before it is tokenized), the
   connection cap (503 + Retry-After, /health and /metrics still answered): the right status each,
   /health 200 within a second throughout, the server alive at the end.
 - DisconnectTest: a client that closes its connection, streamed or not, running or queued: running
@@ -284,13 +285,14 @@ class AbuseTest(unittest.TestCase):
             prober.assert_all_ok(self)
             self.assertIsNone(server.proc.poll(), "the server died")
 
-    def test_a_15_mb_prompt_is_413_before_tokenizing(self):
+    def test_a_15_mb_prompt_is_400_before_tokenizing(self):
         with Server() as server:
             prompt = "a" * (15 << 20)
             start = time.monotonic()
             status, _, body = post(server, "/v1/completions",
                                    json.dumps({"prompt": prompt, "max_tokens": 1}).encode())
-            self.assertEqual(status, 413, body)
+            self.assertEqual(status, 400, body)
+            self.assertEqual(body["error"]["code"], "context_length_exceeded")
             self.assertIn("cannot fit", body["error"]["message"])
             self.assertLess(time.monotonic() - start, 3)
 

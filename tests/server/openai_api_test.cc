@@ -36,7 +36,8 @@ TEST(ParseCompletionTest, ReadsEveryField) {
     "model": "m", "prompt": "Hello", "max_tokens": 7, "temperature": 0.5, "top_p": 0.9,
     "seed": 42, "stop": ["a", "bc"], "logprobs": 2, "stream": true,
     "stream_options": {"include_usage": true}, "n": 1, "echo": false, "user": "u",
-    "presence_penalty": 0.5, "frequency_penalty": -0.5, "ignore_eos": true})");
+    "presence_penalty": 0.5, "frequency_penalty": -0.5, "ignore_eos": true, "top_k": 40,
+    "min_p": 0.05, "repetition_penalty": 1.1})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->endpoint, Endpoint::kCompletions);
   EXPECT_EQ(r->model, "m");
@@ -47,6 +48,9 @@ TEST(ParseCompletionTest, ReadsEveryField) {
   EXPECT_EQ(*r->params.seed, 42u);
   EXPECT_FLOAT_EQ(*r->params.presence_penalty, 0.5f);
   EXPECT_FLOAT_EQ(*r->params.frequency_penalty, -0.5f);
+  EXPECT_EQ(*r->params.top_k, 40);
+  EXPECT_FLOAT_EQ(*r->params.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(*r->params.repetition_penalty, 1.1f);
   ASSERT_EQ(r->params.stop.size(), 2u);
   EXPECT_EQ(r->params.stop[1], "bc");
   EXPECT_TRUE(r->logprobs);
@@ -100,8 +104,14 @@ TEST(ParseCompletionTest, RejectsWhatIsNotSupportedOrInvalid) {
            {R"({"prompt": "p", "temperature": 2.5})", "\"param\":\"temperature\""},
            {R"({"prompt": "p", "temperature": "hot"})", "\"param\":\"temperature\""},
            {R"({"prompt": "p", "top_p": 0})", "\"param\":\"top_p\""},
+           {R"({"prompt": "p", "top_k": -1})", "\"param\":\"top_k\""},
+           {R"({"prompt": "p", "top_k": 2.5})", "\"param\":\"top_k\""},
+           {R"({"prompt": "p", "min_p": 1.5})", "\"param\":\"min_p\""},
+           {R"({"prompt": "p", "repetition_penalty": 0})", "\"param\":\"repetition_penalty\""},
+           {R"({"prompt": "p", "presence_penalty": 3})", "\"param\":\"presence_penalty\""},
            {R"({"prompt": "p", "max_tokens": 0})", "\"param\":\"max_tokens\""},
            {R"({"prompt": "p", "max_tokens": 1.5})", "\"param\":\"max_tokens\""},
+           {R"({"prompt": "p", "max_tokens": 9223372036854775808})", "\"param\":\"max_tokens\""},
            {R"({"prompt": "p", "logprobs": 21})", "\"param\":\"logprobs\""},
            {R"({"prompt": "p", "stop": 3})", "\"param\":\"stop\""},
            {R"({"prompt": "p", "stream": "yes"})", "\"param\":\"stream\""},
@@ -180,7 +190,11 @@ TEST(ErrorFromStatusTest, ExactBodyAndStatusCodes) {
   EXPECT_EQ(e.body, R"({"error":{"message":"bad key","type":"invalid_request_error","param":null,)"
                     R"("code":"invalid_api_key"}})");
   EXPECT_EQ(ErrorFromStatus(absl::NotFoundError("no such model")).http_status, 404);
-  EXPECT_EQ(ErrorFromStatus(absl::OutOfRangeError("too long")).http_status, 413);
+  // Too long for the context: 400 as OpenAI and vLLM answer it, with OpenAI's code.
+  e = ErrorFromStatus(absl::OutOfRangeError("too long"));
+  EXPECT_EQ(e.http_status, 400);
+  EXPECT_EQ(e.body, R"({"error":{"message":"too long","type":"invalid_request_error","param":null,)"
+                    R"("code":"context_length_exceeded"}})");
   EXPECT_EQ(ErrorFromStatus(absl::ResourceExhaustedError("queue full")).http_status, 429);
   EXPECT_EQ(ErrorFromStatus(absl::UnavailableError("draining")).http_status, 503);
   EXPECT_EQ(ErrorFromStatus(absl::InternalError("boom")).http_status, 500);

@@ -151,12 +151,16 @@ async function errorsAndAbort(model) {
   await expectError(client.completions.create({ ...params, echo: true }), OpenAI.BadRequestError, 400, "echo");
   await expectError(client.chat.completions.create({ ...chatParams, messages: [] }), OpenAI.BadRequestError, 400, "messages");
   await expectError(client.completions.create({ ...params, model: "no-such-model" }), OpenAI.NotFoundError, 404);
-  const tooLong = await expectError(client.completions.create({ ...params, max_tokens: 100000 }), OpenAI.APIError, 413);
+  // Too long for the context: 400 context_length_exceeded, as OpenAI answers it.
+  const tooLong = await expectError(client.completions.create({ ...params, max_tokens: 100000 }), OpenAI.BadRequestError, 400, "max_tokens");
   assert.equal(tooLong.code, "context_length_exceeded");
+  assert.equal(tooLong.type, "invalid_request_error");
+  // OpenAI's own sampling fields and the gRPC API's (vLLM's names) through the typed client.
+  await expectError(client.completions.create({ ...params, top_k: -1 }), OpenAI.BadRequestError, 400, "top_k");
   const wrongKey = new OpenAI({ baseURL, apiKey: "wrong-key", maxRetries: 0 });
   await expectError(wrongKey.completions.create(params), OpenAI.AuthenticationError, 401);
   await expectError(wrongKey.models.list(), OpenAI.AuthenticationError, 401);
-  log("errors: 400 temperature/n/echo/messages, 404 model, 413 too long, 401 wrong key");
+  log("errors: 400 temperature/n/echo/messages/top_k and too long, 404 model, 401 wrong key");
 
   // A client that leaves mid-stream: the caller checks that the server goes idle.
   const long = await client.completions.create({ ...params, max_tokens: 1500, stream: true });

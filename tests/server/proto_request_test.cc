@@ -1,7 +1,9 @@
 #include "server/grpc/proto_request.h"
 
+#include <cstdint>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace kvserve::server {
@@ -147,6 +149,49 @@ TEST(ValidationPointTest, OneRuleEachWiresFieldNames) {
   p.max_tokens = 98;  // 3 prompt tokens + 98 > the context of 100
   EXPECT_EQ(BuildGenerationRequest(p, codec, kLimits, openai).status().code(),
             absl::StatusCode::kOutOfRange);
+}
+
+// HTTP's max_tokens is 64-bit: reported as sent (never narrowed to int32 or wrapped by the sum
+// with the prompt), with the field the client used.
+TEST(ValidationPointTest, MaxTokensBeyondTheContextIsReportedAsSent) {
+  ByteLevelCodec codec;
+  GenerationParams p;
+  p.prompt = "hi";  // 3 tokens with BOS
+  WireRules chat;
+  chat.prompt = "messages";
+  chat.max_tokens = "max_completion_tokens";
+  for (const int64_t max_tokens : {int64_t{98}, int64_t{2147483648}, INT64_MAX}) {
+    p.max_tokens = max_tokens;
+    const absl::Status s = BuildGenerationRequest(p, codec, kLimits, chat).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
+    EXPECT_EQ(s.message(), absl::StrCat("messages (3 tokens) + max_completion_tokens (", max_tokens,
+                                        ") exceeds the 100 tokens a sequence may hold (context "
+                                        "100, KV cache 1000)"));
+    EXPECT_EQ(ErrorParam(s), "max_completion_tokens");
+  }
+  p.max_tokens.reset();
+  p.prompt = std::string(99, 'a');  // 100 tokens with BOS: no room left
+  const absl::Status s = BuildGenerationRequest(p, codec, kLimits, chat).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << s;
+  EXPECT_EQ(ErrorParam(s), "messages");
+  p.prompt = std::string(101, 'a');  // more bytes than any 100 tokens: refused before tokenizing
+  EXPECT_EQ(ErrorParam(BuildGenerationRequest(p, codec, kLimits, chat).status()), "messages");
+}
+
+// HTTP's integers are 64-bit: a top_k beyond the vocabulary keeps every token (0, off) and never
+// wraps into a small one.
+TEST(ValidationPointTest, TopKBeyondTheVocabularyIsOff) {
+  ByteLevelCodec codec;
+  GenerationParams p;
+  p.prompt = "hi";
+  for (const int64_t top_k : {int64_t{258}, int64_t{1} << 32 | 1, int64_t{1} << 40}) {
+    p.top_k = top_k;
+    absl::StatusOr<BuiltRequest> b = BuildGenerationRequest(p, codec, kLimits, GrpcWireRules());
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->engine.sampling.top_k, 0) << top_k;
+  }
+  p.top_k = 257;  // below the vocabulary of 258: kept
+  EXPECT_EQ(BuildGenerationRequest(p, codec, kLimits, GrpcWireRules())->engine.sampling.top_k, 257);
 }
 
 }  // namespace
