@@ -95,6 +95,9 @@ def main():
         for m, tps in re.findall(r"m=(\d+)\s+\S+ ms/step \(min \S+\)\s+ceiling\s+(\S+) tokens/s", mm):
             ceilings[(t, int(m))] = float(tps)
         weight_gb = float(re.search(r"([\d.]+) GB of weights", mm).group(1))
+        # The matmul bench and the server pick the same path (engine/quant/isa.cc).
+        m = re.search(r"quantized kernels on (\S+)", mm)
+        kernel = m.group(1) if m else kernel
         log(f"kvserve over gRPC {t}")
         out = run([PY, os.path.join(HERE, "grpc_load_bench.py"), "--kvserve",
                    os.path.join(b, "server", "kvserve"), "--model", path, "--pb-dir",
