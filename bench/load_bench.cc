@@ -52,7 +52,7 @@ ABSL_FLAG(std::string, kv_cache_memory, "",
 ABSL_FLAG(int, kv_pages, 0, "KV pool size in pages (overrides --kv-cache-memory)");
 ABSL_FLAG(int, kv_page_size, 16, "tokens per KV page");
 ABSL_FLAG(int, max_num_seqs, 256, "scheduler: running requests at once");
-ABSL_FLAG(int, max_num_batched_tokens, 2048, "scheduler: tokens computed per step");
+ABSL_FLAG(int, max_num_batched_tokens, 256, "scheduler: tokens computed per step");
 ABSL_FLAG(bool, enable_prefix_caching, true, "scheduler: reuse cached prompt pages");
 ABSL_FLAG(std::string, weight_dtype, "auto", "f32, bf16, int8, or auto (bf16 with AVX-512 BF16)");
 ABSL_FLAG(bool, warmup, true,

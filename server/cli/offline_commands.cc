@@ -44,7 +44,10 @@ ABSL_FLAG(float, temperature, 0.0f, "Sampling temperature (0 = greedy)");
 ABSL_FLAG(int32_t, kv_pages, 0, "KV pages in the pool (0: enough for every prompt at once)");
 ABSL_FLAG(bool, enable_prefix_caching, true, "Reuse cached KV pages of shared prompt prefixes");
 ABSL_FLAG(int32_t, max_num_seqs, 256, "Most requests running at once");
-ABSL_FLAG(int32_t, max_num_batched_tokens, 2048, "Most tokens computed in one step");
+ABSL_FLAG(int32_t, max_num_batched_tokens, 256,
+          "Most tokens computed in one step: decode tokens first, then prompt chunks. Smaller "
+          "bounds the pause a long prompt causes running streams; larger gives long prompts a "
+          "slightly earlier first token (docs/BENCHMARKS.md, chat-load)");
 ABSL_FLAG(std::string, kv_cache_dtype, "f16",
           "KV cache element type: f16 (as llama.cpp), bf16, f32 or q8_0 (blocks of 32 with one "
           "f16 scale each, as llama.cpp's -ctk/-ctv q8_0)");
