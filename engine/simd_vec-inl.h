@@ -5,8 +5,9 @@
 //   T (register type), Mask, kWidth, Zero, Set1, Load/Store (kWidth lanes), LoadN/StoreN (first
 //   n <= kWidth lanes, the rest read as 0 / left untouched), LoadBf16/LoadBf16N, LoadF16 (IEEE
 //   half, kWidth lanes), Add, Sub, Mul,
-//   Div, Max, Min, MulAdd(a, b, c) = a * b + c, ReduceAdd, ReduceMax, Round (to nearest even),
-//   Pow2 (2^n for integral n in [-126, 127]), GreaterEqual, Select, SumSquaresDouble;
+//   Div, Max, Min, MulAdd(a, b, c) = a * b + c, ReduceAdd, ReduceAdd4 (four at once), ReduceMax,
+//   Round (to nearest even), Pow2 (2^n for integral n in [-126, 127]), GreaterEqual, Select,
+//   SumSquaresDouble;
 // plus the shared functions of simd_common.inc (Exp).
 //
 // The SIMD namespaces sit inside `#pragma GCC target` regions rather than per-function
@@ -68,6 +69,12 @@ struct Vec {
   static T Min(T a, T b) { return a < b ? a : b; }
   static T MulAdd(T a, T b, T c) { return a * b + c; }
   static float ReduceAdd(T v) { return v; }
+  static void ReduceAdd4(T a0, T a1, T a2, T a3, float* out) {
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+  }
   static float ReduceMax(T v) { return v; }
   static T Round(T v) { return std::nearbyint(v); }
   static T Pow2(T n) {
@@ -131,6 +138,11 @@ struct Vec {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // out[i] = the sum of a_i's lanes, the four reductions sharing one horizontal-add tree.
+  static void ReduceAdd4(T a0, T a1, T a2, T a3, float* out) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   }
   static float ReduceMax(T v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -216,6 +228,16 @@ struct Vec {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+  }
+  // out[i] = the sum of a_i's lanes: each folded to 8 lanes, then one horizontal-add tree.
+  static void ReduceAdd4(T a0, T a1, T a2, T a3, float* out) {
+    auto fold = [](T v) {
+      return _mm256_add_ps(_mm512_castps512_ps256(v),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    };
+    const __m256 h =
+        _mm256_hadd_ps(_mm256_hadd_ps(fold(a0), fold(a1)), _mm256_hadd_ps(fold(a2), fold(a3)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
   }
   static float ReduceMax(T v) {
     const __m256 half =
