@@ -57,6 +57,14 @@ absl::StatusOr<LlamaModel::Layer> LlamaModel::LoadLayer(const WeightSource& sour
   absl::StatusOr<std::vector<float>> ffn_norm = source.ReadF32(b + "ffn_norm.weight", {d});
   if (!ffn_norm.ok()) return ffn_norm.status();
   layer.ffn_norm = *std::move(ffn_norm);
+  if (c.qk_norm) {
+    for (auto [name, dst] : {std::pair{"attn_q_norm.weight", &layer.q_norm},
+                             std::pair{"attn_k_norm.weight", &layer.k_norm}}) {
+      absl::StatusOr<std::vector<float>> norm = source.ReadF32(b + name, {c.head_dim});
+      if (!norm.ok()) return norm.status();
+      *dst = *std::move(norm);
+    }
+  }
   std::vector<float> qkv_bias;
   if (c.qkv_bias) {
     for (const auto& [name, n] : {std::pair<const char*, int64_t>{"attn_q.bias", q},
@@ -232,6 +240,12 @@ void LlamaModel::RunLayer(int64_t l, absl::Span<const AttentionSequence> seqs, i
     std::memcpy(v_.data() + r * kvs, src + qs + kvs, kvs * sizeof(float));
   }
   timer.Lap(StepPhase::kCopy);
+  if (c.qk_norm) {  // each head's vector normalised on its own: rows x heads vectors of head_dim
+    RmsNorm(q_.data(), layer.q_norm.data(), q_.data(), rows * c.num_heads, c.head_dim,
+            c.rms_norm_eps);
+    RmsNorm(k_.data(), layer.k_norm.data(), k_.data(), rows * c.num_kv_heads, c.head_dim,
+            c.rms_norm_eps);
+  }
   ApplyRope(q_.data(), rows, ashape.num_heads, positions_.data(), *rope_, c.rope_style);
   ApplyRope(k_.data(), rows, ashape.num_kv_heads, positions_.data(), *rope_, c.rope_style);
   timer.Lap(StepPhase::kElementwise);

@@ -89,7 +89,8 @@ class LlamaModel {
  private:
   struct Layer {
     std::vector<float> attn_norm;
-    std::unique_ptr<Linear> qkv;  // [q; k; v] rows fused, with bias for qwen2
+    std::vector<float> q_norm, k_norm;  // [head_dim] each, when config.qk_norm
+    std::unique_ptr<Linear> qkv;        // [q; k; v] rows fused, with bias for qwen2
     std::unique_ptr<Linear> attn_out;
     std::vector<float> ffn_norm;
     std::unique_ptr<Linear> gate_up;  // [gate; up] rows fused

@@ -63,10 +63,15 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   } else if (c.architecture == "qwen2") {
     c.rope_style = RopeStyle::kHalves;
     c.qkv_bias = true;
+  } else if (c.architecture == "qwen3") {
+    // Qwen2 without the Q/K/V biases, plus an RMSNorm over each head of Q and K before RoPE
+    // (attn_q_norm / attn_k_norm); the head size comes from attention.key_length.
+    c.rope_style = RopeStyle::kHalves;
+    c.qk_norm = true;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported architecture '", c.architecture,
-                     "' (general.architecture); kvserve supports llama (incl. Mistral) and qwen2"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported architecture '", c.architecture,
+        "' (general.architecture); kvserve supports llama (incl. Mistral), qwen2 and qwen3"));
   }
   absl::StatusOr<std::string> name = file.GetString("general.name");
   c.name = name.ok() ? *name : std::filesystem::path(file.path()).stem().string();

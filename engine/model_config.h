@@ -35,6 +35,7 @@ struct ModelConfig {
   std::vector<float> rope_freq_divisors;
   std::string rope_scaling = "none";  // "none", "llama3", "linear", "rope_freqs": for logs
   bool qkv_bias = false;              // qwen2 has biases on Q, K and V
+  bool qk_norm = false;               // qwen3: RMSNorm (weights [head_dim]) per head of Q and K
   bool tied_embeddings = false;       // LM head reuses token_embd when output.weight is absent
 
   int64_t q_size() const { return num_heads * head_dim; }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes a synthetic Llama-family GGUF model (arch `llama` or `qwen2`) with random weights.
+"""Writes a synthetic Llama-family GGUF model (arch `llama`, `qwen2` or `qwen3`) with random weights.
 
   make_model.py --arch llama --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 \
       --type F32|F16|BF16|Q8_0|Q4_0|Q4_1|Q5_0|Q5_1|Q2_K|Q3_K|Q4_K|Q5_K|Q6_K|IQ4_NL|IQ4_XS|Q4_K_M|Q5_K_M \
@@ -103,9 +103,9 @@ def tensor_types(ftype, names_rows, layers, tied=False, embd_type=None, output_t
 def make_model(out, arch="llama", dim=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=None,
                ctx=2048, type="F32", seed=0, rope_base=10000.0, eps=1e-5, tied=False,
                tokenizer_from=None, bias_std=0.2, head_row_scale_sigma=0.6, chat_template=None,
-               embd_type=None, output_type=None, biased=False):
-    if arch not in ("llama", "qwen2"):
-        raise ValueError(f"--arch must be llama or qwen2, got {arch!r}")
+               embd_type=None, output_type=None, biased=False, head_dim=None):
+    if arch not in ("llama", "qwen2", "qwen3"):
+        raise ValueError(f"--arch must be llama, qwen2 or qwen3, got {arch!r}")
     if type not in FILE_TYPE:
         raise ValueError(f"--type must be one of {sorted(FILE_TYPE)}, got {type!r}")
     for what, t in (("--embd-type", embd_type), ("--output-type", output_type)):
@@ -114,10 +114,20 @@ def make_model(out, arch="llama", dim=64, layers=2, heads=4, kv_heads=2, ffn=128
     if type in ("F32", "F16", "BF16", "Q8_0") and embd_type is None and output_type is None and not biased:
         return _make_model_float(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed,
                                  rope_base, eps, tied, tokenizer_from, bias_std, head_row_scale_sigma,
-                                 chat_template)
+                                 chat_template, head_dim)
     return _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed,
                               rope_base, eps, tied, tokenizer_from, bias_std, head_row_scale_sigma,
-                              chat_template, embd_type, output_type, biased)
+                              chat_template, embd_type, output_type, biased, head_dim)
+
+
+def _head_dim(dim, heads, kv_heads, head_dim):
+    """The head size: dim / heads unless given (qwen3 and others declare attention.key_length)."""
+    if heads % kv_heads or (head_dim is None and dim % heads):
+        raise ValueError(f"dim {dim} must divide by heads {heads}, and heads by kv-heads {kv_heads}")
+    head_dim = dim // heads if head_dim is None else head_dim
+    if head_dim % 2:
+        raise ValueError(f"head_dim {head_dim} must be even for RoPE")
+    return head_dim
 
 
 def _tokenizer_meta(tokenizer_from, vocab):
@@ -147,6 +157,9 @@ def _write_header(w, arch, name, ctx, dim, layers, ffn, heads, kv_heads, eps, ro
     w.add(f"{arch}.attention.layer_norm_rms_epsilon", g.FLOAT32, eps)
     w.add(f"{arch}.rope.freq_base", g.FLOAT32, rope_base)
     w.add(f"{arch}.rope.dimension_count", g.UINT32, head_dim)
+    if arch == "qwen3" or head_dim * heads != dim:
+        w.add(f"{arch}.attention.key_length", g.UINT32, head_dim)
+        w.add(f"{arch}.attention.value_length", g.UINT32, head_dim)
     w.add("general.file_type", g.UINT32, file_type)
     for k, v in tok_meta.items():
         w.add_value(k, v)
@@ -156,23 +169,20 @@ def _write_header(w, arch, name, ctx, dim, layers, ffn, heads, kv_heads, eps, ro
 
 def _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed, rope_base,
                        eps, tied, tokenizer_from, bias_std, head_row_scale_sigma, chat_template,
-                       embd_type, output_type, biased=False):
+                       embd_type, output_type, biased=False, head_dim=None):
     """Quantized types (and explicit embedding/output types): weights drawn per tensor type.
     biased=True (tests only, a negative control) keeps every block scale positive, so blocks
     carry the mean of their quant range (e.g. Q4_0's -0.5 d) and llama.cpp repeats one token."""
-    if dim % heads or heads % kv_heads:
-        raise ValueError(f"dim {dim} must divide by heads {heads}, and heads by kv-heads {kv_heads}")
-    head_dim = dim // heads
-    if head_dim % 2:
-        raise ValueError(f"head_dim {head_dim} must be even for RoPE")
+    head_dim = _head_dim(dim, heads, kv_heads, head_dim)
     gq = g._ggml_quants()  # tests/reference/ggml_quants.py
 
     tok_meta, vocab = _tokenizer_meta(tokenizer_from, vocab)
     rows = {"token_embd.weight": dim}
     for i in range(layers):
         p = f"blk.{i}."
-        for n in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up"):
+        for n in ("attn_q", "attn_k", "attn_v", "ffn_gate", "ffn_up"):
             rows[p + n + ".weight"] = dim
+        rows[p + "attn_output.weight"] = heads * head_dim
         rows[p + "ffn_down.weight"] = ffn
     if not tied:
         rows["output.weight"] = dim
@@ -212,6 +222,9 @@ def _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx,
             w.add_tensor(p + "attn_q.bias", rng.normal(0, bias_std, heads * head_dim), g.GGML_F32)
             w.add_tensor(p + "attn_k.bias", rng.normal(0, bias_std, kv_heads * head_dim), g.GGML_F32)
             w.add_tensor(p + "attn_v.bias", rng.normal(0, bias_std, kv_heads * head_dim), g.GGML_F32)
+        if arch == "qwen3":
+            w.add_tensor(p + "attn_q_norm.weight", norm(head_dim), g.GGML_F32)
+            w.add_tensor(p + "attn_k_norm.weight", norm(head_dim), g.GGML_F32)
         weight(p + "attn_output.weight", dim, heads * head_dim, 1.0 / np.sqrt(heads * head_dim))
         w.add_tensor(p + "ffn_norm.weight", norm(dim), g.GGML_F32)
         weight(p + "ffn_gate.weight", ffn, dim, 1.0 / np.sqrt(dim))
@@ -228,14 +241,11 @@ def _make_model_blocks(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx,
 
 
 def _make_model_float(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, type, seed, rope_base,
-                      eps, tied, tokenizer_from, bias_std, head_row_scale_sigma, chat_template):
+                      eps, tied, tokenizer_from, bias_std, head_row_scale_sigma, chat_template,
+                      head_dim=None):
     """F32 / F16 / BF16 / Q8_0 from float weights (byte-identical to the generator before the
     quantized types were added)."""
-    if dim % heads or heads % kv_heads:
-        raise ValueError(f"dim {dim} must divide by heads {heads}, and heads by kv-heads {kv_heads}")
-    head_dim = dim // heads
-    if head_dim % 2:
-        raise ValueError(f"head_dim {head_dim} must be even for RoPE")
+    head_dim = _head_dim(dim, heads, kv_heads, head_dim)
     if type == "Q8_0":
         for what, n in (("dim", dim), ("ffn", ffn)):
             if n % g.QK8_0:
@@ -267,6 +277,9 @@ def _make_model_float(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, 
             w.add_tensor(p + "attn_q.bias", rng.normal(0, bias_std, heads * head_dim), g.GGML_F32)
             w.add_tensor(p + "attn_k.bias", rng.normal(0, bias_std, kv_heads * head_dim), g.GGML_F32)
             w.add_tensor(p + "attn_v.bias", rng.normal(0, bias_std, kv_heads * head_dim), g.GGML_F32)
+        if arch == "qwen3":
+            w.add_tensor(p + "attn_q_norm.weight", norm(head_dim), g.GGML_F32)
+            w.add_tensor(p + "attn_k_norm.weight", norm(head_dim), g.GGML_F32)
         w.add_tensor(p + "attn_output.weight", proj(dim, heads * head_dim), wtype)
         w.add_tensor(p + "ffn_norm.weight", norm(dim), g.GGML_F32)
         w.add_tensor(p + "ffn_gate.weight", proj(ffn, dim), wtype)
@@ -285,7 +298,9 @@ def _make_model_float(out, arch, dim, layers, heads, kv_heads, ffn, vocab, ctx, 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
+    ap.add_argument("--arch", default="llama", choices=["llama", "qwen2", "qwen3"])
+    ap.add_argument("--head-dim", type=int, default=None,
+                    help="head size (default dim / heads; written as attention.key_length)")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
@@ -308,7 +323,7 @@ def main():
     try:
         make_model(a.out, a.arch, a.dim, a.layers, a.heads, a.kv_heads, a.ffn, a.vocab, a.ctx, a.type,
                    a.seed, a.rope_base, a.eps, a.tied, a.tokenizer_from,
-                   embd_type=a.embd_type, output_type=a.output_type)
+                   embd_type=a.embd_type, output_type=a.output_type, head_dim=a.head_dim)
     except (ValueError, g.GGUFError) as e:
         print(f"make_model: {e}", file=sys.stderr)
         sys.exit(1)

@@ -2,6 +2,7 @@
 """kvserve's greedy tokens against llama.cpp's (the oracle, node-llama-cpp).
 
 On the shared tiny model and synthetic llama and qwen2 models with GQA in F32, F16 and Q8_0,
+and qwen3 (per-head q/k norms, head size 32 != dim / heads) in F16 and Q8_0,
 for 5 prompts (1 to 40 ids, BOS first), `kvserve generate --max-tokens 32 --weight-dtype f32`
 must print the ids llama.cpp generates. Where they differ, the float64 reference logits at the
 first differing position must show that kvserve picked the reference's top token and that
@@ -22,7 +23,9 @@ import llama_ref  # noqa: E402
 import refcommon as rc  # noqa: E402
 
 N_TOKENS = 32
-SPECS = [rc.spec(arch, t) for arch in ("llama", "qwen2") for t in ("F32", "F16", "Q8_0")]
+SPECS = [rc.spec(arch, t) for arch in ("llama", "qwen2") for t in ("F32", "F16", "Q8_0")] + [
+    # qwen3: per-head q/k RMSNorm, and a head size (32) other than dim / heads (16)
+    rc.spec("qwen3", t, head_dim=32) for t in ("F16", "Q8_0")]
 
 
 def main():

@@ -28,7 +28,8 @@ import refcommon as rc  # noqa: E402
 TOLERANCE = {"f32": 1e-4, "bf16": 2e-2}
 SPECS = [rc.spec("llama", "F32"), rc.spec("llama", "F16"), rc.spec("llama", "Q8_0"), rc.spec("llama", "BF16"),
          rc.spec("llama", "F32", tied=True), rc.spec("qwen2", "F32"), rc.spec("qwen2", "F16"),
-         rc.spec("qwen2", "Q8_0"), rc.spec("qwen2", "BF16")]
+         rc.spec("qwen2", "Q8_0"), rc.spec("qwen2", "BF16"),
+         rc.spec("qwen3", "F32", head_dim=32), rc.spec("qwen3", "F16", head_dim=32)]
 
 
 def main():

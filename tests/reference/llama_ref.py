@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent float64 NumPy forward pass for GGUF `llama` and `qwen2` models.
+"""Independent float64 NumPy forward pass for GGUF `llama`, `qwen2` and `qwen3` models.
 
   llama_ref.py --model F.gguf --prompt-ids 1,2,3 [--greedy N] [--out logits.npy]
 
@@ -34,8 +34,8 @@ class Model:
         f = g.read_gguf(path)
         self.path = path
         self.arch = f.get("general.architecture")
-        if self.arch not in ("llama", "qwen2"):
-            raise ValueError(f"{path}: architecture {self.arch!r} is not llama or qwen2")
+        if self.arch not in ("llama", "qwen2", "qwen3"):
+            raise ValueError(f"{path}: architecture {self.arch!r} is not llama, qwen2 or qwen3")
         a = self.arch
 
         def need(key):
@@ -48,12 +48,13 @@ class Model:
         self.layers = need("block_count")
         self.heads = need("attention.head_count")
         self.kv_heads = f.get(f"{a}.attention.head_count_kv", self.heads)
-        self.head_dim = self.dim // self.heads
+        # qwen3 (and any file that declares it) gives the head size; it need not be dim / heads.
+        self.head_dim = f.get(f"{a}.attention.key_length", self.dim // self.heads)
         self.eps = float(need("attention.layer_norm_rms_epsilon"))
         self.rope_base = float(f.get(f"{a}.rope.freq_base", 10000.0))
         self.rope_dims = f.get(f"{a}.rope.dimension_count", self.head_dim)
-        # GGUF llama rotates adjacent pairs; qwen2 (NeoX style) rotates the two halves.
-        self.rope_neox = a == "qwen2"
+        # GGUF llama rotates adjacent pairs; qwen2/qwen3 (NeoX style) rotate the two halves.
+        self.rope_neox = a in ("qwen2", "qwen3")
         self.bos = f.get("tokenizer.ggml.bos_token_id")
         self.types = {name: t.type for name, t in f.tensors.items()}
         self.w = {}
@@ -271,9 +272,13 @@ def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None, f16_kv=
             q = q + m.w[p + "attn_q.bias"]
             k = k + m.w[p + "attn_k.bias"]
             v = v + m.w[p + "attn_v.bias"]
+        q, k = q.reshape(T, H, hd), k.reshape(T, KV, hd)
+        if p + "attn_q_norm.weight" in m.w:  # qwen3: RMSNorm of each head's q and k, before RoPE
+            q = rms_norm(q, m.w[p + "attn_q_norm.weight"], m.eps)
+            k = rms_norm(k, m.w[p + "attn_k_norm.weight"], m.eps)
         rot = rope_ggml_f32 if emulate_llamacpp else rope
-        q = rot(q.reshape(T, H, hd), pos, m.rope_base, m.rope_dims, m.rope_neox)
-        k = rot(k.reshape(T, KV, hd), pos, m.rope_base, m.rope_dims, m.rope_neox)
+        q = rot(q, pos, m.rope_base, m.rope_dims, m.rope_neox)
+        k = rot(k, pos, m.rope_base, m.rope_dims, m.rope_neox)
         v = f16(v.reshape(T, KV, hd))
         k = f16(k)  # the K/V cache is f16; the tiled path multiplies an f32 Q with it
         attn = np.empty((T, H, hd))

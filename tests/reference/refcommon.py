@@ -49,7 +49,7 @@ def spec_name(s):
     extra = "-tied" if s.get("tied") else ""
     if s.get("biased"):
         extra += "-biased"
-    for key, tag in (("embd_type", "embd"), ("output_type", "out")):
+    for key, tag in (("embd_type", "embd"), ("output_type", "out"), ("head_dim", "hd")):
         if s.get(key):
             extra += f"-{tag}{s[key]}"
     return f"{s['arch']}-{s['type']}{extra}"
