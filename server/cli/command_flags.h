@@ -28,9 +28,9 @@ struct FlagGroup {
 };
 
 struct CommandSpec {
-  const char* name;        // "serve"
-  const char* synopsis;    // after "usage: kvserve NAME "
-  const char* summary;     // one paragraph on what the command does
+  const char* name;      // "serve"
+  const char* synopsis;  // after "usage: kvserve NAME "
+  const char* summary;   // one paragraph on what the command does
   std::vector<FlagGroup> groups;
 };
 
@@ -54,8 +54,8 @@ std::optional<std::string> NearestWord(absl::string_view word,
 
 // What main does with a subcommand's arguments before Abseil parses them.
 struct FlagCheck {
-  bool help = false;   // --help or -h was given: print the page, exit 0
-  std::string error;   // non-empty: an unknown flag, with a suggestion; print it, exit 2
+  bool help = false;  // --help or -h was given: print the page, exit 0
+  std::string error;  // non-empty: an unknown flag, with a suggestion; print it, exit 2
 };
 
 // Scans `args` (the arguments after the subcommand, underscore spelling, as main rewrote them)

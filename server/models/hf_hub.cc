@@ -508,8 +508,8 @@ namespace {
 // connections), checks the size and SHA-256 the server announced, and renames it to `dest`.
 // The caller holds the lock of `dest`.
 absl::Status DownloadVerified(const HfModelRef& ref, const std::string& file,
-                              const std::string& url, const fs::path& partial,
-                              const fs::path& dest, const HfHubOptions& options) {
+                              const std::string& url, const fs::path& partial, const fs::path& dest,
+                              const HfHubOptions& options) {
   const std::string where = absl::StrCat(file, " of hf:", ref.repo_id());
   std::error_code ec;
   absl::StatusOr<Expected> expected;
@@ -608,8 +608,8 @@ absl::StatusOr<std::string> DownloadLegacy(const HfModelRef& ref, const std::str
   }
   std::error_code ec;
   if (fs::is_regular_file(dest, ec)) return dest.string();
-  if (absl::Status s = DownloadVerified(ref, file, url, fs::path(dest.string() + ".incomplete"),
-                                        dest, options);
+  if (absl::Status s =
+          DownloadVerified(ref, file, url, fs::path(dest.string() + ".incomplete"), dest, options);
       !s.ok()) {
     return s;
   }
@@ -666,8 +666,8 @@ absl::StatusOr<std::string> FetchFile(const HfModelRef& ref, const std::string& 
   }
 
   const std::string revision = commit->empty() ? "main" : *commit;
-  const std::string url = absl::StrCat(options.endpoint, "/", ref.owner, "/", ref.repo,
-                                       "/resolve/", revision, "/", file);
+  const std::string url = absl::StrCat(options.endpoint, "/", ref.owner, "/", ref.repo, "/resolve/",
+                                       revision, "/", file);
   absl::StatusOr<Probe> probe;
   for (int attempt = 1;; ++attempt) {
     probe = ProbeFile(ref, file, url, options);
@@ -695,8 +695,8 @@ absl::StatusOr<std::string> FetchFile(const HfModelRef& ref, const std::string& 
   const fs::path blob = repo_dir / "blobs" / probe->etag;
   const fs::path snapshot_file = repo_dir / "snapshots" / *commit / file;
   const fs::path locks = fs::path(options.hub_cache_dir) / ".locks" / repo_dir.filename();
-  for (const fs::path& dir : {blob.parent_path(), snapshot_file.parent_path(), locks,
-                              repo_dir / "refs"}) {
+  for (const fs::path& dir :
+       {blob.parent_path(), snapshot_file.parent_path(), locks, repo_dir / "refs"}) {
     if (absl::Status s = CreateDirectories(dir); !s.ok()) return s;
   }
   {
@@ -719,8 +719,8 @@ absl::StatusOr<std::string> FetchFile(const HfModelRef& ref, const std::string& 
   fs::remove(snapshot_file, ec);
   fs::create_symlink(fs::relative(blob, snapshot_file.parent_path()), snapshot_file, ec);
   if (std::error_code exists; ec && !fs::is_regular_file(snapshot_file, exists)) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot link '", snapshot_file.string(),
-                                                    "' to its blob: ", ec.message()));
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot link '", snapshot_file.string(), "' to its blob: ", ec.message()));
   }
   if (revision == "main") {
     if (absl::Status s = WriteSmallFile(repo_dir / "refs" / "main", *commit); !s.ok()) return s;

@@ -25,7 +25,8 @@
 // cached (naming the cache paths).
 //
 // Thread-safety: functions are reentrant; concurrent processes (kvserve or huggingface_hub)
-// downloading the same blob serialize on an flock of `{cache}/.locks/models--OWNER--REPO/ETAG.lock`.
+// downloading the same blob serialize on an flock of
+// `{cache}/.locks/models--OWNER--REPO/ETAG.lock`.
 #ifndef KVSERVE_SERVER_MODELS_HF_HUB_H_
 #define KVSERVE_SERVER_MODELS_HF_HUB_H_
 
@@ -40,9 +41,9 @@ struct HfHubOptions {
   std::string endpoint = "https://huggingface.co";  // no trailing slash
   std::string hub_cache_dir;  // the Hugging Face hub cache (holds models--OWNER--REPO folders)
   std::string cache_dir;      // kvserve's cache root (its older hf/ layout is read from there)
-  std::string token;                                // sent as "Authorization: Bearer" if set
-  bool offline = false;                             // only the cache, no HTTP at all
-  int max_attempts = 4;  // per file, for dropped connections (each resumes the partial file)
+  std::string token;          // sent as "Authorization: Bearer" if set
+  bool offline = false;       // only the cache, no HTTP at all
+  int max_attempts = 4;       // per file, for dropped connections (each resumes the partial file)
 
   // HF_ENDPOINT, HfHubCacheDir(), KVSERVE_CACHE (default $HOME/.cache/kvserve), HF_TOKEN, and
   // offline when `offline_flag` is set or HF_HUB_OFFLINE is 1/true/yes.
@@ -76,10 +77,11 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& repo, const std::strin
                                         const HfHubOptions& options, bool optional = false);
 
 // Makes `ref` available locally and returns its path: the GGUF file for `hf:OWNER/REPO:FILE`;
-// for `hf:OWNER/REPO` the folder (a snapshot, or the older layout's folder) holding config.json, tokenizer.json, the optional
-// tokenizer_config.json / generation_config.json / chat_template.jinja, and model.safetensors or
-// model.safetensors.index.json with every shard it lists (unless `include_weights` is false:
-// `kvserve tokenize` needs only the config and tokenizer files).
+// for `hf:OWNER/REPO` the folder (a snapshot, or the older layout's folder) holding config.json,
+// tokenizer.json, the optional tokenizer_config.json / generation_config.json /
+// chat_template.jinja, and model.safetensors or model.safetensors.index.json with every shard it
+// lists (unless `include_weights` is false: `kvserve tokenize` needs only the config and tokenizer
+// files).
 absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options,
                                            bool include_weights = true);
 

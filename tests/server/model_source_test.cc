@@ -96,7 +96,6 @@ TEST(LoadModelSourceTest, FolderEosTextFromTokenizerConfig) {
   std::filesystem::remove_all(dir);
 }
 
-
 // The Hugging Face cache folder: HF_HUB_CACHE wins over HF_HOME, which wins over HOME.
 TEST(HfHubCacheDirTest, EnvironmentOrder) {
   const auto keep = [](const char* name) {
@@ -113,8 +112,8 @@ TEST(HfHubCacheDirTest, EnvironmentOrder) {
   EXPECT_EQ(HfHubCacheDir(), "/data/hf/hub");
   setenv("HF_HUB_CACHE", "/fast/hub", 1);
   EXPECT_EQ(HfHubCacheDir(), "/fast/hub");
-  for (const auto& [name, value] : {std::pair{"HF_HUB_CACHE", hub}, std::pair{"HF_HOME", home},
-                                    std::pair{"HOME", user}}) {
+  for (const auto& [name, value] :
+       {std::pair{"HF_HUB_CACHE", hub}, std::pair{"HF_HOME", home}, std::pair{"HOME", user}}) {
     if (value.has_value()) {
       setenv(name, value->c_str(), 1);
     } else {
@@ -173,8 +172,8 @@ TEST_F(HfCacheLayoutTest, FileOfRefsMainSnapshotIsUsedOffline) {
   Place("sub/extra.bin", "nested", "c0ffee00", "b10b");
   absl::StatusOr<std::string> path = FetchHfFile(ref_, "model.gguf", options_);
   ASSERT_TRUE(path.ok()) << path.status();
-  EXPECT_EQ(*path, (root_ / "hub/models--some-owner--Some.Repo/snapshots/c0ffee00/model.gguf")
-                       .string());
+  EXPECT_EQ(*path,
+            (root_ / "hub/models--some-owner--Some.Repo/snapshots/c0ffee00/model.gguf").string());
   EXPECT_EQ(Read(*path), "gguf bytes");
   absl::StatusOr<std::string> nested = FetchHfFile(ref_, "sub/extra.bin", options_);
   ASSERT_TRUE(nested.ok()) << nested.status();
