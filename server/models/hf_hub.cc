@@ -717,7 +717,7 @@ absl::StatusOr<std::string> FetchFile(const HfModelRef& ref, const std::string& 
   }
   // snapshots/COMMIT/FILE -> ../../blobs/ETAG (relative, so the cache can move).
   fs::remove(snapshot_file, ec);
-  fs::create_symlink(fs::relative(blob, snapshot_file.parent_path()), snapshot_file, ec);
+  fs::create_symlink(fs::relative(blob, snapshot_file.parent_path(), ec), snapshot_file, ec);
   if (std::error_code exists; ec && !fs::is_regular_file(snapshot_file, exists)) {
     return absl::PermissionDeniedError(
         absl::StrCat("cannot link '", snapshot_file.string(), "' to its blob: ", ec.message()));
