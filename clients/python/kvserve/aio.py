@@ -15,9 +15,8 @@ grpc = _grpc_import.require()
 
 from grpc import aio  # noqa: E402
 
-from kvserve.client import (Delta, KvserveError, build_chat_request,  # noqa: E402,F401
-                            build_generate_request, channel_credentials, message_to_dict,
-                            rpc_error, to_delta)
+from kvserve.client import (Delta, build_chat_request, build_generate_request,  # noqa: E402
+                            channel_credentials, message_to_dict, rpc_error, to_delta)
 from kvserve.v1 import generation_pb2 as pb  # noqa: E402
 from kvserve.v1 import generation_pb2_grpc as pb_grpc  # noqa: E402
 

@@ -133,9 +133,14 @@ class ClientTest(unittest.TestCase):
     def test_command_line(self):
         env = dict(os.environ)
         env["PYTHONPATH"] = CLIENT_DIR + os.pathsep + env.get("PYTHONPATH", "")
-        run = lambda *a: subprocess.run(  # noqa: E731
-            [sys.executable, "-m", "kvserve", "--target", self.server.address, *a],
-            capture_output=True, text=True, timeout=60, env=env)
+        env["PYTHONIOENCODING"] = "utf-8"
+
+        def run(*a):
+            # Bytes decoded here: text=True would turn a generated "\r" into "\n".
+            r = subprocess.run([sys.executable, "-m", "kvserve", "--target", self.server.address,
+                                *a], capture_output=True, timeout=60, env=env)
+            return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode("utf-8"),
+                                               r.stderr.decode("utf-8"))
         r = run("info")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["model"]["name"], self.client.model_info()["name"])
@@ -149,10 +154,11 @@ class ClientTest(unittest.TestCase):
     def test_example_uses_the_client(self):
         r = subprocess.run([sys.executable, EXAMPLE, "--target", self.server.address, "--prompt",
                             PROMPT, "--max-tokens", "7", "--ignore-eos"],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, timeout=60,
+                           env=dict(os.environ, PYTHONIOENCODING="utf-8"))
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertTrue(r.stdout.startswith(self.expected(7)[1]))
-        self.assertIn("finish_reason=LENGTH", r.stdout)
+        out = r.stdout.decode("utf-8")
+        self.assertTrue(out.startswith(self.expected(7)[1] + "\n[finish_reason=LENGTH "), out)
 
 
 class InstallTest(unittest.TestCase):
