@@ -32,6 +32,7 @@ if [ "$mode" = all ]; then
     libgtest-dev libgmock-dev libbenchmark-dev
     clang  # the strict build: scripts/clang-check.sh (-Werror, -Wthread-safety)
     python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2 python3-yaml
+    python3-pytest python3-venv  # the Python client's tests: pytest, pip install into a venv
     openssl curl  # the TLS tests: throwaway certificates (openssl req), curl --cacert
     prometheus  # promtool and a real Prometheus server for the /metrics tests
     chromium  # the chat page test (driven by npm playwright-core)

@@ -1,24 +1,24 @@
 #!/usr/bin/env python3
-"""Streams one generation from a kvserve server with grpcio.
+"""Streams one generation from a kvserve server with the kvserve Python client.
 
-The client code is generated from proto/kvserve/v1/generation.proto at build time into
-build/proto/python (set KVSERVE_PROTO_PYTHON to use another place). Needs grpcio and protobuf
-(Debian: python3-grpcio python3-protobuf).
+The client is clients/python (package `kvserve`): installed with `pip install ./clients/python`,
+or used from this checkout as it is (this script puts clients/python on sys.path). It needs
+grpcio and protobuf: Debian's /usr/bin/python3 has them with python3-grpcio python3-protobuf.
 
-    kvserve serve &                      # demo model on port 50051
-    python3 examples/python/generate.py --prompt "Hello" --max-tokens 32
+    kvserve serve &                      # the built-in demo model on port 50051
+    /usr/bin/python3 examples/python/generate.py --prompt "Hello" --max-tokens 32
 """
 import argparse
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.environ.get("KVSERVE_PROTO_PYTHON",
-                                  os.path.join(HERE, "..", "..", "build", "proto", "python")))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
 
-import grpc  # noqa: E402
-from kvserve.v1 import generation_pb2 as pb  # noqa: E402
-from kvserve.v1 import generation_pb2_grpc as pb_grpc  # noqa: E402
+try:
+    import kvserve
+except ImportError as e:  # kvserve.MissingGrpcError names the interpreter and the fix
+    sys.exit(f"generate.py: {e}")
 
 
 def main():
@@ -32,23 +32,22 @@ def main():
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
 
-    stub = pb_grpc.GenerationStub(grpc.insecure_channel(args.target))
-    request = pb.GenerateRequest(
-        prompt=args.prompt, max_tokens=args.max_tokens, stop=args.stop,
-        ignore_eos=args.ignore_eos, sampling=pb.SamplingParams(temperature=args.temperature))
     last = None
-    try:
-        for message in stub.Generate(request, timeout=args.timeout):
-            sys.stdout.write(message.text)
-            sys.stdout.flush()
-            last = message
-    except grpc.RpcError as e:
-        print(f"\nerror: {e.code().name}: {e.details()}", file=sys.stderr)
-        return 1
-    reason = pb.FinishReason.Name(last.finish_reason).replace("FINISH_REASON_", "")
-    print(f"\n[finish_reason={reason} prompt_tokens={last.usage.prompt_tokens} "
-          f"completion_tokens={last.usage.completion_tokens} "
-          f"ttft={last.timings.time_to_first_token_seconds:.3f}s]")
+    with kvserve.Client(args.target, timeout=args.timeout) as client:
+        try:
+            for delta in client.generate(args.prompt, max_tokens=args.max_tokens,
+                                         temperature=args.temperature, stop=args.stop,
+                                         ignore_eos=args.ignore_eos):
+                sys.stdout.write(delta.text)
+                sys.stdout.flush()
+                last = delta
+        except kvserve.KvserveError as e:
+            print(f"\nerror: {e.code}: {e.details}", file=sys.stderr)
+            return 1
+    usage = last.usage
+    print(f"\n[finish_reason={last.finish_reason.upper()} prompt_tokens={usage['prompt_tokens']} "
+          f"completion_tokens={usage['completion_tokens']} "
+          f"ttft={last.timings['time_to_first_token_seconds']:.3f}s]")
     return 0
 
 

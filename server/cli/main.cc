@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/cli/command_flags.h"
 #include "server/cli/health_command.h"
 #include "server/cli/offline_commands.h"
 #include "server/cli/serve_command.h"
@@ -29,11 +31,13 @@ constexpr char kUsage[] =
     "  client   --prompt TEXT [--target HOST:PORT] [--json]       stream a generation from a "
     "server\n"
     "  health   [--target HOST:PORT] [--service NAME] [--timeout S] exit 0 if the server is "
-    "SERVING\n"    "           [--tls-ca CA.pem [--tls-client-cert C --tls-client-key K]] over TLS\n"
+    "SERVING\n"
+    "           [--tls-ca CA.pem [--tls-client-cert C --tls-client-key K]] over TLS\n"
     "  generate --model FILE --prompt-ids 1,2,3 --max-tokens N   greedy continuation as JSON\n"
     "           (or --prompt \"text\": tokenized with BOS; prints ids and text)\n"
     "  tokenize --model FILE [--add-special-tokens] \"text\"        token ids as JSON\n"
-    "  logits   --model FILE --prompt-ids 1,2,3 --out FILE        raw f32 logits of every position\n"
+    "  logits   --model FILE --prompt-ids 1,2,3 --out FILE        raw f32 logits of every "
+    "position\n"
     "M is a GGUF file, a Hugging Face folder, or hf:OWNER/REPO[:FILE.gguf] (downloaded; "
     "--offline: cache only)\n"
     "run `kvserve <command> --help` for its flags";
@@ -49,6 +53,17 @@ int main(int argc, char** argv) {
                : 1;
   }
   const std::string command = argv[1];
+  const kvserve::server::CommandSpec* spec = kvserve::server::FindCommand(command);
+  if (spec == nullptr) {
+    std::vector<std::string> names;
+    for (const kvserve::server::CommandSpec& c : kvserve::server::AllCommands()) {
+      names.push_back(c.name);
+    }
+    const std::optional<std::string> nearest = kvserve::server::NearestWord(command, names);
+    std::fprintf(stderr, "kvserve: unknown command '%s'%s\n%s\n", command.c_str(),
+                 nearest ? ("; did you mean '" + *nearest + "'?").c_str() : "", kUsage);
+    return 2;
+  }
   // Drop the subcommand so absl sees `kvserve --flags...`.
   // Flags may be spelled with dashes (--max-tokens) or underscores (--max_tokens); Abseil knows
   // the underscore names, so rewrite the name part of each flag.
@@ -64,6 +79,22 @@ int main(int argc, char** argv) {
     }
     storage.push_back(std::move(arg));
   }
+  // This command's flags only: Abseil would take any command's (--prompt for serve) silently,
+  // and its --help lists nothing useful for a program with subcommands.
+  const kvserve::server::FlagCheck check = kvserve::server::CheckCommandFlags(*spec, storage);
+  if (!check.error.empty()) {
+    std::fprintf(stderr, "%s\n", check.error.c_str());
+    return 2;
+  }
+  if (check.help) {
+    absl::StatusOr<std::string> help = kvserve::server::RenderCommandHelp(*spec);
+    if (!help.ok()) {
+      std::fprintf(stderr, "kvserve: %s\n", std::string(help.status().message()).c_str());
+      return 1;
+    }
+    std::fwrite(help->data(), 1, help->size(), stdout);
+    return 0;
+  }
   std::vector<char*> args;
   args.push_back(argv[0]);
   for (std::string& a : storage) args.push_back(a.data());
@@ -77,6 +108,6 @@ int main(int argc, char** argv) {
   if (command == "serve") return kvserve::server::RunServe(positional);
   if (command == "client") return kvserve::server::RunClient(positional);
   if (command == "health") return kvserve::server::RunHealth(positional);
-  std::fprintf(stderr, "kvserve: unknown command '%s'\n%s\n", command.c_str(), kUsage);
+  std::fprintf(stderr, "kvserve: command '%s' has no entry point\n", command.c_str());
   return 1;
 }

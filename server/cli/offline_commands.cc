@@ -25,9 +25,11 @@
 
 ABSL_FLAG(std::string, model, "",
           "Model: a GGUF file, a Hugging Face folder (config.json + safetensors), or "
-          "hf:OWNER/REPO[:FILE.gguf] (downloaded into $KVSERVE_CACHE, default ~/.cache/kvserve)");
+          "hf:OWNER/REPO[:FILE.gguf] (from the Hugging Face cache, $HF_HUB_CACHE or "
+          "$HF_HOME/hub or ~/.cache/huggingface/hub, downloaded there if missing); OWNER/REPO "
+          "that is no local path means hf:OWNER/REPO. serve: empty = the built-in demo model");
 ABSL_FLAG(bool, offline, false,
-          "hf: models come from the cache only, with no network (also HF_HUB_OFFLINE=1)");
+          "hf: models come from the caches only, with no network (also HF_HUB_OFFLINE=1)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");
 ABSL_FLAG(std::string, prompt, "",
           "Prompt text (tokenized with the model's BOS); instead of --prompt-ids");

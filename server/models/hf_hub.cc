@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -113,6 +114,8 @@ struct Transfer {
   std::string linked_etag;
   std::string linked_size;
   std::string etag_sha256;
+  std::string etag;         // the first ETag, unquoted (names the blob in the Hugging Face cache)
+  std::string repo_commit;  // X-Repo-Commit: the commit the Hub resolved the revision to
   // Progress bar (terminals only).
   bool progress = false;
   std::string label;
@@ -143,10 +146,12 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
     t.linked_etag = UnquoteEtag(value);
   } else if (name == "x-linked-size" && t.linked_size.empty()) {
     t.linked_size = std::string(value);
-  } else if (name == "etag" && t.etag_sha256.empty()) {
+  } else if (name == "x-repo-commit" && t.repo_commit.empty()) {
+    t.repo_commit = absl::AsciiStrToLower(value);
+  } else if (name == "etag" && t.etag.empty()) {
     // Only a 64-hex ETag is a SHA-256 (the Hub's git blob ETags are SHA-1, CDNs send MD5s).
-    const std::string etag = UnquoteEtag(value);
-    if (IsSha256Hex(etag)) t.etag_sha256 = etag;
+    t.etag = UnquoteEtag(value);
+    if (IsSha256Hex(t.etag)) t.etag_sha256 = t.etag;
   }
   return size * count;
 }
@@ -228,6 +233,81 @@ int64_t FileSize(const fs::path& p) {
   return ec ? 0 : static_cast<int64_t>(n);
 }
 
+// The error for an HTTP answer that no retry changes (401/403: access, 404: no such file), else OK.
+absl::Status RefusalStatus(const HfModelRef& ref, const std::string& file, const std::string& url,
+                           long code, const HfHubOptions& options) {
+  const std::string repo = absl::StrCat("hf:", ref.repo_id());
+  if (code == 401 || code == 403) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        repo, ": HTTP ", code, " for ", url, ": ",
+        options.token.empty()
+            ? "the repository is gated or private; set HF_TOKEN to a Hugging Face token "
+              "that may read it"
+            : "the token in HF_TOKEN may not read this repository (gated: accept its terms on "
+              "the Hub first)"));
+  }
+  if (code == 404) {
+    return absl::NotFoundError(
+        absl::StrCat(repo, ": file '", file, "' not found (HTTP 404 for ", url, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Adds the Authorization (when a token is set) and User-Agent headers.
+void AddHubHeaders(const HfHubOptions& options, std::unique_ptr<curl_slist, SlistDeleter>* list) {
+  // The token goes to the Hub only: curl drops custom Authorization headers on redirects to
+  // another host (the CDN's URLs are signed).
+  if (!options.token.empty()) {
+    list->reset(curl_slist_append(list->release(),
+                                  absl::StrCat("Authorization: Bearer ", options.token).c_str()));
+  }
+  list->reset(curl_slist_append(list->release(), "User-Agent: kvserve"));
+}
+
+// What the Hub's first answer to a HEAD of a resolve URL says (redirects are not followed: the
+// Hub's own response names the commit and the blob, a CDN's would not).
+struct Probe {
+  std::string commit;  // X-Repo-Commit; empty when the server sends none (not a Hub)
+  std::string etag;    // X-Linked-Etag (LFS: the SHA-256) or ETag; empty when none
+};
+
+// Unavailable errors are worth retrying; RefusalStatus errors are final.
+absl::StatusOr<Probe> ProbeFile(const HfModelRef& ref, const std::string& file,
+                                const std::string& url, const HfHubOptions& options) {
+  InitCurlOnce();
+  Transfer t;
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  std::unique_ptr<curl_slist, SlistDeleter> headers;
+  AddHubHeaders(options, &headers);
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  const CURLcode rc = curl_easy_perform(c);
+  if (rc != CURLE_OK) {
+    return absl::UnavailableError(absl::StrCat("HEAD ", url, ": ", curl_easy_strerror(rc)));
+  }
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  if (absl::Status refused = RefusalStatus(ref, file, url, code, options); !refused.ok()) {
+    return refused;
+  }
+  if (code >= 500) return absl::UnavailableError(absl::StrCat("HEAD ", url, ": HTTP ", code));
+  if (code < 200 || code >= 400) {
+    return absl::UnknownError(absl::StrCat("HEAD ", url, ": unexpected HTTP ", code));
+  }
+  Probe probe;
+  probe.commit = t.repo_commit;
+  probe.etag = !t.linked_etag.empty() ? t.linked_etag : t.etag;
+  return probe;
+}
+
 // One request for `url`, appending to `partial` (with a Range request when it is not empty).
 // Unavailable errors are worth retrying; the rest are final.
 absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
@@ -247,13 +327,7 @@ absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
 
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   std::unique_ptr<curl_slist, SlistDeleter> headers;
-  const auto add_header = [&](const std::string& h) {
-    headers.reset(curl_slist_append(headers.release(), h.c_str()));
-  };
-  // The token goes to the Hub only: curl drops custom Authorization headers on redirects to
-  // another host (the CDN's URLs are signed).
-  if (!options.token.empty()) add_header(absl::StrCat("Authorization: Bearer ", options.token));
-  add_header("User-Agent: kvserve");
+  AddHubHeaders(options, &headers);
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -287,19 +361,8 @@ absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
 
-  const std::string repo = absl::StrCat("hf:", ref.repo_id());
-  if (code == 401 || code == 403) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        repo, ": HTTP ", code, " for ", url, ": ",
-        options.token.empty()
-            ? "the repository is gated or private; set HF_TOKEN to a Hugging Face token "
-              "that may read it"
-            : "the token in HF_TOKEN may not read this repository (gated: accept its terms on "
-              "the Hub first)"));
-  }
-  if (code == 404) {
-    return absl::NotFoundError(
-        absl::StrCat(repo, ": file '", file, "' not found (HTTP 404 for ", url, ")"));
+  if (absl::Status refused = RefusalStatus(ref, file, url, code, options); !refused.ok()) {
+    return refused;
   }
   if (code == 416) {
     // Our partial file is not a prefix the server can continue (e.g. the file changed): restart.
@@ -372,6 +435,7 @@ HfHubOptions HfHubOptions::FromEnvironment(bool offline_flag) {
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
     o.endpoint = endpoint;
   }
+  o.hub_cache_dir = HfHubCacheDir();
   o.cache_dir = Env("KVSERVE_CACHE");
   if (o.cache_dir.empty()) {
     const std::string home = Env("HOME");
@@ -438,48 +502,22 @@ absl::StatusOr<std::string> Sha256File(const std::string& path) {
   return hex;
 }
 
-absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string& file,
-                                        const HfHubOptions& options, bool optional) {
-  if (absl::Status s = ValidateRepoFile(file); !s.ok()) return s;
-  const fs::path dest = fs::path(options.cache_dir) / "hf" / ref.owner / ref.repo / file;
+namespace {
+
+// Downloads `url` into `partial` (resuming what an earlier attempt left there, retrying dropped
+// connections), checks the size and SHA-256 the server announced, and renames it to `dest`.
+// The caller holds the lock of `dest`.
+absl::Status DownloadVerified(const HfModelRef& ref, const std::string& file,
+                              const std::string& url, const fs::path& partial, const fs::path& dest,
+                              const HfHubOptions& options) {
   const std::string where = absl::StrCat(file, " of hf:", ref.repo_id());
   std::error_code ec;
-  if (fs::is_regular_file(dest, ec)) {
-    Log(absl::StrCat(where, " is already in the cache (", dest.string(), "), not downloading"));
-    return dest.string();
-  }
-  if (options.offline) {
-    const std::string message = absl::StrCat(
-        "offline mode (--offline or HF_HUB_OFFLINE=1): ", where, " is not in the cache at ",
-        dest.string(), "; run once without offline mode to download it");
-    return optional ? absl::NotFoundError(message) : absl::FailedPreconditionError(message);
-  }
-  fs::create_directories(dest.parent_path(), ec);
-  if (ec) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "cannot create the cache folder '", dest.parent_path().string(), "': ", ec.message()));
-  }
-  // Another process may be downloading the same file: wait for it, then look again.
-  FileLock lock(fs::path(dest.string() + ".lock"));
-  if (!lock.ok()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot lock '", dest.string(), ".lock' in the kvserve cache"));
-  }
-  if (fs::is_regular_file(dest, ec)) return dest.string();
-
-  const std::string url =
-      absl::StrCat(options.endpoint, "/", ref.owner, "/", ref.repo, "/resolve/main/", file);
-  const fs::path partial(dest.string() + ".incomplete");
   absl::StatusOr<Expected> expected;
   for (int attempt = 1;; ++attempt) {
     const int64_t had = FileSize(partial);
     if (had > 0) Log(absl::StrCat("resuming ", where, " at byte ", had));
     expected = Attempt(ref, file, url, partial, options);
     if (expected.ok()) break;
-    if (expected.status().code() == absl::StatusCode::kNotFound && optional) {
-      fs::remove(partial, ec);
-      return expected.status();
-    }
     if (expected.status().code() != absl::StatusCode::kUnavailable ||
         attempt >= options.max_attempts) {
       if (FileSize(partial) == 0) fs::remove(partial, ec);
@@ -488,7 +526,6 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string
     Log(absl::StrCat(expected.status().message(), "; retrying (attempt ", attempt + 1, " of ",
                      options.max_attempts, ")"));
   }
-
   const int64_t size = FileSize(partial);
   if (expected->size >= 0 && size != expected->size) {
     fs::remove(partial, ec);
@@ -515,35 +552,205 @@ absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string
   }
   Log(absl::StrCat("downloaded ", where, " (", size, " bytes", checked, ") from ", url, " to ",
                    dest.string()));
+  return absl::OkStatus();
+}
+
+absl::Status CreateDirectories(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create the cache folder '", dir.string(), "': ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReadSmallFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return std::string(absl::StripAsciiWhitespace(text.str()));
+}
+
+// Writes `text` to `path` through a temporary file and a rename (readers see old or new).
+absl::Status WriteSmallFile(const fs::path& path, const std::string& text) {
+  const fs::path temporary = path.string() + absl::StrCat(".tmp", getpid());
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot write '", temporary.string(), "'"));
+    }
+  }
+  std::error_code ec;
+  fs::rename(temporary, path, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot rename '", temporary.string(), "': ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+// kvserve's own layout before the Hugging Face one: {cache_dir}/hf/OWNER/REPO/FILE. Read when a
+// file is not in the Hugging Face cache; written only for servers that are not a Hub (no
+// X-Repo-Commit or ETag to name a snapshot and a blob by).
+fs::path LegacyPath(const HfModelRef& ref, const std::string& file, const HfHubOptions& options) {
+  return fs::path(options.cache_dir) / "hf" / ref.owner / ref.repo / file;
+}
+
+absl::StatusOr<std::string> DownloadLegacy(const HfModelRef& ref, const std::string& file,
+                                           const std::string& url, const HfHubOptions& options) {
+  const fs::path dest = LegacyPath(ref, file, options);
+  if (absl::Status s = CreateDirectories(dest.parent_path()); !s.ok()) return s;
+  FileLock lock(fs::path(dest.string() + ".lock"));
+  if (!lock.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot lock '", dest.string(), ".lock'"));
+  }
+  std::error_code ec;
+  if (fs::is_regular_file(dest, ec)) return dest.string();
+  if (absl::Status s =
+          DownloadVerified(ref, file, url, fs::path(dest.string() + ".incomplete"), dest, options);
+      !s.ok()) {
+    return s;
+  }
   return dest.string();
 }
 
-absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options,
-                                           bool include_weights) {
-  if (!ref.file.empty()) return FetchHfFile(ref, ref.file, options);
-  const fs::path dir = fs::path(options.cache_dir) / "hf" / ref.owner / ref.repo;
-  for (const char* required : {"config.json", "tokenizer.json"}) {
-    absl::StatusOr<std::string> path = FetchHfFile(ref, required, options);
-    if (!path.ok()) return path.status();
+// A blob or commit name used as a path component: what the Hub sends is hex; anything else
+// (a CDN's quoted-printable ETag, a path separator) is not trusted as a file name.
+bool SafeName(absl::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
   }
+  return true;
+}
+
+// `file` of `ref`, found in or stored into the Hugging Face cache. `*commit` is the snapshot:
+// empty on entry means refs/main's (or, with no refs/main yet, whatever the Hub resolves main
+// to); on return it names the snapshot used, so that every file of one model comes from one
+// commit (later requests ask the Hub for resolve/COMMIT/FILE).
+absl::StatusOr<std::string> FetchFile(const HfModelRef& ref, const std::string& file,
+                                      const HfHubOptions& options, bool optional, bool read_legacy,
+                                      std::string* commit) {
+  if (absl::Status s = ValidateRepoFile(file); !s.ok()) return s;
+  const std::string where = absl::StrCat(file, " of hf:", ref.repo_id());
+  const fs::path repo_dir = HfRepoCacheDir(ref, options);
+  std::error_code ec;
+  if (commit->empty()) *commit = ReadSmallFile(repo_dir / "refs" / "main");
+  if (!commit->empty() && !SafeName(*commit)) commit->clear();
+  if (!commit->empty()) {
+    const fs::path snapshot_file = repo_dir / "snapshots" / *commit / file;
+    if (fs::is_regular_file(snapshot_file, ec)) {  // follows the symlink to the blob
+      Log(absl::StrCat(where, " is already in the Hugging Face cache (", snapshot_file.string(),
+                       "), not downloading"));
+      return snapshot_file.string();
+    }
+    if (optional && fs::exists(repo_dir / ".no_exist" / *commit / file, ec)) {
+      return absl::NotFoundError(absl::StrCat(where, ": the cache records that it does not exist"));
+    }
+  }
+  const fs::path legacy = LegacyPath(ref, file, options);
+  if (read_legacy && fs::is_regular_file(legacy, ec)) {
+    Log(absl::StrCat(where, " is already in the kvserve cache (", legacy.string(),
+                     "), not downloading"));
+    return legacy.string();
+  }
+  if (options.offline) {
+    const std::string message = absl::StrCat(
+        "offline mode (--offline or HF_HUB_OFFLINE=1): ", where,
+        " is not in the Hugging Face cache (", repo_dir.string(), "/snapshots/",
+        commit->empty() ? "<no refs/main>" : *commit, "/", file, ") nor in the kvserve cache (",
+        legacy.string(), "); run once without offline mode to download it");
+    return optional ? absl::NotFoundError(message) : absl::FailedPreconditionError(message);
+  }
+
+  const std::string revision = commit->empty() ? "main" : *commit;
+  const std::string url = absl::StrCat(options.endpoint, "/", ref.owner, "/", ref.repo, "/resolve/",
+                                       revision, "/", file);
+  absl::StatusOr<Probe> probe;
+  for (int attempt = 1;; ++attempt) {
+    probe = ProbeFile(ref, file, url, options);
+    if (probe.ok() || probe.status().code() != absl::StatusCode::kUnavailable ||
+        attempt >= options.max_attempts) {
+      break;
+    }
+    Log(absl::StrCat(probe.status().message(), "; retrying"));
+  }
+  if (!probe.ok()) {
+    if (optional && probe.status().code() == absl::StatusCode::kNotFound && !commit->empty()) {
+      // As huggingface_hub does: remember the absence, so the next run asks no more.
+      if (CreateDirectories((repo_dir / ".no_exist" / *commit / file).parent_path()).ok()) {
+        (void)WriteSmallFile(repo_dir / ".no_exist" / *commit / file, "");
+      }
+    }
+    return probe.status();
+  }
+  if (!SafeName(probe->commit) || !SafeName(probe->etag)) {
+    Log(absl::StrCat(url, " names no commit or ETag (not a Hugging Face Hub?): storing ", where,
+                     " in the kvserve cache"));
+    return DownloadLegacy(ref, file, url, options);
+  }
+  *commit = probe->commit;
+  const fs::path blob = repo_dir / "blobs" / probe->etag;
+  const fs::path snapshot_file = repo_dir / "snapshots" / *commit / file;
+  const fs::path locks = fs::path(options.hub_cache_dir) / ".locks" / repo_dir.filename();
+  for (const fs::path& dir :
+       {blob.parent_path(), snapshot_file.parent_path(), locks, repo_dir / "refs"}) {
+    if (absl::Status s = CreateDirectories(dir); !s.ok()) return s;
+  }
+  {
+    // The lock huggingface_hub takes for the same blob: one download at a time, by either tool.
+    FileLock lock(locks / (probe->etag + ".lock"));
+    if (!lock.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot lock the blob ", blob.string()));
+    }
+    if (!fs::is_regular_file(blob, ec)) {
+      const std::string data_url = absl::StrCat(options.endpoint, "/", ref.owner, "/", ref.repo,
+                                                "/resolve/", *commit, "/", file);
+      if (absl::Status s = DownloadVerified(ref, file, data_url,
+                                            fs::path(blob.string() + ".incomplete"), blob, options);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  // snapshots/COMMIT/FILE -> ../../blobs/ETAG (relative, so the cache can move).
+  fs::remove(snapshot_file, ec);
+  fs::create_symlink(fs::relative(blob, snapshot_file.parent_path(), ec), snapshot_file, ec);
+  if (std::error_code exists; ec && !fs::is_regular_file(snapshot_file, exists)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot link '", snapshot_file.string(), "' to its blob: ", ec.message()));
+  }
+  if (revision == "main") {
+    if (absl::Status s = WriteSmallFile(repo_dir / "refs" / "main", *commit); !s.ok()) return s;
+  }
+  return snapshot_file.string();
+}
+
+// Every file of a folder model (`fetch(file, optional)` gets one), in the folder `fetch` puts
+// them in; returns the path of config.json.
+absl::StatusOr<std::string> FetchFolder(
+    const std::function<absl::StatusOr<std::string>(const std::string&, bool)>& fetch,
+    bool include_weights) {
+  absl::StatusOr<std::string> config = fetch("config.json", false);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<std::string> tokenizer = fetch("tokenizer.json", false);
+  if (!tokenizer.ok()) return tokenizer.status();
   for (const char* optional :
        {"tokenizer_config.json", "generation_config.json", "chat_template.jinja"}) {
-    absl::StatusOr<std::string> path = FetchHfFile(ref, optional, options, /*optional=*/true);
+    absl::StatusOr<std::string> path = fetch(optional, true);
     if (!path.ok() && path.status().code() != absl::StatusCode::kNotFound) return path.status();
   }
-  if (!include_weights) return dir.string();
-  absl::StatusOr<std::string> index =
-      FetchHfFile(ref, "model.safetensors.index.json", options, /*optional=*/true);
+  if (!include_weights) return config;
+  absl::StatusOr<std::string> index = fetch("model.safetensors.index.json", true);
   if (!index.ok()) {
     if (index.status().code() != absl::StatusCode::kNotFound) return index.status();
-    absl::StatusOr<std::string> single = FetchHfFile(ref, "model.safetensors", options);
+    absl::StatusOr<std::string> single = fetch("model.safetensors", false);
     if (!single.ok()) return single.status();
-    return dir.string();
+    return config;
   }
-  std::ifstream in(*index, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<base::JsonValue> json = base::ParseJson(text.str());
+  absl::StatusOr<base::JsonValue> json = base::ParseJson(ReadSmallFile(*index));
   if (!json.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(*index, ": ", json.status().message()));
   }
@@ -560,10 +767,56 @@ absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOpt
     shards.insert(shard.string);
   }
   for (const std::string& shard : shards) {
-    absl::StatusOr<std::string> path = FetchHfFile(ref, shard, options);
+    absl::StatusOr<std::string> path = fetch(shard, false);
     if (!path.ok()) return path.status();
   }
-  return dir.string();
+  return config;
+}
+
+}  // namespace
+
+std::string HfHubCacheDir() {
+  if (std::string dir = Env("HF_HUB_CACHE"); !dir.empty()) return dir;
+  if (std::string home = Env("HF_HOME"); !home.empty()) return (fs::path(home) / "hub").string();
+  const std::string home = Env("HOME");
+  return (fs::path(home.empty() ? "/tmp" : home) / ".cache" / "huggingface" / "hub").string();
+}
+
+std::string HfRepoCacheDir(const HfModelRef& ref, const HfHubOptions& options) {
+  return (fs::path(options.hub_cache_dir) / absl::StrCat("models--", ref.owner, "--", ref.repo))
+      .string();
+}
+
+absl::StatusOr<std::string> FetchHfFile(const HfModelRef& ref, const std::string& file,
+                                        const HfHubOptions& options, bool optional) {
+  std::string commit;
+  return FetchFile(ref, file, options, optional, /*read_legacy=*/true, &commit);
+}
+
+absl::StatusOr<std::string> ResolveHfModel(const HfModelRef& ref, const HfHubOptions& options,
+                                           bool include_weights) {
+  if (!ref.file.empty()) return FetchHfFile(ref, ref.file, options);
+  // A complete folder in kvserve's older cache is used as it is (no request); otherwise the
+  // folder is one snapshot of the Hugging Face cache.
+  std::error_code ec;
+  const auto legacy = [&](const std::string& file, bool) -> absl::StatusOr<std::string> {
+    const fs::path path = LegacyPath(ref, file, options);
+    if (fs::is_regular_file(path, ec)) return path.string();
+    return absl::NotFoundError(path.string());
+  };
+  absl::StatusOr<std::string> config = FetchFolder(legacy, include_weights);
+  if (config.ok()) {
+    Log(absl::StrCat("hf:", ref.repo_id(), " is in the kvserve cache (",
+                     fs::path(*config).parent_path().string(), "), not downloading"));
+  } else {
+    std::string commit;
+    const auto hub = [&](const std::string& file, bool optional) {
+      return FetchFile(ref, file, options, optional, /*read_legacy=*/false, &commit);
+    };
+    config = FetchFolder(hub, include_weights);
+    if (!config.ok()) return config.status();
+  }
+  return fs::path(*config).parent_path().string();
 }
 
 }  // namespace kvserve::server

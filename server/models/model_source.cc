@@ -1,5 +1,6 @@
 #include "server/models/model_source.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -7,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/json.h"
+#include "base/log.h"
 #include "server/models/hf_hub.h"
 
 namespace kvserve::server {
@@ -168,6 +170,19 @@ absl::StatusOr<std::optional<std::string>> ChatTemplateFromTokenizerConfig(
   return absl::InvalidArgumentError("chat_template list has no entry named \"default\"");
 }
 
+namespace {
+
+// OWNER/REPO: one slash, two parts ParseHfModelRef accepts, no ':' (hf:OWNER/REPO:FILE is the
+// way to name a file).
+bool LooksLikeRepoId(const std::string& spec) {
+  if (spec.find(':') != std::string::npos || std::count(spec.begin(), spec.end(), '/') != 1) {
+    return false;
+  }
+  return ParseHfModelRef("hf:" + spec).ok();
+}
+
+}  // namespace
+
 absl::StatusOr<LoadedModel> LoadModelSource(const std::string& spec,
                                             const ModelSourceOptions& options) {
   if (spec.empty()) {
@@ -177,17 +192,28 @@ absl::StatusOr<LoadedModel> LoadModelSource(const std::string& spec,
   LoadedModel m;
   m.spec = spec;
   m.path = spec;
-  if (IsHfModelRef(spec)) {
-    absl::StatusOr<HfModelRef> ref = ParseHfModelRef(spec);
+  std::error_code ec;
+  // `OWNER/REPO` that is no local path names a Hub repository, as vLLM reads it.
+  const bool repo_id = !IsHfModelRef(spec) && !fs::exists(spec, ec) && LooksLikeRepoId(spec);
+  if (repo_id) {
+    base::Log(absl::StrCat("--model '", spec, "' is no local file or folder: loading it as hf:",
+                           spec, " (a Hugging Face repository)"));
+  }
+  if (IsHfModelRef(spec) || repo_id) {
+    absl::StatusOr<HfModelRef> ref = ParseHfModelRef(repo_id ? "hf:" + spec : spec);
     if (!ref.ok()) return ref.status();
     absl::StatusOr<std::string> path =
         ResolveHfModel(*ref, HfHubOptions::FromEnvironment(options.offline),
                        /*include_weights=*/options.load_weights);
+    if (!path.ok() && repo_id) {
+      return absl::Status(path.status().code(),
+                          absl::StrCat("--model '", spec, "': no such file or folder, and as hf:",
+                                       spec, ": ", path.status().message()));
+    }
     if (!path.ok()) return path.status();
     m.path = *path;
     if (ref->file.empty()) m.name = ref->repo_id();
   }
-  std::error_code ec;
   if (!fs::exists(m.path, ec)) {
     return absl::NotFoundError(absl::StrCat("--model '", spec, "': no such file or folder"));
   }

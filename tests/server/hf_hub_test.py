@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""`--model hf:OWNER/REPO[:FILE]` against a local fake of the Hugging Face Hub (never the internet).
+"""`--model hf:OWNER/REPO[:FILE]` against a local fake of the Hugging Face Hub (never the internet),
+stored in and read from the Hugging Face cache layout (models--OWNER--REPO/{blobs,snapshots,refs}).
 
-FakeHub serves `/OWNER/REPO/resolve/main/FILE` from a folder the way the Hub does: small files
-directly with a SHA-256 ETag, weights (.gguf, .safetensors) as a 302 to a CDN path with
-X-Linked-Etag (SHA-256) and X-Linked-Size, Range requests answered with 206, a gated repo that
-wants `Authorization: Bearer <token>`, and switches to cut a file's first transfer halfway or to
-announce a wrong SHA-256. Every request is logged so tests can see Range and auth headers, or
-that none was made.
+FakeHub serves GET and HEAD of `/OWNER/REPO/resolve/REVISION/FILE` (REVISION: main or the repo's
+one commit) from a folder the way the Hub does: every answer names the commit (X-Repo-Commit);
+small files come directly with their git blob SHA-1 as ETag, weights (.gguf, .safetensors) as a
+302 to a CDN path with X-Linked-Etag (SHA-256) and X-Linked-Size; Range requests are answered
+with 206, a gated repo wants `Authorization: Bearer <token>`, and switches cut a file's first
+transfer halfway or announce a wrong SHA-256. Every request is logged so tests can see methods,
+Range and auth headers, or that none was made.
 
 Environment: KVSERVE_BIN (the kvserve binary).
 """
@@ -32,6 +34,22 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def git_blob_sha1(path):
+    """The Hub's ETag of a file not in LFS: git's object id of the blob."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def commit_of(repo_id):
+    """The fake Hub's one commit of a repository."""
+    return hashlib.sha1(repo_id.encode()).hexdigest()
+
+
+def is_lfs(rel):
+    return rel.endswith((".gguf", ".safetensors"))
+
+
 class FakeHub:
     def __init__(self, root):
         self.root = root
@@ -47,6 +65,9 @@ class FakeHub:
                 pass
 
             def do_GET(self):
+                hub.handle(self)
+
+            def do_HEAD(self):
                 hub.handle(self)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -71,40 +92,47 @@ class FakeHub:
 
     def handle(self, h):
         with self.lock:
-            self.requests.append({"path": h.path, "range": h.headers.get("Range"),
+            self.requests.append({"method": h.command, "path": h.path,
+                                  "range": h.headers.get("Range"),
                                   "auth": h.headers.get("Authorization")})
         if h.path.startswith("/cdn/"):
             return self.send_file(h, h.path[len("/cdn/"):])
         parts = h.path.lstrip("/").split("/", 4)
-        if len(parts) != 5 or parts[2:4] != ["resolve", "main"]:
+        if len(parts) != 5 or parts[2] != "resolve":
             return self.send_error(h, 400)
         repo_id, rel = f"{parts[0]}/{parts[1]}", "/".join([parts[0], parts[1], parts[4]])
+        if parts[3] not in ("main", commit_of(repo_id)):
+            return self.send_error(h, 404)
         if repo_id in self.gated and h.headers.get("Authorization") != f"Bearer {TOKEN}":
             return self.send_error(h, 401)
         path = os.path.join(self.root, rel)
         if not os.path.isfile(path):
-            return self.send_error(h, 404)
-        if rel.endswith((".gguf", ".safetensors")):
+            return self.send_error(h, 404, commit=commit_of(repo_id))
+        if is_lfs(rel):
             # LFS file: the Hub redirects to its CDN and names the checksum and size.
             h.send_response(302)
             h.send_header("Location", f"/cdn/{rel}")
+            h.send_header("X-Repo-Commit", commit_of(repo_id))
             h.send_header("X-Linked-Etag", f'"{self.announced_sha(rel)}"')
             h.send_header("X-Linked-Size", str(os.path.getsize(path)))
             h.send_header("ETag", f'"{self.announced_sha(rel)}"')
             h.send_header("Content-Length", "0")
             h.end_headers()
             return None
-        return self.send_file(h, rel, etag=self.announced_sha(rel))
+        return self.send_file(h, rel, etag=git_blob_sha1(path), commit=commit_of(repo_id))
 
-    def send_error(self, h, code):
+    def send_error(self, h, code, commit=None):
         body = json.dumps({"error": f"HTTP {code}"}).encode()
         h.send_response(code)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
+        if commit:
+            h.send_header("X-Repo-Commit", commit)
         h.end_headers()
-        h.wfile.write(body)
+        if h.command != "HEAD":
+            h.wfile.write(body)
 
-    def send_file(self, h, rel, etag=None):
+    def send_file(self, h, rel, etag=None, commit=None):
         with open(os.path.join(self.root, rel), "rb") as f:
             data = f.read()
         start = 0
@@ -121,7 +149,11 @@ class FakeHub:
         h.send_header("Content-Length", str(len(data) - start))
         if etag:
             h.send_header("ETag", f'"{etag}"')
+        if commit:
+            h.send_header("X-Repo-Commit", commit)
         h.end_headers()
+        if h.command == "HEAD":
+            return None
         body = data[start:]
         with self.lock:
             cut = rel in self.cut_once
@@ -155,6 +187,7 @@ class HfHubTest(unittest.TestCase):
         # Expected outputs: the same models run from local paths.
         local = cls.__new__(cls)
         local.cache = os.path.join(cls.tmp, "unused_cache")
+        local.hub_cache = os.path.join(cls.tmp, "unused_hub_cache")
         cls.gguf_out = local.run_ok(cls.gguf, prompt_ids="1,5,9,42,7")
         cls.folder_out = local.run_ok(cls.folder, prompt="the cat is in the hat")
 
@@ -165,14 +198,17 @@ class HfHubTest(unittest.TestCase):
 
     def setUp(self):
         self.cache = tempfile.mkdtemp(prefix="cache_", dir=self.tmp)
+        self.hub_cache = tempfile.mkdtemp(prefix="hub_cache_", dir=self.tmp)
         self.hub.clear()
 
     def env(self, **extra):
         env = {k: v for k, v in os.environ.items()
-               if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "KVSERVE_CACHE")}
-        env.update(KVSERVE_CACHE=self.cache, HF_ENDPOINT=self.hub.endpoint)
+               if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "KVSERVE_CACHE",
+                            "HF_HOME", "HF_HUB_CACHE")}
+        env.update(KVSERVE_CACHE=self.cache, HF_ENDPOINT=self.hub.endpoint,
+                   HF_HUB_CACHE=self.hub_cache)
         env.update(extra)
-        return env
+        return {k: v for k, v in env.items() if v is not None}
 
     def generate(self, model, prompt_ids=None, prompt=None, flags=(), **env):
         args = [KVSERVE_BIN, "generate", "--model", model, "--max-tokens", "8", "--ignore-eos",
@@ -187,20 +223,47 @@ class HfHubTest(unittest.TestCase):
             raise AssertionError(f"generate --model {model} failed: {r.stderr}")
         return json.loads(r.stdout.strip().splitlines()[-1])
 
-    def cached(self, repo, file):
+    def repo_dir(self, repo, hub_cache=None):
+        return os.path.join(hub_cache or self.hub_cache, f"models--owner--{repo}")
+
+    def cached(self, repo, file, hub_cache=None):
+        """Where the Hugging Face layout puts `file`: in the snapshot of the repo's commit."""
+        return os.path.join(self.repo_dir(repo, hub_cache), "snapshots",
+                            commit_of(f"owner/{repo}"), file)
+
+    def legacy_cached(self, repo, file):
         return os.path.join(self.cache, "hf", "owner", repo, file)
+
+    def assert_layout(self, repo, file, source, hub_cache=None):
+        """`file` of owner/`repo` is in the cache as huggingface_hub lays it out: refs/main names
+        the commit, the snapshot entry is a relative symlink to blobs/ETAG (SHA-256 for LFS
+        files, the git blob SHA-1 for the rest) holding `source`'s bytes."""
+        repo_dir = self.repo_dir(repo, hub_cache)
+        with open(os.path.join(repo_dir, "refs", "main")) as f:
+            self.assertEqual(f.read().strip(), commit_of(f"owner/{repo}"))
+        link = self.cached(repo, file, hub_cache)
+        self.assertTrue(os.path.islink(link), link)
+        target = os.readlink(link)
+        self.assertFalse(os.path.isabs(target), target)
+        etag = sha256(source) if is_lfs(file) else git_blob_sha1(source)
+        self.assertEqual(os.path.normpath(os.path.join(os.path.dirname(link), target)),
+                         os.path.join(repo_dir, "blobs", etag))
+        self.assertEqual(sha256(link), sha256(source))
 
     def test_gguf_file_equals_the_local_file_and_is_downloaded_once(self):
         out = self.run_ok("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7")
         self.assertEqual(out["ids"], self.gguf_out["ids"])
-        self.assertEqual(sha256(self.cached("gguf-repo", "model.gguf")), sha256(self.gguf))
-        paths = [r["path"] for r in self.hub.seen()]
-        self.assertIn("/owner/gguf-repo/resolve/main/model.gguf", paths)
-        self.assertIn("/cdn/owner/gguf-repo/model.gguf", paths)  # the redirect was followed
+        self.assert_layout("gguf-repo", "model.gguf", self.gguf)
+        seen = [(r["method"], r["path"]) for r in self.hub.seen()]
+        commit = commit_of("owner/gguf-repo")
+        self.assertEqual(seen[0], ("HEAD", "/owner/gguf-repo/resolve/main/model.gguf"))
+        self.assertIn(("GET", f"/owner/gguf-repo/resolve/{commit}/model.gguf"), seen)
+        self.assertIn(("GET", "/cdn/owner/gguf-repo/model.gguf"), seen)  # the redirect followed
+        self.assertFalse(os.path.exists(self.legacy_cached("gguf-repo", "model.gguf")))
         self.hub.clear()
         r = self.generate("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("already in the cache", r.stderr)
+        self.assertIn("already in the Hugging Face cache", r.stderr)
         self.assertEqual(self.hub.seen(), [])
 
     def test_folder_repo_equals_the_local_folder(self):
@@ -209,12 +272,21 @@ class HfHubTest(unittest.TestCase):
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json",
                      "generation_config.json", "model.safetensors.index.json",
                      "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
-            self.assertEqual(sha256(self.cached("folder-repo", name)),
-                             sha256(os.path.join(self.folder, name)), name)
-        # The optional chat_template.jinja was asked for, got a 404, and did not matter.
-        self.assertIn("/owner/folder-repo/resolve/main/chat_template.jinja",
+            with self.subTest(file=name):
+                self.assert_layout("folder-repo", name, os.path.join(self.folder, name))
+        # The optional chat_template.jinja was asked for (in the same commit), got a 404, and did
+        # not matter; the 404 is recorded as huggingface_hub records it.
+        commit = commit_of("owner/folder-repo")
+        self.assertIn(f"/owner/folder-repo/resolve/{commit}/chat_template.jinja",
                       [r["path"] for r in self.hub.seen()])
         self.assertFalse(os.path.exists(self.cached("folder-repo", "chat_template.jinja")))
+        self.assertTrue(os.path.isfile(os.path.join(self.repo_dir("folder-repo"), ".no_exist",
+                                                    commit, "chat_template.jinja")))
+        # A second run asks nothing: not even for the file the Hub does not have.
+        self.hub.clear()
+        self.assertEqual(self.run_ok("hf:owner/folder-repo", prompt="the cat is in the hat"),
+                         self.folder_out)
+        self.assertEqual(self.hub.seen(), [])
 
     def test_tokenize_fetches_no_weights(self):
         args = [KVSERVE_BIN, "tokenize", "--model", "hf:owner/folder-repo", "the cat is in the hat"]
@@ -226,7 +298,7 @@ class HfHubTest(unittest.TestCase):
         self.assertEqual(local.returncode, 0, local.stderr)
         self.assertEqual(r.stdout, local.stdout)
         paths = [r["path"] for r in self.hub.seen()]
-        self.assertIn("/owner/folder-repo/resolve/main/tokenizer.json", paths)
+        self.assertTrue([p for p in paths if p.endswith("/tokenizer.json")], paths)
         self.assertFalse([p for p in paths if "safetensors" in p], paths)
 
     def test_interrupted_download_resumes_with_a_range_request(self):
@@ -241,10 +313,11 @@ class HfHubTest(unittest.TestCase):
         half = os.path.getsize(self.gguf) // 2
         self.assertEqual(cdn[1]["range"], f"bytes={half}-")
         self.assertIn("resuming", r.stderr)
-        self.assertEqual(sha256(self.cached("gguf-repo", "model.gguf")), sha256(self.gguf))
+        self.assert_layout("gguf-repo", "model.gguf", self.gguf)
 
     def test_partial_file_from_an_earlier_run_is_resumed(self):
-        partial = self.cached("gguf-repo", "model.gguf") + ".incomplete"
+        # Where huggingface_hub leaves an interrupted download, too.
+        partial = os.path.join(self.repo_dir("gguf-repo"), "blobs", sha256(self.gguf) + ".incomplete")
         os.makedirs(os.path.dirname(partial))
         with open(self.gguf, "rb") as f, open(partial, "wb") as out:
             out.write(f.read()[:1000])
@@ -260,7 +333,8 @@ class HfHubTest(unittest.TestCase):
         self.assertIn("SHA-256 mismatch", r.stderr)
         self.assertIn("model.gguf of hf:owner/corrupt", r.stderr)
         self.assertFalse(os.path.exists(self.cached("corrupt", "model.gguf")))
-        self.assertFalse(os.path.exists(self.cached("corrupt", "model.gguf.incomplete")))
+        blobs = os.path.join(self.repo_dir("corrupt"), "blobs")
+        self.assertEqual(os.listdir(blobs) if os.path.isdir(blobs) else [], [])
 
     def test_404_names_the_missing_file(self):
         r = self.generate("hf:owner/gguf-repo:missing.gguf", prompt_ids="1,2")
@@ -287,7 +361,8 @@ class HfHubTest(unittest.TestCase):
             r = self.generate("hf:owner/folder-repo", prompt="hi", flags=flags, **how)
             self.assertEqual(r.returncode, 1)
             self.assertIn("offline mode", r.stderr)
-            self.assertIn(self.cached("folder-repo", "config.json"), r.stderr)
+            self.assertIn(self.repo_dir("folder-repo") + "/snapshots/", r.stderr)
+            self.assertIn(self.legacy_cached("folder-repo", "config.json"), r.stderr)
         self.assertEqual(self.hub.seen(), [])
 
     def test_offline_with_a_full_cache_makes_no_request(self):
@@ -300,6 +375,81 @@ class HfHubTest(unittest.TestCase):
         out = self.run_ok("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7",
                           flags=("--offline",))
         self.assertEqual(out["ids"], self.gguf_out["ids"])
+        self.assertEqual(self.hub.seen(), [])
+
+    def place(self, repo, file, source, hub_cache=None, commit="0123abcd"):
+        """Lays `source` out as huggingface_hub would have downloaded it (commit of our choosing,
+        so the fake Hub, which knows another commit, could not have produced it)."""
+        repo_dir = self.repo_dir(repo, hub_cache)
+        etag = sha256(source)
+        os.makedirs(os.path.join(repo_dir, "blobs"), exist_ok=True)
+        shutil.copy(source, os.path.join(repo_dir, "blobs", etag))
+        snapshot = os.path.join(repo_dir, "snapshots", commit)
+        os.makedirs(snapshot, exist_ok=True)
+        os.symlink(os.path.join("..", "..", "blobs", etag), os.path.join(snapshot, file))
+        os.makedirs(os.path.join(repo_dir, "refs"), exist_ok=True)
+        with open(os.path.join(repo_dir, "refs", "main"), "w") as f:
+            f.write(commit)
+        return os.path.join(snapshot, file)
+
+    def test_a_file_in_the_hugging_face_cache_is_used_with_no_request(self):
+        path = self.place("gguf-repo", "model.gguf", self.gguf)
+        for flags in ((), ("--offline",)):
+            with self.subTest(flags=flags):
+                r = self.generate("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7",
+                                  flags=flags)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(json.loads(r.stdout.strip().splitlines()[-1])["ids"],
+                                 self.gguf_out["ids"])
+                self.assertIn(path, r.stderr)
+        self.assertEqual(self.hub.seen(), [])
+
+    def test_a_folder_in_the_hugging_face_cache_is_used_with_no_request(self):
+        for name in os.listdir(self.folder):
+            self.place("folder-repo", name, os.path.join(self.folder, name))
+        out = self.run_ok("hf:owner/folder-repo", prompt="the cat is in the hat",
+                          HF_HUB_OFFLINE="1")
+        self.assertEqual(out, self.folder_out)
+        self.assertEqual(self.hub.seen(), [])
+
+    def test_hf_home_and_home_decide_the_cache_without_hf_hub_cache(self):
+        hf_home = tempfile.mkdtemp(prefix="hf_home_", dir=self.tmp)
+        self.run_ok("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7",
+                    HF_HUB_CACHE=None, HF_HOME=hf_home)
+        self.assert_layout("gguf-repo", "model.gguf", self.gguf, os.path.join(hf_home, "hub"))
+        home = tempfile.mkdtemp(prefix="home_", dir=self.tmp)
+        self.run_ok("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7",
+                    HF_HUB_CACHE=None, HOME=home)
+        self.assert_layout("gguf-repo", "model.gguf", self.gguf,
+                           os.path.join(home, ".cache", "huggingface", "hub"))
+        self.assertEqual(os.listdir(self.hub_cache), [])
+
+    def test_the_older_kvserve_cache_is_still_read(self):
+        os.makedirs(os.path.dirname(self.legacy_cached("gguf-repo", "model.gguf")))
+        shutil.copy(self.gguf, self.legacy_cached("gguf-repo", "model.gguf"))
+        shutil.copytree(self.folder, os.path.dirname(self.legacy_cached("folder-repo", "x")))
+        out = self.run_ok("hf:owner/gguf-repo:model.gguf", prompt_ids="1,5,9,42,7")
+        self.assertEqual(out["ids"], self.gguf_out["ids"])
+        self.assertEqual(self.run_ok("hf:owner/folder-repo", prompt="the cat is in the hat"),
+                         self.folder_out)
+        self.assertEqual(self.hub.seen(), [])
+
+    def test_owner_slash_repo_without_such_a_path_is_a_hub_repository(self):
+        r = subprocess.run([KVSERVE_BIN, "tokenize", "--model", "owner/folder-repo",
+                            "the cat is in the hat"], capture_output=True, text=True,
+                           timeout=60, env=self.env(), cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("loading it as hf:owner/folder-repo", r.stderr)
+        self.assertTrue(os.path.exists(self.cached("folder-repo", "tokenizer.json")))
+        # A local folder of that name wins.
+        os.makedirs(os.path.join(self.tmp, "owner"), exist_ok=True)
+        shutil.copytree(self.folder, os.path.join(self.tmp, "owner", "local-folder"))
+        self.hub.clear()
+        r = subprocess.run([KVSERVE_BIN, "tokenize", "--model", "owner/local-folder", "hi"],
+                           capture_output=True, text=True, timeout=60, env=self.env(),
+                           cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("loading it as hf:", r.stderr)
         self.assertEqual(self.hub.seen(), [])
 
     def test_bad_references_are_named(self):

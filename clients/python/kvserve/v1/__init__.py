@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of kvserve.v1 (clients/python/generate_stubs.py writes them)."""
