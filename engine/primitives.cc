@@ -283,7 +283,16 @@ struct OneDnnLinear::Impl {
     dnnl::memory dst;
     std::unordered_map<int, dnnl::memory> args;  // Built once; src/dst handles change.
     std::string impl_name;  // oneDNN's name, marked when the plain weights copy is used.
+    uint64_t last_use = 0;  // use_clock at the latest Forward with this row count
   };
+
+  // Row counts whose primitives are kept. Without a bound, every new step size added a
+  // primitive for good (issue 13: 676 prompt lengths took the demo model from 56 MB to 443 MB
+  // RSS on one CPU); past it the least recently used row count is dropped and rebuilt if it
+  // comes back (the same primitive, so the same results). 64 covers a decode batch's sizes
+  // plus the recent prefill chunk sizes.
+  static constexpr size_t kMaxCachedRowCounts = 64;
+  uint64_t use_clock = 0;
 
   int64_t in_features = 0;
   int64_t out_features = 0;
@@ -364,8 +373,25 @@ struct OneDnnLinear::Impl {
   // optimized kernel; else the plain copy; else whatever works (correct, maybe slow).
   Entry& EntryFor(int64_t m) {
     auto it = entries.find(m);
-    if (it != entries.end()) return it->second;
+    if (it != entries.end()) {
+      it->second.last_use = ++use_clock;
+      return it->second;
+    }
+    if (entries.size() >= kMaxCachedRowCounts) EvictLeastRecentlyUsed();
+    Entry& entry = CreateEntry(m);
+    entry.last_use = ++use_clock;
+    return entry;
+  }
 
+  void EvictLeastRecentlyUsed() {
+    auto oldest = entries.begin();
+    for (auto it = entries.begin(); it != entries.end(); ++it) {
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    }
+    entries.erase(oldest);
+  }
+
+  Entry& CreateEntry(int64_t m) {
     std::optional<dnnl::matmul::primitive_desc> packed_pd = MakePd(m, packed_weights.get_desc());
     if (packed_pd && !IsReferenceImpl(packed_pd->impl_info_str())) {
       return entries.emplace(m, MakeEntry(m, *packed_pd, false)).first->second;
@@ -529,6 +555,8 @@ void OneDnnLinear::Forward(const float* x, int64_t m, float* y) {
 int64_t OneDnnLinear::in_features() const { return impl_->in_features; }
 int64_t OneDnnLinear::out_features() const { return impl_->out_features; }
 WeightDType OneDnnLinear::dtype() const { return impl_->dtype; }
+size_t OneDnnLinear::cached_row_counts() const { return impl_->entries.size(); }
+
 std::string_view OneDnnLinear::impl_name() const { return impl_->impl_name; }
 std::string OneDnnLinear::Describe() const {
   return absl::StrCat("oneDNN ", std::string(WeightDTypeName(impl_->dtype)),

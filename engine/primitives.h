@@ -74,6 +74,8 @@ class OneDnnLinear final : public Linear {
   WeightDType dtype() const;
   // Name of the oneDNN implementation chosen for the most recent Forward (for logging).
   std::string_view impl_name() const;
+  // Row counts whose oneDNN primitives are cached now (at most 64: least recently used go).
+  size_t cached_row_counts() const;
 
  private:
   struct Impl;

@@ -100,8 +100,8 @@ void CheckLinear(WeightDType dtype, const Shape& shape, const std::vector<float>
                  const std::vector<double>& want_nobias, double tolerance) {
   for (const bool with_bias : {false, true}) {
     SCOPED_TRACE(with_bias ? "with bias" : "without bias");
-    absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
-        OneDnnLinear::Create(w.data(), shape.out, shape.in, dtype, with_bias ? bias.data() : nullptr);
+    absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear = OneDnnLinear::Create(
+        w.data(), shape.out, shape.in, dtype, with_bias ? bias.data() : nullptr);
     ASSERT_TRUE(linear.ok()) << linear.status();
     EXPECT_EQ((*linear)->in_features(), shape.in);
     EXPECT_EQ((*linear)->out_features(), shape.out);
@@ -322,7 +322,8 @@ TEST(LinearTest, LargeShapesUseOptimizedKernels) {
   const std::vector<float> x = RandomVector(300 * 960, 5);
   std::vector<float> y(300 * 1600);
   for (const WeightDType dtype : {WeightDType::kF32, WeightDType::kInt8}) {
-    absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear = OneDnnLinear::Create(w.data(), 1600, 960, dtype);
+    absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
+        OneDnnLinear::Create(w.data(), 1600, 960, dtype);
     ASSERT_TRUE(linear.ok()) << linear.status();
     for (const int64_t m : {1, 8, 32, 64, 300}) {
       (*linear)->Forward(x.data(), m, y.data());
@@ -330,6 +331,25 @@ TEST(LinearTest, LargeShapesUseOptimizedKernels) {
           << WeightDTypeName(dtype) << " m=" << m << " impl " << (*linear)->impl_name();
     }
   }
+}
+
+// 200 distinct row counts keep at most 64 primitives (issue 13: memory grew with every new step
+// size), and a row count that was evicted and comes back gives the same bits as before.
+TEST(LinearTest, PrimitiveCacheIsBoundedAndEvictionKeepsResults) {
+  const std::vector<float> w = RandomVector(64 * 48, 6);
+  const std::vector<float> x = RandomVector(200 * 48, 7);
+  absl::StatusOr<std::unique_ptr<OneDnnLinear>> linear =
+      OneDnnLinear::Create(w.data(), 64, 48, WeightDType::kF32);
+  ASSERT_TRUE(linear.ok()) << linear.status();
+  std::vector<float> first(3 * 64), again(3 * 64), y(200 * 64);
+  (*linear)->Forward(x.data(), 3, first.data());
+  for (int64_t m = 1; m <= 200; ++m) {
+    (*linear)->Forward(x.data(), m, y.data());
+    ASSERT_LE((*linear)->cached_row_counts(), 64u) << "after m=" << m;
+  }
+  EXPECT_EQ((*linear)->cached_row_counts(), 64u);
+  (*linear)->Forward(x.data(), 3, again.data());  // m=3 was evicted long ago: rebuilt
+  EXPECT_EQ(first, again);
 }
 
 TEST(LinearTest, RejectsBadArguments) {
