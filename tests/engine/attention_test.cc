@@ -1,8 +1,7 @@
 // KvPagePool and PagedAttention against a naive double-precision attention over unpaged K/V,
 // with shuffled, interleaved pages, GQA, mixed decode/prefill rows, f32, bf16, f16 and q8_0 pools,
 // on every ISA the CPU can run. The reference sees K/V rounded to the pool's dtype by this file's
-// own rounding (frexp arithmetic for bf16, the compiler's _Float16 for f16, ggml's block_q8_0
-// recipe for q8_0), so the tolerance is the same for every dtype: 1e-5 of sum_j p_j |v_j|.
+// own rounding (frexp arithmetic for bf16 and f16, ggml's block_q8_0 recipe for q8_0), so the tolerance is the same for every dtype: 1e-5 of sum_j p_j |v_j|.
 #include "engine/attention.h"
 
 #include <omp.h>
@@ -43,7 +42,17 @@ float Bf16ToFloatForTest(uint16_t bits) {
   return f;
 }
 
-float RoundToF16(float x) { return static_cast<float>(static_cast<_Float16>(x)); }
+// Rounds to IEEE half (11 significant bits, subnormals in steps of 2^-24, ties to even) by the
+// same mantissa arithmetic: an independent route from the bit manipulation in the pool.
+float RoundToF16(float x) {
+  if (x == 0.f || !std::isfinite(x)) return x;
+  const double a = std::fabs(static_cast<double>(x));
+  if (a >= 65520.0) return std::copysign(std::numeric_limits<float>::infinity(), x);
+  int exponent;
+  std::frexp(a, &exponent);  // a in [2^(exponent-1), 2^exponent)
+  const double quantum = std::ldexp(1.0, exponent - 1 >= -14 ? exponent - 11 : -24);
+  return static_cast<float>(std::copysign(std::nearbyint(a / quantum) * quantum, x));
+}
 
 // ggml's block_q8_0 recipe, per 32 consecutive values: d = f16(amax / 127), q = round-half-even(
 // x * 127 / amax); the value read back is d * q.
