@@ -12,9 +12,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "base/utf8.h"
 #include "server/frontend/request_builder.h"
 #include "server/frontend/stop_matcher.h"
@@ -55,11 +55,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool include = (data[0] & 1) != 0;
   const size_t num_stops = 1 + ((data[0] >> 1) % server::kMaxStopStrings);
   std::vector<std::string> parts;
-  std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+  absl::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
   while (true) {
     const size_t nul = rest.find('\0');
     parts.push_back(base::SanitizeUtf8(rest.substr(0, nul)));
-    if (nul == std::string_view::npos) break;
+    if (nul == absl::string_view::npos) break;
     rest.remove_prefix(nul + 1);
   }
   std::vector<std::string> stops;

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "base/utf8.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -156,7 +157,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   const std::vector<int32_t> ids = fuzz::CheckTokenizer(tokenizer, rest);
-  if (base::FindInvalidUtf8(rest) == std::string_view::npos && !fuzz::HasSpecialText(rest)) {
+  if (base::FindInvalidUtf8(absl::string_view(rest.data(), rest.size())) ==
+          absl::string_view::npos &&
+      !fuzz::HasSpecialText(rest)) {
     fuzz::FuzzCheck(tokenizer.Decode(ids) == rest, "Decode(Encode(text)) differs from the text");
   }
   return 0;
