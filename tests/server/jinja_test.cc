@@ -312,7 +312,10 @@ TEST(JinjaLimitsTest, RenderCostIsBounded) {
                           "{{ (['x' * 1000000] * 100) | length }}",
                           "{{ ('x' * 1000000).replace('x', 'yyyyyyyyyyyyyyyyyyyyyy') }}",
                           "{{ ('x' * 1000000) | replace('', 'yyyyyyyyyyyyyyyyyyyyyy') }}",
-                          "{{ ('x' * 10000000) ~ ('x' * 10000000) }}"}) {
+                          "{{ ('x' * 10000000) ~ ('x' * 10000000) }}",
+                          // Found by jinja_fuzzer: joining a string's characters repeatedly.
+                          "{{ ('x' * 10000) | join('y' * 100) | join('z' * 100) }}",
+                          "{{ ('y' * 100).join('x' * 1000000) }}"}) {
     const std::string out = Render(big);
     EXPECT_NE(out.find("would build a value over 16777216 bytes or 1048576 items"),
               std::string::npos)

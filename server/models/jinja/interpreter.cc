@@ -1078,6 +1078,7 @@ absl::StatusOr<Value> Renderer::StringJoin(const std::string& s, const CallArgs&
     }
     if (i > 0) out += s;
     out += list[i].string();
+    if (out.size() > kMaxStringBytes) return ValueTooLarge(line, "join");
   }
   return Value::String(std::move(out));
 }
@@ -1299,6 +1300,7 @@ absl::StatusOr<Value> Renderer::FilterJoin(const Value& v, const CallArgs& args,
     } else {
       out += items[i].ToString();
     }
+    if (out.size() > kMaxStringBytes) return ValueTooLarge(line, "join");
   }
   return Value::String(std::move(out));
 }
