@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/utf8.h"
 
 namespace kvserve::server {
 namespace {
@@ -77,6 +78,12 @@ absl::Status CheckStopStrings(const std::vector<std::string>& stop) {
     if (stop[i].size() > kMaxStopStringBytes) {
       return InvalidParam(
           "stop", absl::StrCat("stop[", i, "] is longer than ", kMaxStopStringBytes, " bytes"));
+    }
+    // The output text is valid UTF-8, and the stop matcher holds back text only from a character
+    // boundary because stop strings are (gRPC's string fields are checked on the wire; JSON
+    // bodies are not).
+    if (base::FindInvalidUtf8(stop[i]) != std::string::npos) {
+      return InvalidParam("stop", absl::StrCat("stop[", i, "] is not valid UTF-8"));
     }
   }
   return absl::OkStatus();

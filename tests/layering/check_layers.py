@@ -71,7 +71,7 @@ LIBRARY_USERS = {
 }
 # tests/<folder>/ -> the layer its tests belong to.
 TEST_FOLDERS = {"base": "base", "engine": "engine", "scheduler": "scheduler",
-                "serving": "serving", "tokenizer": "engine", "server": "cli"}
+                "serving": "serving", "tokenizer": "engine", "server": "cli", "fuzz": "cli"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]([^">]+)[">]')
 SOURCE_ENDINGS = (".h", ".cc", ".inc", ".in")
 

@@ -272,5 +272,79 @@ TEST(JinjaNestingTest, SmallStacksGetAnErrorNotACrash) {
   EXPECT_NE(out.find("the template nests too deeply to render"), std::string::npos) << out;
 }
 
+// Found by tests/fuzz/jinja_fuzzer: std::stoll threw on a literal past int64_t.
+TEST(JinjaLimitsTest, NumberLiteralsOutOfRange) {
+  EXPECT_EQ(Render("{{ 9223372036854775807 }}"), "9223372036854775807");
+  EXPECT_EQ(Render("{{ 99999999999999999999 }}"),
+            "PARSE: chat template line 1: integer literal 99999999999999999999 is out of range");
+  EXPECT_EQ(Render("{{ 1e999 }}"), "inf");  // Python's float('1e999')
+}
+
+// Python's ints are unbounded; ours are int64_t, and a result past it is an error (it was
+// undefined behaviour).
+TEST(JinjaLimitsTest, IntegerOverflowIsARenderError) {
+  const std::string kOverflow = "RENDER: chat template line 1: integer overflow in ";
+  EXPECT_EQ(Render("{{ 9223372036854775807 + 1 }}"), kOverflow + "+");
+  EXPECT_EQ(Render("{{ -9223372036854775807 - 2 }}"), kOverflow + "-");
+  EXPECT_EQ(Render("{{ 4294967296 * 4294967296 }}"), kOverflow + "*");
+  EXPECT_EQ(Render("{{ 2 ** 63 }}"), kOverflow + "**");
+  EXPECT_EQ(Render("{{ (-9223372036854775807 - 1) // -1 }}"), kOverflow + "//");
+  EXPECT_EQ(Render("{{ -(-9223372036854775807 - 1) }}"), kOverflow + "unary -");
+  EXPECT_EQ(Render("{{ (-9223372036854775807 - 1) | abs }}"), kOverflow + "abs");
+  EXPECT_NE(Render("{{ 1e300 | int }}").find("int: 1e+300 is out of range"), std::string::npos);
+  // Results that fit are Python's.
+  EXPECT_EQ(Render("{{ 2 ** 62 }} {{ 3 ** 4 }} {{ 0 ** 0 }} {{ 1 ** 9223372036854775807 }}"),
+            "4611686018427387904 81 1 1");
+  EXPECT_EQ(
+      Render("{{ (-9223372036854775807 - 1) % -1 }} {{ 7 // -1 }} {{ 7 % -1 }} {{ -7 // 2 }}"),
+      "0 -7 0 -4");
+  EXPECT_EQ(Render("{{ (-5) | abs }} {{ 2.5e3 | int }}"), "5 2500");
+}
+
+// A render's time and memory are bounded, whatever the template.
+TEST(JinjaLimitsTest, RenderCostIsBounded) {
+  const std::string steps =
+      Render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+  EXPECT_NE(steps.find("the template takes more than 2000000 steps to render"), std::string::npos)
+      << steps;
+  EXPECT_EQ(Render("{{ ('x' * 1000 * 1000) | length }}"), "1000000");
+  for (const char* big : {"{{ 'ab' * 100000000 }}", "{{ ([1] * 2000000) | length }}",
+                          "{{ (['x' * 1000000] * 100) | length }}",
+                          "{{ ('x' * 1000000).replace('x', 'yyyyyyyyyyyyyyyyyyyyyy') }}",
+                          "{{ ('x' * 1000000) | replace('', 'yyyyyyyyyyyyyyyyyyyyyy') }}",
+                          "{{ ('x' * 10000000) ~ ('x' * 10000000) }}",
+                          // Found by jinja_fuzzer: joining a string's characters repeatedly.
+                          "{{ ('x' * 10000) | join('y' * 100) | join('z' * 100) }}",
+                          "{{ ('y' * 100).join('x' * 1000000) }}"}) {
+    const std::string out = Render(big);
+    EXPECT_NE(out.find("would build a value over 16777216 bytes or 1048576 items"),
+              std::string::npos)
+        << big << ": " << out.substr(0, 200);
+  }
+  const std::string output = Render("{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}");
+  EXPECT_NE(output.find("the rendered text exceeds 67108864 bytes"), std::string::npos)
+      << output.substr(0, 200);
+  EXPECT_NE(Render("{{ [1] | tojson(indent=1000) }}").find("an indent over 64 is not supported"),
+            std::string::npos);
+  EXPECT_EQ(Render("{{ [1] | tojson(indent=2) }}"), "[\n  1\n]");
+}
+
+// Found by tests/fuzz/jinja_fuzzer: `ns.n = ns` made a cycle of shared pointers (leaked on every
+// render, and printing it would never end).
+TEST(JinjaLimitsTest, NamespacesCannotHoldNamespaces) {
+  for (const char* source :
+       {"{% set ns = namespace(n=0) %}{% set ns.n = ns %}",
+        "{% set ns = namespace(n=0) %}{% set ns.n = [1, {'a': ns}] %}",
+        "{% set a = namespace() %}{% set ns = namespace(n=0) %}{% set ns.n = a %}"}) {
+    const std::string out = Render(source);
+    EXPECT_NE(out.find("RENDER: chat template line 1: cannot assign a value holding a namespace() "
+                       "to 'ns.n'"),
+              std::string::npos)
+        << source << ": " << out;
+  }
+  EXPECT_EQ(Render("{% set ns = namespace(n=0) %}{% set ns.n = [1, {'a': 'b'}] %}{{ ns.n }}"),
+            "[1, {'a': 'b'}]");
+}
+
 }  // namespace
 }  // namespace kvserve::server::jinja

@@ -114,6 +114,8 @@ TEST(ParseCompletionTest, RejectsWhatIsNotSupportedOrInvalid) {
            {R"({"prompt": "p", "max_tokens": 9223372036854775808})", "\"param\":\"max_tokens\""},
            {R"({"prompt": "p", "logprobs": 21})", "\"param\":\"logprobs\""},
            {R"({"prompt": "p", "stop": 3})", "\"param\":\"stop\""},
+           // Found by tests/fuzz/openai_body_fuzzer: a JSON string holding invalid UTF-8.
+           {"{\"prompt\": \"p\", \"stop\": [\"a\", \"\xc5ND\"]}", "\"param\":\"stop\""},
            {R"({"prompt": "p", "stream": "yes"})", "\"param\":\"stream\""},
            {R"({"prompt": ["a", "b"]})", "\"param\":\"prompt\""},
            {R"({"prompt": [1, -2]})", "\"param\":\"prompt\""},

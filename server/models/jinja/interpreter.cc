@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -22,6 +25,33 @@ namespace {
 
 absl::Status Fail(int line, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("chat template line ", line, ": ", what));
+}
+
+// a + b, a - b or a * b (`op`); a result that does not fit int64_t is an error (Python's ints have
+// no bound), never undefined behaviour. `what` names the operation in the error.
+absl::StatusOr<int64_t> CheckedInt(char op, int64_t a, int64_t b, const std::string& what,
+                                   int line) {
+  int64_t result = 0;
+  const bool overflowed = op == '+'   ? __builtin_add_overflow(a, b, &result)
+                          : op == '-' ? __builtin_sub_overflow(a, b, &result)
+                                      : __builtin_mul_overflow(a, b, &result);
+  if (overflowed) return Fail(line, absl::StrCat("integer overflow in ", what));
+  return result;
+}
+
+// a ** b for b >= 0 by squaring; an error when it does not fit int64_t.
+absl::StatusOr<int64_t> IntPower(int64_t base, int64_t exponent, int line) {
+  int64_t result = 1;
+  while (exponent > 0) {
+    if ((exponent & 1) != 0 && __builtin_mul_overflow(result, base, &result)) {
+      return Fail(line, "integer overflow in **");
+    }
+    exponent >>= 1;
+    if (exponent > 0 && __builtin_mul_overflow(base, base, &base)) {
+      return Fail(line, "integer overflow in **");
+    }
+  }
+  return result;
 }
 
 // ---- string helpers (Python str semantics over code points) ----
@@ -162,8 +192,10 @@ std::string PythonStrip(std::string_view s, const std::optional<std::string>& ch
   return out;
 }
 
-std::string PythonReplace(std::string_view s, std::string_view old_text, std::string_view new_text,
-                          int64_t count) {
+// str.replace; nullopt when the result would exceed `max_bytes`.
+std::optional<std::string> PythonReplace(std::string_view s, std::string_view old_text,
+                                         std::string_view new_text, int64_t count,
+                                         size_t max_bytes) {
   std::string out;
   if (old_text.empty()) {  // inserts around every code point
     std::vector<std::string_view> cps = SplitCodePoints(s);
@@ -174,6 +206,7 @@ std::string PythonReplace(std::string_view s, std::string_view old_text, std::st
         ++done;
       }
       if (i < cps.size()) out += cps[i];
+      if (out.size() > max_bytes) return std::nullopt;
     }
     return out;
   }
@@ -184,6 +217,7 @@ std::string PythonReplace(std::string_view s, std::string_view old_text, std::st
     if (at == std::string_view::npos) break;
     out += s.substr(pos, at - pos);
     out += new_text;
+    if (out.size() > max_bytes) return std::nullopt;
     pos = at + old_text.size();
     ++done;
   }
@@ -225,6 +259,51 @@ enum class Flow { kNormal, kBreak, kContinue };
 // renders must not crash a small one.
 constexpr int kMaxRenderDepth = 256;
 constexpr int kMaxValueNesting = 64;
+// What one render may cost, so that no template (a model file's, or a fuzzer's) runs unbounded:
+// blocks and expressions evaluated (nested loops over range() would otherwise take hours), the
+// bytes of the output and of any string the template builds (`'x' * 10**12`), the items of a
+// list it builds by + or *. A real chat template spends a few hundred steps per message.
+constexpr int64_t kMaxRenderSteps = 2'000'000;
+constexpr size_t kMaxRenderBytes = 64 << 20;
+constexpr size_t kMaxStringBytes = 16 << 20;
+constexpr size_t kMaxListItems = 1 << 20;
+// tojson's indent: a wider one is never needed, and indent x nesting x items is output.
+constexpr int64_t kMaxJsonIndent = 64;
+
+absl::Status OutputTooLong(int line) {
+  return Fail(line, absl::StrCat("the rendered text exceeds ", kMaxRenderBytes, " bytes"));
+}
+
+// The bytes of the strings directly in `items`: a copy of a list copies those (nested lists are
+// shared).
+size_t StringBytes(const ValueList& items) {
+  size_t bytes = 0;
+  for (const Value& item : items) bytes += item.is_string() ? item.string().size() : 0;
+  return bytes;
+}
+
+// Whether a namespace() is inside `v` (or is `v`). Lists and dicts are shared, so the walk visits
+// each once: a value built by doubling has 2^depth paths but only depth containers.
+bool HoldsNamespace(const Value& v) {
+  std::vector<const Value*> todo = {&v};
+  absl::flat_hash_set<const void*> seen;
+  while (!todo.empty()) {
+    const Value* x = todo.back();
+    todo.pop_back();
+    if (x->is_namespace()) return true;
+    if (x->is_list() && seen.insert(&x->list()).second) {
+      for (const Value& item : x->list()) todo.push_back(&item);
+    } else if (x->is_dict() && seen.insert(&x->dict()).second) {
+      for (const auto& [key, item] : x->dict()) todo.push_back(&item);
+    }
+  }
+  return false;
+}
+
+absl::Status ValueTooLarge(int line, const std::string& op) {
+  return Fail(line, absl::StrCat(op, " would build a value over ", kMaxStringBytes, " bytes or ",
+                                 kMaxListItems, " items"));
+}
 
 class Renderer {
  public:
@@ -276,6 +355,7 @@ class Renderer {
   absl::StatusOr<int64_t> Length(const Value& v, int line);
 
   int depth_ = 0;
+  int64_t steps_ = 0;
 };
 
 // One more level of rendering recursion, refused past kMaxRenderDepth or a short stack.
@@ -283,6 +363,10 @@ absl::Status Renderer::EnterLevel(int line) {
   if (depth_ >= kMaxRenderDepth || !base::StackHasRoom()) {
     return Fail(line, absl::StrCat("the template nests too deeply to render (", depth_,
                                    " levels of blocks, expressions and macro calls)"));
+  }
+  if (++steps_ > kMaxRenderSteps) {
+    return Fail(line,
+                absl::StrCat("the template takes more than ", kMaxRenderSteps, " steps to render"));
   }
   ++depth_;
   return absl::OkStatus();
@@ -312,10 +396,12 @@ absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope,
     switch (s.kind) {
       case Stmt::Kind::kText:
         *out += s.text;
+        if (out->size() > kMaxRenderBytes) return OutputTooLong(s.line);
         break;
       case Stmt::Kind::kPrint: {
         KVSERVE_ASSIGN_OR_RETURN(v, Eval(*s.expr, scope));
         *out += v.ToString();
+        if (out->size() > kMaxRenderBytes) return OutputTooLong(s.line);
         break;
       }
       case Stmt::Kind::kIf: {
@@ -343,6 +429,13 @@ absl::StatusOr<Flow> Renderer::ExecBody(const Body& body, const ScopePtr& scope,
           if (ns == nullptr || !ns->is_namespace()) {
             return Fail(s.line, absl::StrCat("cannot assign attribute '", s.attribute, "' on '",
                                              s.targets[0], "': it is not a namespace()"));
+          }
+          // A namespace inside a namespace attribute could be the namespace itself (a cycle of
+          // shared pointers: leaked, and printed forever) or one whose depth the values holding
+          // it do not know; templates only ever store plain values there.
+          if (HoldsNamespace(v)) {
+            return Fail(s.line, absl::StrCat("cannot assign a value holding a namespace() to '",
+                                             s.targets[0], ".", s.attribute, "'"));
           }
           ValueDict& attributes = ns->mutable_namespace();
           bool found = false;
@@ -594,7 +687,9 @@ absl::StatusOr<Value> Renderer::EvalUnary(const Expr& e, const ScopePtr& scope) 
                 absl::StrCat("bad operand type for unary ", e.name, ": '", v.TypeName(), "'"));
   }
   if (e.name == "+") return v.is_float() ? v : Value::Int(v.integer());
-  return v.is_float() ? Value::Float(-v.number()) : Value::Int(-v.integer());
+  if (v.is_float()) return Value::Float(-v.number());
+  KVSERVE_ASSIGN_OR_RETURN(negated, CheckedInt('-', 0, v.integer(), "unary -", e.line));
+  return Value::Int(negated);
 }
 
 absl::StatusOr<Value> Renderer::EvalBinary(const Expr& e, const ScopePtr& scope) {
@@ -603,7 +698,11 @@ absl::StatusOr<Value> Renderer::EvalBinary(const Expr& e, const ScopePtr& scope)
   if (e.name == "or") return a.Truthy() ? a : Eval(*e.b, scope);
   KVSERVE_ASSIGN_OR_RETURN(b, Eval(*e.b, scope));
   const std::string& op = e.name;
-  if (op == "~") return Value::String(a.ToString() + b.ToString());
+  if (op == "~") {
+    std::string joined = a.ToString() + b.ToString();
+    if (joined.size() > kMaxStringBytes) return ValueTooLarge(e.line, op);
+    return Value::String(std::move(joined));
+  }
   if (op == "==") return Value::Bool(a.Equals(b));
   if (op == "!=") return Value::Bool(!a.Equals(b));
   if (op == "in" || op == "notin") {
@@ -628,16 +727,33 @@ absl::StatusOr<Value> Renderer::Arithmetic(const std::string& op, const Value& a
   };
   if (a.is_number() && b.is_number()) {
     const bool floats = a.is_float() || b.is_float();
-    if (op == "+")
-      return floats ? Value::Float(a.number() + b.number()) : Value::Int(a.integer() + b.integer());
-    if (op == "-")
-      return floats ? Value::Float(a.number() - b.number()) : Value::Int(a.integer() - b.integer());
-    if (op == "*")
-      return floats ? Value::Float(a.number() * b.number()) : Value::Int(a.integer() * b.integer());
+    if (op == "+") {
+      if (floats) return Value::Float(a.number() + b.number());
+      KVSERVE_ASSIGN_OR_RETURN(sum, CheckedInt('+', a.integer(), b.integer(), op, line));
+      return Value::Int(sum);
+    }
+    if (op == "-") {
+      if (floats) return Value::Float(a.number() - b.number());
+      KVSERVE_ASSIGN_OR_RETURN(difference, CheckedInt('-', a.integer(), b.integer(), op, line));
+      return Value::Int(difference);
+    }
+    if (op == "*") {
+      if (floats) return Value::Float(a.number() * b.number());
+      KVSERVE_ASSIGN_OR_RETURN(product, CheckedInt('*', a.integer(), b.integer(), op, line));
+      return Value::Int(product);
+    }
     if ((op == "/" || op == "//" || op == "%") && b.number() == 0) {
       return Fail(line, "division by zero");
     }
     if (op == "/") return Value::Float(a.number() / b.number());
+    // The one quotient of int64_t that overflows: INT64_MIN // -1 (and INT64_MIN % -1 is 0).
+    if (!floats && b.integer() == -1) {
+      if (op == "%") return Value::Int(0);
+      if (op == "//") {
+        KVSERVE_ASSIGN_OR_RETURN(negated, CheckedInt('-', 0, a.integer(), op, line));
+        return Value::Int(negated);
+      }
+    }
     if (op == "//") {
       if (floats) return Value::Float(std::floor(a.number() / b.number()));
       int64_t q = a.integer() / b.integer();
@@ -656,17 +772,23 @@ absl::StatusOr<Value> Renderer::Arithmetic(const std::string& op, const Value& a
     }
     if (op == "**") {
       if (!floats && b.integer() >= 0) {
-        int64_t r = 1;
-        for (int64_t i = 0; i < b.integer(); ++i) r *= a.integer();
-        return Value::Int(r);
+        KVSERVE_ASSIGN_OR_RETURN(power, IntPower(a.integer(), b.integer(), line));
+        return Value::Int(power);
       }
       return Value::Float(std::pow(a.number(), b.number()));
     }
     return type_error();
   }
   if (op == "+") {
-    if (a.is_string() && b.is_string()) return Value::String(a.string() + b.string());
+    if (a.is_string() && b.is_string()) {
+      if (a.string().size() + b.string().size() > kMaxStringBytes) return ValueTooLarge(line, op);
+      return Value::String(a.string() + b.string());
+    }
     if (a.is_list() && b.is_list()) {
+      if (a.list().size() + b.list().size() > kMaxListItems ||
+          StringBytes(a.list()) + StringBytes(b.list()) > kMaxRenderBytes) {
+        return ValueTooLarge(line, op);
+      }
       ValueList items = a.list();
       items.insert(items.end(), b.list().begin(), b.list().end());
       return Value::List(std::move(items));
@@ -676,7 +798,17 @@ absl::StatusOr<Value> Renderer::Arithmetic(const std::string& op, const Value& a
     const Value& seq = a.is_number() ? b : a;
     const Value& times = a.is_number() ? a : b;
     if (times.is_int() || times.is_bool()) {
-      const int64_t n = std::max<int64_t>(0, times.integer());
+      const size_t size = seq.is_string() ? seq.string().size()
+                          : seq.is_list() ? seq.list().size()
+                                          : 0;
+      // Repeating nothing is nothing, however often ('' * 10**18 must not loop).
+      const int64_t n = size == 0 ? 0 : std::max<int64_t>(0, times.integer());
+      const size_t limit = seq.is_string() ? kMaxStringBytes : kMaxListItems;
+      if (size > 0 && static_cast<uint64_t>(n) > limit / size) return ValueTooLarge(line, op);
+      const size_t list_bytes = seq.is_list() ? StringBytes(seq.list()) : 0;
+      if (list_bytes > 0 && static_cast<uint64_t>(n) > kMaxRenderBytes / list_bytes) {
+        return ValueTooLarge(line, op);
+      }
       if (seq.is_string()) {
         std::string out;
         for (int64_t i = 0; i < n; ++i) out += seq.string();
@@ -946,6 +1078,7 @@ absl::StatusOr<Value> Renderer::StringJoin(const std::string& s, const CallArgs&
     }
     if (i > 0) out += s;
     out += list[i].string();
+    if (out.size() > kMaxStringBytes) return ValueTooLarge(line, "join");
   }
   return Value::String(std::move(out));
 }
@@ -1017,8 +1150,11 @@ absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::st
     KVSERVE_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
     KVSERVE_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
     const Value* count = args.Get(2, "count");
-    return Value::String(PythonReplace(
-        s, old_text, new_text, count != nullptr && count->is_number() ? count->integer() : -1));
+    std::optional<std::string> replaced = PythonReplace(
+        s, old_text, new_text, count != nullptr && count->is_number() ? count->integer() : -1,
+        kMaxStringBytes);
+    if (!replaced.has_value()) return ValueTooLarge(line, "replace");
+    return Value::String(*std::move(replaced));
   }
   if (name == "find" || name == "count") {
     KVSERVE_ASSIGN_OR_RETURN(sub, RequiredString(args, 0, "sub", line));
@@ -1128,6 +1264,10 @@ absl::StatusOr<Value> Renderer::FilterToJson(const Value& v, const CallArgs& arg
   int width = -1;
   if (indent != nullptr && !indent->is_none()) {
     if (!indent->is_int()) return Fail(line, "tojson: indent must be an integer");
+    if (indent->integer() > kMaxJsonIndent) {
+      return Fail(line,
+                  absl::StrCat("tojson: an indent over ", kMaxJsonIndent, " is not supported"));
+    }
     width = static_cast<int>(indent->integer());
   }
   absl::StatusOr<std::string> json = ToJson(v, width, sort_keys != nullptr && sort_keys->Truthy());
@@ -1160,6 +1300,7 @@ absl::StatusOr<Value> Renderer::FilterJoin(const Value& v, const CallArgs& args,
     } else {
       out += items[i].ToString();
     }
+    if (out.size() > kMaxStringBytes) return ValueTooLarge(line, "join");
   }
   return Value::String(std::move(out));
 }
@@ -1184,6 +1325,10 @@ absl::StatusOr<Value> Renderer::FilterNumber(const std::string& name, const Valu
   }
   if (name == "float") return Value::Float(number);
   if (!std::isfinite(number)) return def;
+  // Python's int() of a large float is exact; ours must fit int64_t ([-2^63, 2^63)).
+  if (!(std::trunc(number) >= -0x1p63 && std::trunc(number) < 0x1p63)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", number, " is out of range"));
+  }
   return Value::Int(static_cast<int64_t>(std::trunc(number)));
 }
 
@@ -1334,16 +1479,21 @@ absl::StatusOr<Value> Renderer::ApplyFilter(const std::string& name, const Value
     KVSERVE_ASSIGN_OR_RETURN(old_text, RequiredString(args, 0, "old", line));
     KVSERVE_ASSIGN_OR_RETURN(new_text, RequiredString(args, 1, "new", line));
     const Value* count = args.Get(2, "count");
-    return Value::String(
-        PythonReplace(v.ToString(), old_text, new_text,
-                      count != nullptr && count->is_number() ? count->integer() : -1));
+    std::optional<std::string> replaced = PythonReplace(
+        v.ToString(), old_text, new_text,
+        count != nullptr && count->is_number() ? count->integer() : -1, kMaxStringBytes);
+    if (!replaced.has_value()) return ValueTooLarge(line, "replace");
+    return Value::String(*std::move(replaced));
   }
   if (name == "join") return FilterJoin(v, args, line);
   if (name == "int" || name == "float") return FilterNumber(name, v, args);
   if (name == "abs") {
     if (!v.is_number())
       return Fail(line, absl::StrCat("abs: bad operand type '", v.TypeName(), "'"));
-    return v.is_float() ? Value::Float(std::fabs(v.number())) : Value::Int(std::llabs(v.integer()));
+    if (v.is_float()) return Value::Float(std::fabs(v.number()));
+    if (v.integer() == std::numeric_limits<int64_t>::min())
+      return Fail(line, "integer overflow in abs");
+    return Value::Int(v.integer() < 0 ? -v.integer() : v.integer());
   }
   if (name == "sum") return FilterSum(v, args, line);
   if (name == "unique") return FilterUnique(v, line);

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/utf8.h"
 #include "server/models/jinja/value.h"
@@ -224,7 +226,9 @@ class Lexer {
       }
       const char c = src_[pos];
       if (std::isdigit(static_cast<unsigned char>(c))) {
-        pos = LexNumber(pos);
+        absl::StatusOr<size_t> end = LexNumber(pos);
+        if (!end.ok()) return end.status();
+        pos = *end;
       } else if (IsNameStart(c)) {
         size_t end = pos;
         while (end < src_.size() && IsNameChar(src_[end])) ++end;
@@ -266,7 +270,9 @@ class Lexer {
     }
   }
 
-  size_t LexNumber(size_t pos) {
+  // A number literal at `pos`; the position after it. Integers must fit int64_t (jinja2's are
+  // unbounded; a template never needs more); floats too large for a double are inf, as in Python.
+  absl::StatusOr<size_t> LexNumber(size_t pos) {
     auto digits = [&](size_t p) {
       while (p < src_.size() && (std::isdigit(static_cast<unsigned char>(src_[p])) ||
                                  (src_[p] == '_' && p + 1 < src_.size() &&
@@ -299,9 +305,9 @@ class Lexer {
     t.text = text;
     t.line = line_;
     if (is_float) {
-      t.float_value = std::stod(text);
-    } else {
-      t.int_value = std::stoll(text);
+      t.float_value = std::strtod(text.c_str(), nullptr);
+    } else if (!absl::SimpleAtoi(text, &t.int_value)) {
+      return LexError(line_, absl::StrCat("integer literal ", text, " is out of range"));
     }
     tokens_.push_back(std::move(t));
     return end;
