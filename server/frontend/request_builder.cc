@@ -237,6 +237,14 @@ absl::Status CheckGenerationParams(const GenerationParams& p, const WireRules& w
     return InvalidParam(wire.max_tokens,
                         absl::StrCat(wire.max_tokens, " = ", *p.max_tokens, " must be at least 1"));
   }
+  // As on gRPC, where string fields are checked on the wire: a JSON body's string may hold any
+  // bytes, and a tokenizer given broken UTF-8 would guess at what was meant.
+  if (p.prompt.has_value()) {
+    if (const size_t at = base::FindInvalidUtf8(*p.prompt); at != std::string::npos) {
+      return InvalidParam(wire.prompt,
+                          absl::StrCat(wire.prompt, " is not valid UTF-8 (at byte ", at, ")"));
+    }
+  }
   return CheckStopStrings(p.stop);
 }
 

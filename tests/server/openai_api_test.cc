@@ -116,6 +116,7 @@ TEST(ParseCompletionTest, RejectsWhatIsNotSupportedOrInvalid) {
            {R"({"prompt": "p", "stop": 3})", "\"param\":\"stop\""},
            // Found by tests/fuzz/openai_body_fuzzer: a JSON string holding invalid UTF-8.
            {"{\"prompt\": \"p\", \"stop\": [\"a\", \"\xc5ND\"]}", "\"param\":\"stop\""},
+           {"{\"prompt\": \"ab\xff\"}", "\"param\":\"prompt\""},  // invalid UTF-8 prompt
            {R"({"prompt": "p", "stream": "yes"})", "\"param\":\"stream\""},
            {R"({"prompt": ["a", "b"]})", "\"param\":\"prompt\""},
            {R"({"prompt": [1, -2]})", "\"param\":\"prompt\""},
