@@ -86,9 +86,18 @@ class CountsTest(MetricsServerMixin, unittest.TestCase):
         self.server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
         self.assertEqual(self.server.http_get("/nowhere")[0], 404)
 
-        m = self.metrics()
         num_prompt = sum(len(p) for p in prompts)  # 23
         num_generated = sum(max_tokens)            # 18
+        # The engine counts a step after its tokens reach the streams (the step's statistics
+        # are gathered while they are published), so a client can hold its last token a moment
+        # before the counters include it: wait for the step to be counted, then check all.
+        deadline = time.monotonic() + 5
+        m = self.metrics()
+        while (value(m, "kvserve_generation_tokens_total") < num_generated
+               or value(m, "kvserve_requests_finished_total", finish_reason="length") < 3) \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+            m = self.metrics()
         self.assertEqual(value(m, "kvserve_generation_tokens_total"), num_generated)
         self.assertEqual(value(m, "kvserve_prompt_tokens_total"), num_prompt)
         self.assertEqual(value(m, "kvserve_requests_finished_total", finish_reason="length"), 3)
