@@ -511,13 +511,15 @@ int RunServe(const std::vector<char*>& positional) {
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
     ReloadTls(http, grpc_tls.get());
   }
-  state = ServingState::kDraining;  // before the log line, which tests wait for
-  Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
-                      signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
+  // All of it before the log line, which tests (and operators) take as the drain's start: the
+  // health check and new requests must already say so when it appears.
+  state = ServingState::kDraining;
   SetHealth(*server, false);
   service.SetDraining();
   serving::EngineLoop& loop = *(*backend)->loop;
   loop.StopAccepting();
+  Log(absl::StrFormat("%s: draining (health NOT_SERVING, new requests UNAVAILABLE, up to %g s)",
+                      signal_number == SIGTERM ? "SIGTERM" : "SIGINT", drain_timeout));
   const absl::Time deadline = absl::Now() + absl::Seconds(drain_timeout);
   const bool idle = loop.WaitIdle(deadline);
   if (!idle) Log("drain timeout: aborting the requests still running");
