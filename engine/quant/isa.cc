@@ -80,7 +80,11 @@ std::vector<QuantIsa> AvailableQuantIsas() {
 
 QuantIsa DefaultQuantIsa() {
   static const QuantIsa chosen = [] {
-    QuantIsa cap = QuantIsa::kAmx;
+    // amx is opt-in: on the first AMX machine it ran on (Xeon with AMX-INT8, 2026-12-02) its
+    // tile products were slower than avx512 at every row count (m=32 Q4_K_M 124 vs 91 ms per
+    // step of the 420M shape): each 32-value chunk is a store of the unpacked weights, two tile
+    // loads and a tile store per 16 rows, which costs more than the vpdpbusd it replaces.
+    QuantIsa cap = QuantIsa::kAvx512;
     if (const char* env = std::getenv("KVSERVE_ISA"); env != nullptr && env[0] != '\0') {
       absl::StatusOr<QuantIsa> parsed = ParseQuantIsa(env);
       if (parsed.ok()) {

@@ -4,10 +4,12 @@
 //   avx2     AVX2 + FMA: u8 x s8 products with vpmaddubsw (pairs into int16, then int32)
 //   avxvnni  AVX-VNNI: the avx2 kernels with vpdpbusd on 256-bit vectors
 //   avx512   AVX-512 F/BW/VL/VNNI: vpdpbusd on 512-bit vectors
-//   amx      AMX-INT8 tiles for steps of 16 rows or more (fewer rows take the avx512 path)
+//   amx      AMX-INT8 tiles for steps of 16 rows or more (fewer rows take the avx512 path);
+//            opt-in with KVSERVE_ISA=amx, because it is slower than avx512 so far
 //
-// Each path is used only where the CPU has its instructions; KVSERVE_ISA=NAME (one of the
-// names above) caps the choice so that tests can run every lower path on a capable machine.
+// Each path is used only where the CPU has its instructions; the default is the best of them
+// up to avx512. KVSERVE_ISA=NAME (one of the names above) caps the choice so that tests can run
+// every lower path on a capable machine, and KVSERVE_ISA=amx lets amx be chosen.
 // All paths compute the same integer sums and combine them with the same float operations in
 // the same order, so their results are bitwise equal (see quant_matmul.h).
 //
