@@ -66,6 +66,8 @@ import urllib.request
 
 import grpc
 
+from benchcommon import cpu_line
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
@@ -109,18 +111,6 @@ def parse_range(text):
     if not 1 <= lo <= hi:
         raise argparse.ArgumentTypeError(f"'{text}' is not N or LO:HI with 1 <= LO <= HI")
     return lo, hi
-
-
-def cpu_line():
-    model, flags = "", []
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name") and not model:
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    wanted = ["avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8"]
-    return f"{model}, {os.cpu_count()} CPUs; " + " ".join(f for f in wanted if f in flags)
 
 
 def default_model(cache):

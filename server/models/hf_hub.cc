@@ -271,24 +271,35 @@ struct Probe {
   std::string etag;    // X-Linked-Etag (LFS: the SHA-256) or ETag; empty when none
 };
 
+// One curl handle for `url` with the Hub's headers, the response headers parsed into `t`, a
+// 30 s connect timeout and no signals; the caller adds what its request needs. Owns the handle
+// and the header list, which must outlive the transfer; `t` must outlive it too.
+struct HubRequest {
+  HubRequest(const std::string& url, const HfHubOptions& options, Transfer* t) {
+    InitCurlOnce();
+    curl.reset(curl_easy_init());
+    AddHubHeaders(options, &headers);
+    CURL* c = curl.get();
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  }
+  std::unique_ptr<CURL, CurlDeleter> curl;
+  std::unique_ptr<curl_slist, SlistDeleter> headers;
+};
+
 // Unavailable errors are worth retrying; RefusalStatus errors are final.
 absl::StatusOr<Probe> ProbeFile(const HfModelRef& ref, const std::string& file,
                                 const std::string& url, const HfHubOptions& options) {
-  InitCurlOnce();
   Transfer t;
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  std::unique_ptr<curl_slist, SlistDeleter> headers;
-  AddHubHeaders(options, &headers);
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  HubRequest request(url, options, &t);
+  CURL* c = request.curl.get();
   curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
     return absl::UnavailableError(absl::StrCat("HEAD ", url, ": ", curl_easy_strerror(rc)));
@@ -313,7 +324,6 @@ absl::StatusOr<Probe> ProbeFile(const HfModelRef& ref, const std::string& file,
 absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
                                  const std::string& url, const fs::path& partial,
                                  const HfHubOptions& options) {
-  InitCurlOnce();
   Transfer t;
   t.resume_from = FileSize(partial);
   t.out = std::fopen(partial.c_str(), "ab");
@@ -325,23 +335,15 @@ absl::StatusOr<Expected> Attempt(const HfModelRef& ref, const std::string& file,
   t.label = file;
   t.start = absl::Now();
 
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  std::unique_ptr<curl_slist, SlistDeleter> headers;
-  AddHubHeaders(options, &headers);
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  HubRequest request(url, options, &t);
+  CURL* c = request.curl.get();
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
   // A stalled connection (under 1 byte/s for a minute) counts as dropped.
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   if (t.resume_from > 0) {
     curl_easy_setopt(c, CURLOPT_RANGE, absl::StrCat(t.resume_from, "-").c_str());
   }
