@@ -50,11 +50,13 @@ RUN useradd --system --uid 10001 --user-group --home-dir /cache --no-create-home
       --shell /usr/sbin/nologin kvserve \
  && mkdir -p /models /cache && chown kvserve:kvserve /cache
 COPY --from=build /out/kvserve /usr/local/bin/kvserve
+# The default model (no --model): found at <prefix>/share/kvserve/ beside <prefix>/bin/kvserve.
+COPY models/kvserve-demo.gguf /usr/local/share/kvserve/kvserve-demo.gguf
 # Fails the build if a library is missing (the binary would not start).
 RUN ! ldd /usr/local/bin/kvserve | grep 'not found' && kvserve --help >/dev/null
 
 USER kvserve
-# The demo model and `hf:` downloads are written here; mount a volume to keep them.
+# `hf:` downloads (and the demo:random test model) are written here; mount a volume to keep them.
 ENV KVSERVE_CACHE=/cache
 VOLUME ["/cache"]
 WORKDIR /cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds kvserve (if needed) and starts the server. With no --model it serves the built-in demo
-# model, so this works offline on a fresh machine. Extra arguments go to `kvserve serve`, e.g.
+# Builds kvserve (if needed) and starts the server. With no --model it serves the default model
+# (models/kvserve-demo.gguf, trained on War and Peace), so this works offline on a fresh machine.
+# Extra arguments go to `kvserve serve`, e.g.
 #   scripts/run.sh --model /models/tinyllama-1.1b-chat.Q8_0.gguf --grpc-port 50051
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -5,7 +5,7 @@ The client is clients/python (package `kvserve`): installed with `pip install ./
 or used from this checkout as it is (this script puts clients/python on sys.path). It needs
 grpcio and protobuf: Debian's /usr/bin/python3 has them with python3-grpcio python3-protobuf.
 
-    kvserve serve &                      # the built-in demo model on port 50051
+    kvserve serve &                      # the default model (trained on War and Peace) on port 50051
     /usr/bin/python3 examples/python/generate.py --prompt "Hello" --max-tokens 32
 """
 import argparse

@@ -31,7 +31,8 @@ std::vector<CommandSpec> MakeCommands() {
       {"serve",
        "[flags]",
        "Serves kvserve.v1.Generation over gRPC and the OpenAI-compatible API, the chat page, "
-       "/health and /metrics over HTTP. Without --model it serves the built-in demo model. "
+       "/health and /metrics over HTTP. Without --model it serves the default model (trained on "
+       "War and Peace; --model demo:random: the random-weight test model). "
        "SIGTERM/SIGINT drain in-flight requests, SIGHUP re-reads the TLS files.",
        {ModelGroup(),
         {"Scheduling",

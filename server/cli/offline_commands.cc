@@ -27,7 +27,8 @@ ABSL_FLAG(std::string, model, "",
           "Model: a GGUF file, a Hugging Face folder (config.json + safetensors), or "
           "hf:OWNER/REPO[:FILE.gguf] (from the Hugging Face cache, $HF_HUB_CACHE or "
           "$HF_HOME/hub or ~/.cache/huggingface/hub, downloaded there if missing); OWNER/REPO "
-          "that is no local path means hf:OWNER/REPO. serve: empty = the built-in demo model");
+          "that is no local path means hf:OWNER/REPO. serve: empty = the default model (trained on "
+          "War and Peace), demo:random = the random-weight test model");
 ABSL_FLAG(bool, offline, false,
           "hf: models come from the caches only, with no network (also HF_HUB_OFFLINE=1)");
 ABSL_FLAG(std::string, prompt_ids, "", "Prompt as comma-separated token ids, e.g. 1,450,22");

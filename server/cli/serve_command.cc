@@ -1,4 +1,4 @@
-// `kvserve serve`: loads the model (or writes and loads the built-in demo model), starts the
+// `kvserve serve`: loads the model (by default the trained demo model), starts the
 // engine loop, and serves gRPC and HTTP (/metrics, /health) until SIGTERM/SIGINT.
 //
 // Start-up: the gRPC and HTTP servers listen first with health NOT_SERVING / 503 (so
@@ -160,19 +160,35 @@ void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
                          "); Chat is unavailable"));
 }
 
-// --model, or the demo model written into the cache when it is empty (`*demo` then true).
-absl::StatusOr<std::string> ModelPath(bool* demo) {
-  std::string path = absl::GetFlag(FLAGS_model);
-  *demo = path.empty();
-  if (!*demo) return path;
+// Which built-in model serves, if any: the trained default (no --model) or the generated
+// random-weight one (--model demo:random, byte vocabulary).
+enum class BuiltinModel { kNone, kDefault, kRandom };
+
+// --model; with none, the trained default model; with demo:random, the random model written
+// into the cache.
+absl::StatusOr<std::string> ModelPath(BuiltinModel* builtin) {
+  const std::string flag = absl::GetFlag(FLAGS_model);
+  *builtin = BuiltinModel::kNone;
+  if (flag.empty()) {
+    *builtin = BuiltinModel::kDefault;
+    absl::StatusOr<std::string> found = FindDefaultModel();
+    if (!found.ok()) return found.status();
+    Log(
+        absl::StrCat("no --model given: serving the default model (a small Llama trained on War "
+                     "and Peace) from ",
+                     *found,
+                     "; pass --model FILE.gguf, a Hugging Face folder or hf:OWNER/REPO to serve a "
+                     "real model"));
+    return found;
+  }
+  if (flag != kRandomDemoModelRef) return flag;
+  *builtin = BuiltinModel::kRandom;
   absl::StatusOr<std::string> written = WriteDemoModel(DemoModelDirectory());
   if (!written.ok()) return written.status();
-  Log(
-      absl::StrCat("no --model given: serving the built-in demo model (random weights, "
-                   "byte-level vocabulary) from ",
-                   *written,
-                   "; pass --model FILE.gguf, a Hugging Face folder or hf:OWNER/REPO to serve a "
-                   "real model"));
+  Log(absl::StrCat(
+      "--model ", kRandomDemoModelRef,
+      ": serving the built-in demo model (random weights, byte-level vocabulary) from ", *written,
+      "; for tests, its text is noise"));
   return written;
 }
 
@@ -225,10 +241,10 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, engine::WeightDTy
   return loaded;
 }
 
-// The text codec: the demo model's bytes, the model's tokenizer, or token ids only.
-absl::Status SetCodec(LoadedModel& loaded, bool demo, int64_t model_vocab_size,
+// The text codec: the random model's bytes, the model's tokenizer, or token ids only.
+absl::Status SetCodec(LoadedModel& loaded, bool byte_vocabulary, int64_t model_vocab_size,
                       ServingBackend& backend) {
-  if (demo) {
+  if (byte_vocabulary) {
     backend.codec = std::make_unique<ByteLevelCodec>();
   } else {
     // Without a usable tokenizer the model is served on token ids, with EOS/BOS from the
@@ -303,8 +319,9 @@ ModelDescription DescribeModel(const LoadedModel& loaded, const engine::ModelCon
 
 // Loads the model and starts the engine loop, which reports to `metrics`.
 absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
-  bool demo = false;
-  absl::StatusOr<std::string> path = ModelPath(&demo);
+  BuiltinModel builtin = BuiltinModel::kNone;
+  absl::StatusOr<std::string> path = ModelPath(&builtin);
+  const bool demo = builtin != BuiltinModel::kNone;
   if (!path.ok()) return path.status();
   absl::StatusOr<engine::WeightDType> weight_dtype =
       engine::ParseWeightDType(absl::GetFlag(FLAGS_weight_dtype));
@@ -317,7 +334,11 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
 
   auto backend = std::make_shared<ServingBackend>();
   LoadChatTemplate(*loaded, backend.get());
-  if (absl::Status s = SetCodec(*loaded, demo, config.vocab_size, *backend); !s.ok()) return s;
+  if (absl::Status s =
+          SetCodec(*loaded, builtin == BuiltinModel::kRandom, config.vocab_size, *backend);
+      !s.ok()) {
+    return s;
+  }
   const int32_t num_pages =
       serving::ModelExecutor::PagesForBytes(*loaded->model, kv->page_size, kv->dtype, kv->bytes);
   if (num_pages < 1) {

@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <system_error>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "engine/gguf.h"
 #include "server/models/gguf_writer.h"
 #include "server/models/text_codec.h"
@@ -19,11 +21,37 @@ constexpr int64_t kHidden = 256, kLayers = 4, kHeads = 8, kKvHeads = 4, kFfn = 5
                   kVocab = ByteLevelCodec::kVocabSize;
 constexpr uint32_t kSeed = 20261128;
 // Bump when anything above or below changes, so stale cached files are not reused.
-constexpr int kVersion = 2;  // 2: a chat template
+constexpr int kVersion = 3;  // 2: a chat template; 3: named kvserve-demo-random
 
 bool IsPrintable(int64_t token) { return (token >= 0x20 && token < 0x7F) || token == '\n'; }
 
 }  // namespace
+
+absl::StatusOr<std::string> FindDefaultModel() {
+  std::vector<std::string> tried;
+  if (const char* env = std::getenv("KVSERVE_DEFAULT_MODEL"); env != nullptr && *env != '\0') {
+    if (std::filesystem::is_regular_file(env)) return std::string(env);
+    return absl::NotFoundError(
+        absl::StrCat("KVSERVE_DEFAULT_MODEL=", env, " is not a file (the default model)"));
+  }
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    tried.push_back(
+        (exe.parent_path().parent_path() / "share" / "kvserve" / kDefaultModelFile).string());
+  }
+#ifdef KVSERVE_SOURCE_DIR
+  tried.push_back(
+      (std::filesystem::path(KVSERVE_SOURCE_DIR) / "models" / kDefaultModelFile).string());
+#endif
+  for (const std::string& path : tried) {
+    if (std::filesystem::is_regular_file(path, ec)) return path;
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "the default model ", kDefaultModelFile, " is in none of: ", absl::StrJoin(tried, ", "),
+      " (set KVSERVE_DEFAULT_MODEL, pass --model, or --model ", kRandomDemoModelRef,
+      " for the generated random-weight model)"));
+}
 
 std::string DemoModelDirectory() {
   for (const char* var : {"KVSERVE_CACHE", "TMPDIR"}) {
@@ -52,7 +80,7 @@ absl::StatusOr<std::string> WriteDemoModel(const std::string& directory) {
   w.AddString("general.architecture", "llama");
   w.AddString("general.name", kDemoModelName);
   w.AddString("general.description",
-              "kvserve built-in demo model: random weights, byte-level vocabulary");
+              "kvserve built-in random model: random weights, byte-level vocabulary");
   w.AddUint32("llama.context_length", kContext);
   w.AddUint32("llama.embedding_length", kHidden);
   w.AddUint32("llama.block_count", kLayers);

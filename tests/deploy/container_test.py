@@ -132,6 +132,10 @@ class ContainerTest(unittest.TestCase):
         uid = podman("exec", self.name, "id", "-u").stdout.strip()
         self.assertEqual(uid, "10001")
 
+        # With no --model, the image serves the default model it ships (trained on War and Peace).
+        info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
+        self.assertEqual((info.name, info.demo, info.vocab_size), ("kvserve-demo", True, 4096))
+
         # A Generate streamed from the host through the published port.
         ids, text, last = collect(stub.Generate(greedy_request(16, prompt="container"),
                                                 timeout=60))

@@ -9,7 +9,6 @@
 
 #include "base/utf8.h"
 #include "server/models/chat_template.h"
-#include "server/models/demo_model.h"
 #include "server/models/text_codec.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -60,7 +59,8 @@ const server::ServingBackend& FuzzBackend() {
   static const server::ServingBackend* const backend = [] {
     auto* b = new server::ServingBackend;
     b->codec = std::make_unique<server::ByteLevelCodec>();
-    b->model_info.name = server::kDemoModelName;
+    // The name the seed corpus (tests/fuzz/make_seeds.py) asks for.
+    b->model_info.name = "kvserve-demo";
     // Small enough that long prompts and max_tokens reach the limits (a rendered Llama 3.1 chat
     // starts with about 150 bytes).
     b->limits = server::RequestLimits{.context_length = 1024, .kv_capacity_tokens = 768};

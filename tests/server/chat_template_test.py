@@ -171,6 +171,12 @@ def main():
         rows = run_tool(args.tool, "--gguf", gguf, cases, bos, eos, args.work, name)
         failures += compare(f"gguf {name}", rows, cases, source, bos, eos)
         errors_seen += sum(1 for kind, _ in rows if kind == "ERROR")
+    # The default model's own template, read from the committed file itself.
+    demo = os.path.join(HERE, "..", "..", "models", "kvserve-demo.gguf")
+    source = g.read_gguf(demo).get("tokenizer.chat_template")
+    rows = run_tool(args.tool, "--gguf", demo, cases, "<|endoftext|>", "<|endoftext|>", args.work, "kvserve-demo")
+    failures += compare("gguf kvserve-demo (the default model)", rows, cases, source, "<|endoftext|>", "<|endoftext|>")
+
     # Mistral refuses non-alternating roles (and v0.1 a system message) with raise_exception.
     if errors_seen < 4:
         print(f"FAIL expected raise_exception errors from the Mistral templates, saw {errors_seen}")

@@ -47,7 +47,7 @@ async function main() {
   const models = await client.models.list();
   const ids = [];
   for await (const m of models) ids.push(m.id);
-  assert.deepEqual(ids, ["kvserve-demo"]);
+  assert.deepEqual(ids, ["kvserve-demo-random"]);
   const model = ids[0];
   log("models.list");
 
@@ -174,7 +174,7 @@ async function errorsAndAbort(model) {
 }
 
 async function queue() {
-  const model = "kvserve-demo";
+  const model = "kvserve-demo-random";
   const long = { model, prompt: "Hello", max_tokens: 1500, temperature: 0, ignore_eos: true, stream: true };
   const first = await client.completions.create(long);
   const it = first[Symbol.asyncIterator]();

@@ -5,6 +5,7 @@ Each TestCase class is one ctest test (label http) with its own server. The npm 
 installed by scripts/install-http-clients.sh (into ~/.cache/kvserve/http-clients by default).
 """
 import json
+import re
 import os
 import subprocess
 import unittest
@@ -82,7 +83,7 @@ class OpenAiClientTest(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
         info = self.server.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5,
                                              metadata=self.auth)
-        self.assertEqual(info.name, "kvserve-demo")
+        self.assertEqual(info.name, "kvserve-demo-random")
         self.server.health_status("")  # no error: health stays open
 
     def test_raw_http_error_shape_and_public_chat_page(self):
@@ -115,17 +116,29 @@ class OpenAiQueueTest(unittest.TestCase):
             self.assertEqual((info.running_requests, info.waiting_requests), (0, 0))
 
 
+def novel_words():
+    """The lower-cased words of War and Peace, the default model's training text."""
+    shared = os.environ.get("KVSERVE_SHARED") or os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared")
+    with open(os.path.join(shared, "data", "war-and-peace.txt"), encoding="utf-8") as f:
+        return {w.lower() for w in re.findall(r"[A-Za-z]+", f.read())}
+
+
 class ChatPageTest(unittest.TestCase):
     """The chat page in headless Chromium: streaming answer, Stop aborts the request."""
 
     def test_chat_page_streams_and_stops(self):
         clients = clients_dir()
         screenshot = os.path.join(os.environ.get("KVSERVE_ARTIFACTS", "/tmp"), "chat_page.png")
-        with Server("--debug-step-delay-ms", "30") as server:
+        # The default model (trained on War and Peace): the screenshot shows its words.
+        with Server("--debug-step-delay-ms", "30", default_model=True) as server:
             base = f"http://{server.http_address}"
             result = json.loads(node("chat_page_test.mjs", clients, base, screenshot)
                                 .strip().splitlines()[-1])
             self.assertGreaterEqual(len(result["lengths"]), 3)
+            words = re.findall(r"[A-Za-z]+", result["answer"])
+            self.assertGreaterEqual(len(words), 5, result["answer"])
+            known = [w for w in words if w.lower() in novel_words()]
+            self.assertGreaterEqual(len(known) / len(words), 0.8, result["answer"])
             info = wait_no_running(server)
             self.assertEqual(info.running_requests, 0)
             self.assertEqual(info.free_kv_pages, info.total_kv_pages)

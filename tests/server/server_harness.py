@@ -54,12 +54,19 @@ class TlsClient:
 class Server:
     """One `kvserve serve` process. Use as a context manager or call stop()."""
 
-    def __init__(self, *flags, ready_timeout=60, tls=None):
+    def __init__(self, *flags, ready_timeout=60, tls=None, default_model=False):
+        """Without --model in `flags`, serves the random-weight test model (--model demo:random:
+        byte vocabulary, context 2048, f32 weights, 64 MiB of KV cache), or with `default_model`
+        the trained default model with the default settings (no --model, no weight or KV flag)."""
         self.tls = tls
+        if "--model" not in flags and not default_model:
+            flags = ("--model", "demo:random", *flags)
         self.lines = []
         self._cond = threading.Condition()
-        args = [KVSERVE_BIN, "serve", "--grpc-port", "0", "--http-port", "0",
-                "--host", "127.0.0.1", "--kv-cache-memory", "64MiB", "--weight-dtype", "f32", *flags]
+        args = [KVSERVE_BIN, "serve", "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1"]
+        if not default_model:  # the default model runs with every other default, too
+            args += ["--kv-cache-memory", "64MiB", "--weight-dtype", "f32"]
+        args += list(flags)
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      text=True)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -71,8 +78,10 @@ class Server:
         self.http_address = f"127.0.0.1:{self.http_port}"
         self.wait_for_line(r"ready: serving", ready_timeout)
         self.model_path = None
-        if "--model" not in flags:
+        if "demo:random" in flags:
             self.model_path = self.wait_for_line(r"built-in demo model .* from (\S+);", 5)[1]
+        elif "--model" not in flags:
+            self.model_path = self.wait_for_line(r"serving the default model .* from (\S+);", 5)[1]
         self.address = f"127.0.0.1:{self.port}"
         if tls is None:
             self.channel = grpc.insecure_channel(self.address)

@@ -11,7 +11,7 @@ const require = createRequire(path.join(clientsDir, "package.json"));
 const { default: OpenAI } = await import(require.resolve("openai"));
 const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
 
-const params = { model: "kvserve-demo", prompt: "Hello", max_tokens: 8, temperature: 0, ignore_eos: true };
+const params = { model: "kvserve-demo-random", prompt: "Hello", max_tokens: 8, temperature: 0, ignore_eos: true };
 const whole = await client.completions.create(params);
 assert.equal(whole.usage.completion_tokens, 8);
 console.log("ok - completions.create over TLS");
