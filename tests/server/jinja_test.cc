@@ -329,6 +329,29 @@ TEST(JinjaLimitsTest, RenderCostIsBounded) {
   EXPECT_EQ(Render("{{ [1] | tojson(indent=2) }}"), "[\n  1\n]");
 }
 
+// A list holding another twice, doubled 40 times, takes 40 small lists of memory but prints
+// 2^40 items: printing, comparing or serializing it used to run (and allocate) without bound.
+TEST(JinjaLimitsTest, SelfNestingListsAreRefusedBeforeTheyAreWalked) {
+  const std::string doubled =
+      "{% set ns = namespace(a=[1]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}"
+      "{% endfor %}";
+  for (const char* use : {"{{ ns.a }}", "{{ ns.a ~ 'x' }}", "{{ ns.a | tojson }}",
+                          "{{ ns.a == ns.a }}", "{{ [ns.a] | join(',') }}", "{{ ns.a | string }}",
+                          "{{ ns.a | length }}"}) {
+    const std::string out = Render(doubled + use);
+    EXPECT_NE(out.find("a value holds more than 67108864 items and bytes"), std::string::npos)
+        << use << ": " << out.substr(0, 200);
+  }
+  // Doubled 10 times it is small, and prints like Python.
+  const std::string small =
+      Render("{% set ns = namespace(a=[1]) %}{% for i in range(10) %}{% set ns.a = [ns.a, ns.a] "
+             "%}{% endfor %}{{ ns.a | string | length }}");
+  // len(str(a)) for a = [1] doubled k times: s(0) = 3, s(k) = 2 s(k-1) + 4.
+  int64_t expect = 3;
+  for (int k = 0; k < 10; ++k) expect = 2 * expect + 4;
+  EXPECT_EQ(small, std::to_string(expect));
+}
+
 // Found by tests/fuzz/jinja_fuzzer: `ns.n = ns` made a cycle of shared pointers (leaked on every
 // render, and printing it would never end).
 TEST(JinjaLimitsTest, NamespacesCannotHoldNamespaces) {

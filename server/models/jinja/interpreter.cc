@@ -267,6 +267,8 @@ constexpr int64_t kMaxRenderSteps = 2'000'000;
 constexpr size_t kMaxRenderBytes = 64 << 20;
 constexpr size_t kMaxStringBytes = 16 << 20;
 constexpr size_t kMaxListItems = 1 << 20;
+// Bounds Value::weight(): printing, comparing or serializing any value walks at most this much.
+constexpr uint64_t kMaxValueWeight = 64 << 20;
 // tojson's indent: a wider one is never needed, and indent x nesting x items is output.
 constexpr int64_t kMaxJsonIndent = 64;
 
@@ -386,6 +388,11 @@ absl::StatusOr<Value> Renderer::Eval(const Expr& e, const ScopePtr& scope) {
   if (v.ok() && v->nesting() > kMaxValueNesting) {
     return Fail(e.line, absl::StrCat("a value nests lists and dicts deeper than ", kMaxValueNesting,
                                      " levels"));
+  }
+  if (v.ok() && v->weight() > kMaxValueWeight) {
+    return Fail(e.line, absl::StrCat("a value holds more than ", kMaxValueWeight,
+                                     " items and bytes when its shared lists are counted each "
+                                     "time they occur"));
   }
   return v;
 }

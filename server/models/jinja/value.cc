@@ -41,23 +41,35 @@ Value Value::Float(double f) {
   v.float_ = f;
   return v;
 }
+namespace {
+constexpr uint64_t kMaxWeight = uint64_t{1} << 62;
+uint64_t AddWeight(uint64_t a, uint64_t b) { return std::min(kMaxWeight, a + b); }
+}  // namespace
+
 Value Value::String(std::string s) {
   Value v;
   v.kind_ = Kind::kString;
   v.string_ = std::move(s);
+  v.weight_ = AddWeight(1, v.string_.size());
   return v;
 }
 Value Value::List(ValueList items) {
   Value v;
   v.kind_ = Kind::kList;
-  for (const Value& item : items) v.nesting_ = std::max(v.nesting_, item.nesting_ + 1);
+  for (const Value& item : items) {
+    v.nesting_ = std::max(v.nesting_, item.nesting_ + 1);
+    v.weight_ = AddWeight(v.weight_, item.weight_);
+  }
   v.list_ = std::make_shared<ValueList>(std::move(items));
   return v;
 }
 Value Value::Dict(ValueDict items) {
   Value v;
   v.kind_ = Kind::kDict;
-  for (const auto& item : items) v.nesting_ = std::max(v.nesting_, item.second.nesting_ + 1);
+  for (const auto& item : items) {
+    v.nesting_ = std::max(v.nesting_, item.second.nesting_ + 1);
+    v.weight_ = AddWeight(v.weight_, AddWeight(item.first.size(), item.second.weight_));
+  }
   v.dict_ = std::make_shared<ValueDict>(std::move(items));
   return v;
 }
@@ -65,6 +77,7 @@ Value Value::Namespace(ValueDict attributes) {
   Value v = Dict(std::move(attributes));
   v.kind_ = Kind::kNamespace;
   v.nesting_ = 0;  // printed as "<Namespace>": nothing walks into it
+  v.weight_ = 1;
   return v;
 }
 Value Value::Callable(std::string name, Function fn) {

@@ -105,10 +105,17 @@ class Value {
   // Levels of lists and dicts inside this value (0 for a scalar, 1 for [1, 2]). Printing,
   // comparing and destroying recurse this deep; the renderer refuses values past a limit.
   int nesting() const { return nesting_; }
+  // What walking this value costs, counted as if nothing were shared: one per list, dict and
+  // scalar inside it plus the bytes of its strings and keys (saturating at 2^62). Lists are
+  // shared, so `[a, a]` doubles the weight but not the memory, and printing, comparing or
+  // serializing a value doubled 40 times would run for hours; the renderer refuses values past
+  // a limit.
+  uint64_t weight() const { return weight_; }
 
  private:
   Kind kind_ = Kind::kUndefined;
   int nesting_ = 0;
+  uint64_t weight_ = 1;
   bool bool_ = false;
   int64_t int_ = 0;
   double float_ = 0;
