@@ -152,6 +152,16 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfConfig(const JsonValue& config, std
         absl::StrCat("config.json: rope_theta is ", *theta, ", expected a value above 1"));
   }
   c.rope_base = static_cast<float>(*theta);
+  // Mistral's sliding_window (null or absent: none; Qwen2 declares one with use_sliding_window
+  // false, which is off): recorded, not applied, as for GGUF files (ModelConfig).
+  if (const JsonValue* v = config.Find("sliding_window");
+      v != nullptr && v->type != JsonValue::Type::kNull) {
+    const JsonValue* use = config.Find("use_sliding_window");
+    const bool off = use != nullptr && use->type == JsonValue::Type::kBool && !use->boolean;
+    absl::StatusOr<int64_t> window = PositiveInt(config, "sliding_window");
+    if (!window.ok()) return window.status();
+    if (!off) c.declared_sliding_window = *window;
+  }
   if (const JsonValue* v = config.Find("rope_scaling");
       v != nullptr && v->type != JsonValue::Type::kNull) {
     const JsonValue* type = v->Find("rope_type");
@@ -190,9 +200,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfConfig(const JsonValue& config, std
       c.rope_freq_divisors.assign(c.head_dim / 2, static_cast<float>(*factor));
       c.rope_scaling = "linear";
     } else if (kind != "default") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config.json: rope_scaling type '", kind,
-          "' is not supported (default, linear and llama3 are)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: rope_scaling type '", kind,
+                       "' is not supported (default, linear and llama3 are)"));
     }
   }
   if (const JsonValue* v = config.Find("tie_word_embeddings"); v != nullptr) {

@@ -193,7 +193,23 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   }
   c.vocab_size = (*embd)->dims[1];
   c.tied_embeddings = file.FindTensor("output.weight") == nullptr;
+  if (file.FindMetadata(p + "attention.sliding_window") != nullptr) {
+    absl::StatusOr<int64_t> window = PositiveInt(file, p + "attention.sliding_window");
+    if (!window.ok()) return window.status();
+    c.declared_sliding_window = *window;
+  }
   return c;
+}
+
+std::vector<std::string> ModelConfigNotes(const ModelConfig& c) {
+  std::vector<std::string> notes;
+  if (c.declared_sliding_window > 0) {
+    notes.push_back(absl::StrFormat(
+        "the model declares a sliding attention window of %d tokens; not applied: every layer "
+        "attends to the whole context, as llama.cpp does for the %s architecture",
+        c.declared_sliding_window, c.architecture));
+  }
+  return notes;
 }
 
 }  // namespace kvserve::engine

@@ -37,6 +37,12 @@ struct ModelConfig {
   bool qkv_bias = false;              // qwen2 has biases on Q, K and V
   bool qk_norm = false;               // qwen3: RMSNorm (weights [head_dim]) per head of Q and K
   bool tied_embeddings = false;       // LM head reuses token_embd when output.weight is absent
+  // A sliding attention window the file declares (GGUF ARCH.attention.sliding_window, e.g.
+  // Mistral 7B v0.1 converted as `llama`; config.json sliding_window), 0 if none. Recorded and
+  // logged, not applied: llama.cpp attends to the whole context for the llama and qwen2
+  // architectures whatever the file says (tests/reference/check_sliding_window.py), and kvserve
+  // gives the same tokens.
+  int64_t declared_sliding_window = 0;
 
   int64_t q_size() const { return num_heads * head_dim; }
   int64_t kv_size() const { return num_kv_heads * head_dim; }
@@ -56,6 +62,10 @@ absl::StatusOr<std::vector<float>> Llama3RopeDivisors(int64_t head_dim, double b
 // "unsupported architecture 'gpt2'", "missing metadata key 'llama.block_count'",
 // "llama.attention.head_count (7) does not divide llama.embedding_length (64)".
 absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file);
+
+// Log lines about what the file declares and kvserve does not apply (the declared sliding
+// window), empty when there is nothing to say.
+std::vector<std::string> ModelConfigNotes(const ModelConfig& c);
 
 }  // namespace kvserve::engine
 

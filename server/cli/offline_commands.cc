@@ -18,6 +18,7 @@
 #include "engine/detokenizer.h"
 #include "engine/kv_page_pool.h"
 #include "engine/llama_model.h"
+#include "engine/model_config.h"
 #include "engine/tokenizer.h"
 #include "server/models/model_source.h"
 #include "serving/engine_loop.h"
@@ -100,6 +101,9 @@ absl::StatusOr<LoadedModel> LoadSource(bool load_weights) {
                  (long long)c.hidden_size, (long long)c.num_heads, (long long)c.num_kv_heads,
                  (long long)c.vocab_size,
                  std::string(engine::WeightDTypeName(options.weight_dtype)).c_str());
+    for (const std::string& line : engine::ModelConfigNotes(c)) {
+      std::fprintf(stderr, "kvserve: %s\n", line.c_str());
+    }
     for (const std::string& line : loaded->model->weight_summary()) {
       std::fprintf(stderr, "kvserve: weights: %s\n", line.c_str());
     }

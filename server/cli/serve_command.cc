@@ -36,6 +36,7 @@
 #include "engine/cpu_features.h"
 #include "engine/gguf.h"
 #include "engine/llama_model.h"
+#include "engine/model_config.h"
 #include "engine/quant/isa.h"
 #include "engine/tokenizer.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -234,6 +235,7 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, engine::WeightDTy
       engine::WeightDTypeName(weight_dtype),
       config.rope_scaling == "none" ? "" : absl::StrCat("; RoPE scaling ", config.rope_scaling),
       absl::ToDoubleSeconds(absl::Now() - start)));
+  for (const std::string& line : engine::ModelConfigNotes(config)) Log(line);
   for (const std::string& line : loaded->model->weight_summary()) {
     Log(absl::StrCat("weights: ", line));
   }

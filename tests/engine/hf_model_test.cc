@@ -138,6 +138,39 @@ TEST(HfConfigTest, ReadsQwen2Config) {
   EXPECT_FLOAT_EQ(c->rms_norm_eps, 1e-6f);
 }
 
+// Mistral's sliding_window is recorded (and logged by the commands), never applied; Qwen2's
+// comes with use_sliding_window false, which is no window; null is none.
+TEST(HfConfigTest, SlidingWindowIsRecordedUnlessSwitchedOff) {
+  const auto window = [](const std::string& extra) -> int64_t {
+    absl::StatusOr<JsonValue> json = ParseJson(absl::StrCat(R"({
+      "architectures": ["MistralForCausalLM"], "hidden_size": 64, "num_hidden_layers": 1,
+      "num_attention_heads": 4, "intermediate_size": 96, "max_position_embeddings": 256,
+      "vocab_size": 10)",
+                                                            extra, "}"));
+    EXPECT_TRUE(json.ok());
+    absl::StatusOr<ModelConfig> c = ModelConfigFromHfConfig(*json, "m");
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? c->declared_sliding_window : -1;
+  };
+  EXPECT_EQ(window(""), 0);
+  EXPECT_EQ(window(R"(, "sliding_window": null)"), 0);
+  EXPECT_EQ(window(R"(, "sliding_window": 4096)"), 4096);
+  EXPECT_EQ(window(R"(, "sliding_window": 4096, "use_sliding_window": false)"), 0);
+  absl::StatusOr<ModelConfig> c = [] {
+    absl::StatusOr<JsonValue> json = ParseJson(R"({"architectures": ["MistralForCausalLM"],
+      "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+      "intermediate_size": 96, "max_position_embeddings": 256, "vocab_size": 10,
+      "sliding_window": 4096})");
+    return ModelConfigFromHfConfig(*json, "m");
+  }();
+  ASSERT_TRUE(c.ok());
+  const std::vector<std::string> notes = ModelConfigNotes(*c);
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("sliding attention window of 4096 tokens; not applied"),
+            std::string::npos)
+      << notes[0];
+}
+
 TEST(HfConfigTest, RopeScalingBecomesFrequencyDivisors) {
   const auto config = [](const std::string& scaling) {
     absl::StatusOr<JsonValue> json = ParseJson(absl::StrCat(R"({

@@ -71,6 +71,10 @@ class Model:
         if "output.weight" not in self.w:
             self.w["output.weight"] = self.w["token_embd.weight"]
         self.vocab = self.w["token_embd.weight"].shape[0]
+        # A sliding attention window to apply (position i attends to j with i - window < j <= i),
+        # or None. Never read from the file (llama.cpp ignores llama.attention.sliding_window):
+        # check_sliding_window.py sets it to show what applying one would change.
+        self.window = None
 
 
 def rms_norm(x, weight, eps):
@@ -251,6 +255,8 @@ def hidden_states(m, token_ids, emulate_llamacpp=False, batch_rows=None, f16_kv=
     group = H // KV
     pos = np.arange(T)
     causal = np.triu(np.full((T, T), -np.inf), k=1)
+    if getattr(m, "window", None):
+        causal[np.subtract.outer(pos, pos) >= m.window] = -np.inf
     x = _embed(m, ids, emulate_llamacpp)
 
     def mm(h, name):
