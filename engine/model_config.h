@@ -39,7 +39,7 @@ struct ModelConfig {
   bool tied_embeddings = false;       // LM head reuses token_embd when output.weight is absent
   // A sliding attention window the file declares (GGUF ARCH.attention.sliding_window, e.g.
   // Mistral 7B v0.1 converted as `llama`; config.json sliding_window), 0 if none. Recorded and
-  // logged, not applied: llama.cpp attends to the whole context for the llama and qwen2
+  // logged, not applied: llama.cpp attends to the whole context for the llama, qwen2 and qwen3
   // architectures whatever the file says (tests/reference/check_sliding_window.py), and kvserve
   // gives the same tokens.
   int64_t declared_sliding_window = 0;
