@@ -26,6 +26,9 @@ from kvserve.v1 import generation_pb2 as pb
 from kvserve.v1 import generation_pb2_grpc as pb_grpc
 
 KVSERVE_BIN = os.environ.get("KVSERVE_BIN", "kvserve")
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer print when they find
+# something (scripts/sanitize.sh builds kvserve with them).
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|: runtime error: ")
 
 
 class TlsClient:
@@ -59,6 +62,7 @@ class Server:
         byte vocabulary, context 2048, f32 weights, 64 MiB of KV cache), or with `default_model`
         the trained default model with the default settings (no --model, no weight or KV flag)."""
         self.tls = tls
+        self._reported = False
         if "--model" not in flags and not default_model:
             flags = ("--model", "demo:random", *flags)
         self.lines = []
@@ -158,6 +162,15 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(timeout=10)
+        # A sanitized build (scripts/sanitize.sh) reports on stderr and, for leaks, at exit:
+        # any such report fails the test that started this server.
+        reports = [i for i, line in enumerate(self.lines) if SANITIZER_REPORT.search(line)]
+        if reports and not self._reported:
+            self._reported = True
+            first = reports[0]
+            raise AssertionError("kvserve's sanitizer report:\n" +
+                                 "\n".join(self.lines[first:first + 60]))
         return self.proc.returncode
 
     def __enter__(self):
