@@ -382,6 +382,24 @@ class GGUFWriter:
                 f.write(b"\0" * (-len(data) % self.alignment))
 
 
+def copy_with_metadata(src, dst, updates):
+    """Writes `dst`: `src` with the metadata values in `updates` (key -> Value) set, existing keys
+    keeping their place and new ones appended, and every tensor copied byte for byte. Written
+    under a temporary name and renamed, so `dst` may be `src`."""
+    f = read_gguf(src)
+    w = GGUFWriter()
+    for key, value in f.metadata.items():
+        if key != "general.alignment":
+            w.add_value(key, value)
+    for key, value in updates.items():
+        w.add_value(key, value)
+    for name, t in f.tensors.items():
+        w.add_tensor_raw(name, t.dims, t.type, bytes(t.data))
+    tmp = f"{dst}.{os.getpid()}.tmp"
+    w.write(tmp)
+    os.replace(tmp, dst)
+
+
 # ---------------------------------------------------------------------------------------------
 # Self-test: every value type (incl. nested arrays), every tensor type, a non-default alignment.
 

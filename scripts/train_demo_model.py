@@ -276,17 +276,7 @@ def write_gguf(path, model, tokens, merges, hp, record):
 
 def retemplate(path):
     """Replaces tokenizer.chat_template with CHAT_TEMPLATE, keeping everything else."""
-    f = g.read_gguf(path)
-    w = g.GGUFWriter()
-    for key, value in f.metadata.items():
-        if key != "general.alignment":
-            w.add_value(key, value)
-    w.metadata["tokenizer.chat_template"] = g.Value(g.STRING, CHAT_TEMPLATE)
-    for name, t in f.tensors.items():
-        w.add_tensor_raw(name, t.dims, t.type, bytes(t.data))
-    tmp = path + ".tmp"
-    w.write(tmp)
-    os.replace(tmp, path)
+    g.copy_with_metadata(path, path, {"tokenizer.chat_template": g.Value(g.STRING, CHAT_TEMPLATE)})
     print(f"rewrote the chat template of {path}")
 
 

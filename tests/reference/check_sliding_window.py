@@ -31,15 +31,7 @@ SPECS = [rc.spec("llama", "F32"), rc.spec("qwen2", "F32"), rc.spec("qwen3", "F32
 def with_window(src, dst, arch, window):
     """`src` plus ARCH.attention.sliding_window = window, tensors unchanged."""
     g = rc.gguf_py
-    f = g.read_gguf(src)
-    w = g.GGUFWriter()
-    for key, value in f.metadata.items():
-        if key != "general.alignment":
-            w.add_value(key, value)
-    w.add(f"{arch}.attention.sliding_window", g.UINT32, window)
-    for name, t in f.tensors.items():
-        w.add_tensor_raw(name, t.dims, t.type, bytes(t.data))
-    w.write(dst)
+    g.copy_with_metadata(src, dst, {f"{arch}.attention.sliding_window": g.Value(g.UINT32, window)})
 
 
 def check(a, cache, spec):

@@ -11,12 +11,12 @@ flag: only loopback ports) serves models/kvserve-demo.gguf, trained on War and P
 """
 import json
 import os
-import re
 import subprocess
 import sys
 import unittest
 
 from server_harness import Server, collect, greedy_request, pb
+from war_and_peace import word_share
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
@@ -26,14 +26,6 @@ import refcommon as rc  # noqa: E402
 PROMPTS = ["Prince Andrew", "Natasha looked at", "The French army"]
 N_TOKENS = 48
 CACHE = os.path.join(os.environ.get("KVSERVE_ARTIFACTS", "/tmp"), "default_model_oracle")
-WORD = re.compile(r"[A-Za-z]+")
-
-
-def novel_words():
-    with open(os.path.join(rc.shared_dir(), "data", "war-and-peace.txt"), encoding="utf-8") as f:
-        return {w.lower() for w in WORD.findall(f.read())}
-
-
 def oracle_tokenize(model, text):
     r = subprocess.run(["node", rc.oracle_script(), "tokenize", model, text], capture_output=True,
                        text=True, timeout=120)
@@ -42,17 +34,10 @@ def oracle_tokenize(model, text):
     return json.loads(r.stdout.strip().splitlines()[-1])["ids"]
 
 
-def word_share(text, vocabulary):
-    words = WORD.findall(text)
-    known = [w for w in words if w.lower() in vocabulary]
-    return len(words), len(known) / max(1, len(words))
-
-
 class DefaultModelTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = Server(default_model=True)
-        cls.vocabulary = novel_words()
 
     @classmethod
     def tearDownClass(cls):
@@ -76,7 +61,7 @@ class DefaultModelTest(unittest.TestCase):
             ours, text, last = collect(self.server.stub.Generate(greedy_request(N_TOKENS, prompt=prompt),
                                                                  timeout=120))
             self.assertEqual(len(ours), N_TOKENS)
-            n, share = word_share(text, self.vocabulary)
+            n, share = word_share(text)
             print(f"{prompt!r} -> {text!r}: {n} words, {share:.0%} in War and Peace", flush=True)
             self.assertGreaterEqual(n, 15, f"{prompt!r}: too few words in {text!r}")
             self.assertGreaterEqual(share, 0.8, f"{prompt!r}: {text!r}")
@@ -91,7 +76,7 @@ class DefaultModelTest(unittest.TestCase):
             max_tokens=40, ignore_eos=True, sampling=pb.SamplingParams(temperature=0)))
         request.messages.add(role="user", content="Where is the army now?")
         _, text, _ = collect(self.server.stub.Chat(request, timeout=120))
-        n, share = word_share(text, self.vocabulary)
+        n, share = word_share(text)
         print(f"chat -> {text!r}: {n} words, {share:.0%} in War and Peace", flush=True)
         self.assertGreaterEqual(n, 15)
         self.assertGreaterEqual(share, 0.8, text)
