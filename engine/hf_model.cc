@@ -134,6 +134,11 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfConfig(const JsonValue& config, std
     if (!hd.ok()) return hd.status();
     c.head_dim = *hd;
   }
+  if (c.head_dim > kMaxHeadDim) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "config.json: head dimension %d is above %d, the largest kvserve supports", c.head_dim,
+        kMaxHeadDim));
+  }
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "config.json: head dimension %d is odd; rotary embedding needs it even", c.head_dim));

@@ -113,6 +113,11 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
     if (!v.ok()) return v.status();
     c.head_dim = *v;
   }
+  if (c.head_dim > kMaxHeadDim) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "head dimension %d is above %d, the largest kvserve supports", c.head_dim,
+        kMaxHeadDim));
+  }
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(
         absl::StrFormat("head dimension %d is odd; rotary embedding needs it even", c.head_dim));

@@ -58,6 +58,11 @@ absl::StatusOr<std::vector<float>> Llama3RopeDivisors(int64_t head_dim, double b
                                                       double high_freq_factor,
                                                       double original_context);
 
+// The largest head dimension a config may declare (real models use 64 to 256): the RoPE tables
+// and attention buffers are sized by it before any tensor is read, so a file claiming billions
+// must be refused, not allocated for.
+inline constexpr int64_t kMaxHeadDim = 4096;
+
 // Reads and validates the config. Errors name the metadata key or tensor at fault, e.g.
 // "unsupported architecture 'gpt2'", "missing metadata key 'llama.block_count'",
 // "llama.attention.head_count (7) does not divide llama.embedding_length (64)".

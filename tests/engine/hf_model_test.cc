@@ -230,6 +230,14 @@ TEST(HfConfigTest, NamesProblems) {
       "intermediate_size": 8, "max_position_embeddings": 8})")
                 .find("does not divide hidden_size"),
             std::string::npos);
+  // Found by hf_config_fuzzer: a 24-billion head dimension with linear RoPE scaling asked for
+  // a 12-billion-entry divisor table (out of memory) before anything was checked.
+  EXPECT_NE(error_of(R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 5,
+      "hidden_size": 24555555558, "num_hidden_layers": 1, "num_attention_heads": 1,
+      "intermediate_size": 8, "max_position_embeddings": 8,
+      "rope_scaling": {"type": "linear", "factor": 2.0}})")
+                .find("head dimension 24555555558 is above 4096"),
+            std::string::npos);
 }
 
 }  // namespace
