@@ -115,8 +115,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& file) {
   }
   if (c.head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "head dimension %d is above %d, the largest kvserve supports", c.head_dim,
-        kMaxHeadDim));
+        "head dimension %d is above %d, the largest kvserve supports", c.head_dim, kMaxHeadDim));
   }
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(
