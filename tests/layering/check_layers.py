@@ -6,6 +6,7 @@ Layers, top to bottom; a layer may include its own headers and those of the laye
   server/grpc, server/http   transports: never each other; only grpc includes the protos
   server/frontend            transport-independent generation: models, serving and below
   server/models (+ jinja/)   model sources, codecs, chat templates: engine and base
+  constrain                  structured output (grammars, token masks): engine and base
   serving                    the engine loop: scheduler, engine, base
   scheduler                  policy: base only (no engine, no threads, no transports)
   engine                     numbers: base only
@@ -26,13 +27,14 @@ ALLOWED = {
     "engine": {"base"},
     "scheduler": {"base"},
     "serving": {"scheduler", "engine", "base"},
+    "constrain": {"engine", "base"},
     "jinja": {"base"},
     "models": {"jinja", "engine", "base"},
-    "frontend": {"models", "jinja", "serving", "scheduler", "engine", "base"},
-    "grpc": {"proto", "frontend", "models", "jinja", "serving", "scheduler", "engine", "base"},
-    "http": {"frontend", "models", "jinja", "serving", "scheduler", "engine", "base"},
+    "frontend": {"models", "jinja", "serving", "scheduler", "constrain", "engine", "base"},
+    "grpc": {"proto", "frontend", "models", "jinja", "serving", "scheduler", "constrain", "engine", "base"},
+    "http": {"frontend", "models", "jinja", "serving", "scheduler", "constrain", "engine", "base"},
     "cli": {"grpc", "http", "proto", "frontend", "models", "jinja", "serving", "scheduler",
-            "engine", "base"},
+            "constrain", "engine", "base"},
     "bench": {"serving", "scheduler", "engine", "base"},
 }
 # Test helpers shared downward: tests/engine's synthetic models serve the layers above it.
@@ -47,6 +49,7 @@ PREFIXES = [
     ("server/http/", "http"),
     ("server/cli/", "cli"),
     ("serving/", "serving"),
+    ("constrain/", "constrain"),
     ("scheduler/", "scheduler"),
     ("engine/", "engine"),
     ("base/", "base"),
@@ -71,7 +74,7 @@ LIBRARY_USERS = {
 }
 # tests/<folder>/ -> the layer its tests belong to.
 TEST_FOLDERS = {"base": "base", "engine": "engine", "scheduler": "scheduler",
-                "serving": "serving", "tokenizer": "engine", "server": "cli", "fuzz": "cli"}
+                "serving": "serving", "constrain": "constrain", "tokenizer": "engine", "server": "cli", "fuzz": "cli"}
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]([^">]+)[">]')
 SOURCE_ENDINGS = (".h", ".cc", ".inc", ".in")
 
