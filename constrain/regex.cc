@@ -374,6 +374,9 @@ class RegexParser {
     if (Peek() != '<') return Error(offset, "this group syntax (inline flags?) is not supported");
     ++pos_;
     size_t name_start = pos_;
+    if (absl::ascii_isdigit(static_cast<unsigned char>(Peek()))) {
+      return Error(offset, "malformed group name");
+    }
     while (absl::ascii_isalnum(static_cast<unsigned char>(Peek())) || Peek() == '_') ++pos_;
     if (pos_ == name_start || Peek() != '>') return Error(offset, "malformed group name");
     ++pos_;
