@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/json.h"
+#include "base/stack_guard.h"
 #include "base/status_macros.h"
 #include "constrain/regex.h"
 
@@ -389,6 +390,9 @@ absl::StatusOr<std::string> SchemaTranslator::Translate(const JsonValue& schema,
     return UsePrimitive("json-value");
   }
   if (!schema.is_object()) return SchemaError(pointer, "a schema must be an object or a boolean");
+  if (!base::StackHasRoom()) {
+    return SchemaError(pointer, "the schema is nested too deeply for this thread's stack");
+  }
   KVSERVE_RETURN_IF_ERROR(CheckKeywords(schema, pointer));
   if (schema.Find("$ref") != nullptr) return TranslateRef(schema, pointer);
   for (const char* keyword : {"anyOf", "oneOf"}) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/stack_guard.h"
 #include "base/status_macros.h"
 #include "base/utf8.h"
 
@@ -347,6 +348,8 @@ class RegexParser {
     if (depth >= kMaxGroupDepth) {
       return Error(open, absl::StrCat("groups nested more than ", kMaxGroupDepth, " deep"));
     }
+    if (!base::StackHasRoom())
+      return Error(open, "groups nested too deeply for this thread's stack");
     if (Peek() == '?') KVSERVE_RETURN_IF_ERROR(ParseGroupPrefix());
     KVSERVE_ASSIGN_OR_RETURN(inner, ParseAlternation(depth + 1));
     if (Peek() != ')' || AtEnd()) {

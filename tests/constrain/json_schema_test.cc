@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "constrain/grammar.h"
 #include "gtest/gtest.h"
+#include "tests/base/small_stack.h"
 
 namespace kvserve::constrain {
 namespace {
@@ -427,6 +428,32 @@ TEST(JsonSchemaTest, OtherRefusals) {
   ASSERT_FALSE(malformed.ok());
   EXPECT_EQ(malformed.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(malformed.status().message().substr(0, 13), "json_schema: ") << malformed.status();
+}
+
+// The deepest schema the JSON reader allows (64 levels), on a small thread stack: compiled, or
+// refused with a named error, never a crash.
+TEST(JsonSchemaTest, DeepNestingOnASmallStack) {
+  std::string schema;
+  const int levels = 63;
+  for (int i = 0; i < levels; ++i) schema += R"({"type":"array","items":)";
+  schema += R"({"type":"integer"})";
+  for (int i = 0; i < levels; ++i) schema += "}";
+  absl::StatusOr<std::string> on_main = JsonSchemaToGbnf(schema);
+  ASSERT_TRUE(on_main.ok()) << on_main.status();
+  absl::StatusOr<std::shared_ptr<const Grammar>> grammar = Grammar::Parse(*on_main);
+  ASSERT_TRUE(grammar.ok()) << grammar.status();
+  EXPECT_TRUE(Matches(*grammar, std::string(levels, '[') + "7" + std::string(levels, ']')));
+  EXPECT_FALSE(
+      Matches(*grammar, std::string(levels - 1, '[') + "7" + std::string(levels - 1, ']')));
+  absl::StatusOr<std::string> on_small("");
+  kvserve::testing::RunOnStack(100 * 1024, [&] { on_small = JsonSchemaToGbnf(schema); });
+  if (!on_small.ok()) {
+    EXPECT_EQ(on_small.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(on_small.status().message().find("nested too deeply"), std::string::npos)
+        << on_small.status();
+  } else {
+    EXPECT_EQ(*on_small, *on_main);
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "constrain/grammar.h"
 #include "gtest/gtest.h"
+#include "tests/base/small_stack.h"
 
 namespace kvserve::constrain {
 namespace {
@@ -262,6 +263,21 @@ TEST(RegexTest, ExpressionIsOneItem) {
     for (const std::string& s : c.no_match) {
       EXPECT_FALSE(Matches(grammar, s)) << c.pattern << " " << s;
     }
+  }
+}
+
+// The deepest groups allowed, on a small thread stack: compiled, or refused with a named error.
+TEST(RegexTest, DeepGroupsOnASmallStack) {
+  std::string pattern = std::string(64, '(') + "a|b" + std::string(64, ')') + "*";
+  absl::StatusOr<std::string> on_main = RegexToGbnf(pattern);
+  ASSERT_TRUE(on_main.ok()) << on_main.status();
+  absl::StatusOr<std::string> on_small("");
+  kvserve::testing::RunOnStack(100 * 1024, [&] { on_small = RegexToGbnf(pattern); });
+  if (!on_small.ok()) {
+    EXPECT_NE(on_small.status().message().find("too deeply"), std::string::npos)
+        << on_small.status();
+  } else {
+    EXPECT_EQ(*on_small, *on_main);
   }
 }
 
