@@ -38,7 +38,12 @@
 // pointers into properties), $ref cycles without content, "$ref" / "anyOf" / "oneOf" / "allOf"
 // next to other constraining keywords, "pattern" or "format" together with minLength /
 // maxLength, "required" names not in "properties", contradictory bounds, the false schema, and
-// malformed keyword values. A pattern's error is the regex error after the pointer.
+// malformed keyword values, and nesting deeper than the thread's stack allows (a 100 KiB stack
+// holds about 25 levels). A pattern's error is the regex error after the pointer.
+// Not detected here: a definition that reaches itself without consuming input through "anyOf"
+// ({"anyOf": [{"$ref": "#/$defs/self"}, ...]}) translates, and Grammar::Parse then refuses the
+// grammar as left recursive. Lengths count a surrogate pair written as two \uXXXX escapes as
+// two characters.
 //
 // Thread-safety: pure functions.
 #ifndef KVSERVE_CONSTRAIN_JSON_SCHEMA_H_

@@ -430,6 +430,17 @@ TEST(JsonSchemaTest, OtherRefusals) {
   EXPECT_EQ(malformed.status().message().substr(0, 13), "json_schema: ") << malformed.status();
 }
 
+// Documented: left recursion through "anyOf" is left to Grammar::Parse to refuse.
+TEST(JsonSchemaTest, LeftRecursionIsRefusedByTheGrammar) {
+  absl::StatusOr<std::string> gbnf = JsonSchemaToGbnf(
+      R"({"$defs":{"a":{"anyOf":[{"$ref":"#/$defs/a"},{"type":"null"}]}},"$ref":"#/$defs/a"})");
+  ASSERT_TRUE(gbnf.ok()) << gbnf.status();
+  absl::StatusOr<std::shared_ptr<const Grammar>> grammar = Grammar::Parse(*gbnf);
+  ASSERT_FALSE(grammar.ok());
+  EXPECT_NE(grammar.status().message().find("left recursion"), std::string::npos)
+      << grammar.status();
+}
+
 // The deepest schema the JSON reader allows (64 levels), on a small thread stack: compiled, or
 // refused with a named error, never a crash.
 TEST(JsonSchemaTest, DeepNestingOnASmallStack) {
