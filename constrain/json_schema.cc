@@ -599,7 +599,9 @@ absl::StatusOr<int64_t> IntegerBound(const JsonValue& member, bool is_minimum,
     return SchemaError(pointer, absl::StrCat("\"", keyword, "\" must be a number"));
   }
   double value = member.is_integer ? static_cast<double>(member.integer) : member.number;
-  if (member.is_integer && std::abs(member.integer) <= kIntegerCap) return member.integer;
+  if (member.is_integer && member.integer >= -kIntegerCap && member.integer <= kIntegerCap) {
+    return member.integer;
+  }
   value = is_minimum ? std::ceil(value) : std::floor(value);
   value = std::clamp(value, static_cast<double>(-kIntegerCap - 1),
                      static_cast<double>(kIntegerCap + 1));
