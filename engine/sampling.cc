@@ -51,6 +51,7 @@ struct Scratch {
   std::vector<float> logits;
   std::vector<float> weights;
   std::vector<Candidate> candidates;
+  std::vector<uint64_t> allowed;  // a structured-output mask, one bit per token
 };
 
 Scratch& ThreadScratch() {
@@ -356,13 +357,19 @@ uint64_t DrawGlobalSeed() {
   return SplitMix64(x);
 }
 
-SamplerState::SamplerState(std::optional<uint64_t> seed, absl::Span<const int32_t> prompt_tokens)
-    : seed_(seed.has_value() ? *seed : DrawGlobalSeed()), rng_(seed_) {
+SamplerState::SamplerState(std::optional<uint64_t> seed, absl::Span<const int32_t> prompt_tokens,
+                           std::unique_ptr<TokenMatcher> matcher)
+    : seed_(seed.has_value() ? *seed : DrawGlobalSeed()),
+      rng_(seed_),
+      matcher_(std::move(matcher)) {
   output_counts_.reserve(prompt_tokens.size());
   for (int32_t token : prompt_tokens) output_counts_.try_emplace(token, 0);
 }
 
-void SamplerState::Accept(int32_t token) { ++output_counts_[token]; }
+void SamplerState::Accept(int32_t token) {
+  ++output_counts_[token];
+  if (matcher_ != nullptr) matcher_->Accept(token);
+}
 
 void ApplyPenaltiesAndBias(absl::Span<float> logits, const SamplingParams& params,
                            const SamplerState& state) {
@@ -392,6 +399,19 @@ void ApplyPenaltiesAndBias(absl::Span<float> logits, const SamplingParams& param
   }
 }
 
+namespace {
+// Structured output: every token the matcher does not allow becomes -inf. A matcher that allows
+// nothing (it cannot happen for a grammar that ends in EOS) leaves the row as it is.
+void ApplyTokenMask(absl::Span<float> logits, TokenMatcher& matcher) {
+  std::vector<uint64_t>& allowed = ThreadScratch().allowed;
+  allowed.assign((logits.size() + 63) / 64, 0);
+  if (matcher.FillAllowed(absl::MakeSpan(allowed)) == 0) return;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (((allowed[i >> 6] >> (i & 63)) & 1) == 0) logits[i] = kNegInf;
+  }
+}
+}  // namespace
+
 SampleResult Sample(absl::Span<const float> logits, const SamplingParams& params,
                     SamplerState& state) {
   KVSERVE_CHECK_MSG(!logits.empty(), "empty logits row");
@@ -400,6 +420,7 @@ SampleResult Sample(absl::Span<const float> logits, const SamplingParams& params
 
   std::vector<float>& x = ThreadScratch().logits;
   x.assign(logits.begin(), logits.end());
+  if (state.matcher() != nullptr) ApplyTokenMask(absl::MakeSpan(x), *state.matcher());
   ApplyPenaltiesAndBias(absl::MakeSpan(x), params, state);
 
   SampleResult result;

@@ -2,6 +2,8 @@
 // sampling parameters and its own random stream.
 //
 // Pipeline for one row (logits of the whole vocabulary, in token-id order):
+//   0. Structured output (SamplingParams::constraint): tokens the request's TokenMatcher does
+//      not allow get -inf, on the scratch copy, before everything below.
 //   1. Penalties, on a scratch copy (the caller's logits are never modified):
 //        repetition (tokens seen in the prompt OR the generated output):
 //            logit > 0 ? logit / repetition_penalty : logit * repetition_penalty
@@ -53,6 +55,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -64,6 +67,29 @@
 namespace kvserve::engine {
 
 inline constexpr int32_t kMaxLogprobs = 20;
+
+// Structured output: which tokens may come next, from a request's own automaton (a grammar, a
+// JSON schema; constrain/ implements it). The sampler asks before every token and sets the
+// logits of every other token to -inf, before penalties, bias, temperature and truncation;
+// logprobs stay those of the raw logits. One matcher per request, used by one thread at a time;
+// a TokenConstraint is immutable and shared by any number of requests and threads.
+class TokenMatcher {
+ public:
+  virtual ~TokenMatcher() = default;
+  // Sets bit t (allowed[t / 64] >> (t % 64) & 1) for every token t allowed next, clearing the
+  // rest; `allowed` has (vocab_size + 63) / 64 words. Returns how many tokens are allowed; at
+  // 0 the sampler ignores the mask.
+  virtual int64_t FillAllowed(absl::Span<uint64_t> allowed) = 0;
+  // The request's next token is `token` (it was allowed).
+  virtual void Accept(int32_t token) = 0;
+};
+
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // The matcher of one request, at the start of its output.
+  virtual std::unique_ptr<TokenMatcher> NewMatcher() const = 0;
+};
 inline constexpr float kMaxAbsLogitBias = 100.0f;  // the OpenAI API's range
 inline constexpr float kGreedyBelowTemperature = 1e-5f;
 
@@ -78,6 +104,7 @@ struct SamplingParams {
   std::optional<uint64_t> seed;                       // nullopt: drawn from the global source
   std::vector<std::pair<int32_t, float>> logit_bias;  // (token id, added to its logit)
   int32_t num_logprobs = 0;                           // top alternatives to report, <= 20
+  std::shared_ptr<const TokenConstraint> constraint;  // nullptr: every token may come
 };
 
 // InvalidArgument naming the field and its allowed range if any field is out of range:
@@ -110,10 +137,15 @@ class SamplerState {
  public:
   // `seed`: the request's seed, or nullopt to draw one with DrawGlobalSeed().
   // `prompt_tokens`: the prompt, for the repetition penalty (copied into a set).
-  SamplerState(std::optional<uint64_t> seed, absl::Span<const int32_t> prompt_tokens);
+  // `matcher`: the request's structured-output matcher, or nullptr.
+  SamplerState(std::optional<uint64_t> seed, absl::Span<const int32_t> prompt_tokens,
+               std::unique_ptr<TokenMatcher> matcher = nullptr);
 
-  // Records a generated token (for the penalties). Call once per token appended to the output.
+  // Records a generated token (for the penalties and the matcher). Call once per token appended
+  // to the output.
   void Accept(int32_t token);
+
+  TokenMatcher* matcher() const { return matcher_.get(); }
 
   uint64_t seed() const { return seed_; }
   Xoshiro256StarStar& rng() { return rng_; }
@@ -126,6 +158,7 @@ class SamplerState {
   uint64_t seed_;
   Xoshiro256StarStar rng_;
   absl::flat_hash_map<int32_t, int32_t> output_counts_;
+  std::unique_ptr<TokenMatcher> matcher_;
 };
 
 struct SampleResult {

@@ -39,7 +39,9 @@ void ModelExecutor::AddSequence(const std::string& request_id, const engine::Sam
                                 absl::Span<const int32_t> prompt) {
   Sequence& seq = sequences_[request_id];
   seq.params = params;
-  seq.state = std::make_unique<engine::SamplerState>(params.seed, prompt);
+  seq.state = std::make_unique<engine::SamplerState>(
+      params.seed, prompt,
+      params.constraint != nullptr ? params.constraint->NewMatcher() : nullptr);
 }
 
 void ModelExecutor::RemoveSequence(const std::string& request_id) { sequences_.erase(request_id); }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -500,6 +501,53 @@ TEST(SamplingLogprobsTest, RawLogSoftmaxAndSortedTopN) {
   }
   SamplingParams none;
   EXPECT_TRUE(Sample(logits, none, state).top_logprobs.empty());
+}
+
+// A matcher that allows a fixed set of tokens and records what it was told.
+class SetMatcher : public TokenMatcher {
+ public:
+  explicit SetMatcher(std::vector<int32_t> allowed, std::vector<int32_t>* accepted)
+      : allowed_(std::move(allowed)), accepted_(accepted) {}
+  int64_t FillAllowed(absl::Span<uint64_t> bits) override {
+    std::fill(bits.begin(), bits.end(), 0);
+    for (int32_t t : allowed_) bits[t / 64] |= uint64_t{1} << (t % 64);
+    return static_cast<int64_t>(allowed_.size());
+  }
+  void Accept(int32_t token) override { accepted_->push_back(token); }
+
+ private:
+  std::vector<int32_t> allowed_;
+  std::vector<int32_t>* accepted_;
+};
+
+TEST(SamplingConstraintTest, OnlyAllowedTokensAreSampledAndLogprobsStayRaw) {
+  std::vector<float> logits(300, 0.0f);
+  logits[5] = 10.0f;  // the model's favourite, not allowed
+  logits[70] = 1.0f;
+  logits[200] = 2.0f;
+  std::vector<int32_t> accepted;
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  SamplerState state(1, {},
+                     std::make_unique<SetMatcher>(std::vector<int32_t>{70, 200, 299}, &accepted));
+  SampleResult r = Sample(logits, greedy, state);
+  EXPECT_EQ(r.token, 200);
+  // The logprob is the unconstrained model's: log-softmax of the raw row.
+  double z = 0;
+  for (float x : logits) z += std::exp(static_cast<double>(x));
+  EXPECT_NEAR(r.logprob, 2.0 - std::log(z), 1e-4);
+  state.Accept(r.token);
+  EXPECT_EQ(accepted, std::vector<int32_t>{200});
+
+  SamplingParams hot;  // temperature 1, top-k 2: still only allowed tokens
+  hot.top_k = 2;
+  for (int i = 0; i < 200; ++i) {
+    const int32_t t = Sample(logits, hot, state).token;
+    EXPECT_TRUE(t == 70 || t == 200) << t;
+  }
+  // A matcher that allows nothing leaves the row alone (the model's best is chosen).
+  SamplerState empty(1, {}, std::make_unique<SetMatcher>(std::vector<int32_t>{}, &accepted));
+  EXPECT_EQ(Sample(logits, greedy, empty).token, 5);
 }
 
 }  // namespace
