@@ -34,10 +34,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "constrain/grammar.h"
+#include "constrain/token_constraint.h"
+#include "constrain/token_vocabulary.h"
 #include "engine/gguf.h"
 #include "engine/llama_model.h"
 #include "engine/primitives.h"
 #include "engine/step_profile.h"
+#include "engine/tokenizer.h"
 #include "serving/engine_loop.h"
 #include "serving/model_executor.h"
 
@@ -59,6 +63,10 @@ ABSL_FLAG(bool, warmup, true,
           "first run the same N requests (other prompts) for 2 tokens, untimed, so oneDNN "
           "primitives for this run's row counts exist before timing");
 ABSL_FLAG(bool, profile, true, "collect the step profile (StepProfile)");
+ABSL_FLAG(std::string, gbnf, "",
+          "structured output: every request follows this GBNF grammar file (the model's "
+          "tokenizer builds the token trie); its mask cost shows in the sampling phase");
+ABSL_FLAG(double, temperature, 0.0, "sampling temperature (0: greedy); request i has seed i");
 
 namespace kvserve {
 namespace {
@@ -120,7 +128,8 @@ struct RunResult {
 
 // Submits `n` requests at once (request ids offset by `first_request` for distinct prompts) and
 // drains every channel until all have finished.
-RunResult RunOnce(serving::EngineLoop& loop, int n, int first_request, int prompt_len, int gen) {
+RunResult RunOnce(serving::EngineLoop& loop, int n, int first_request, int prompt_len, int gen,
+                  const std::shared_ptr<const engine::TokenConstraint>& constraint) {
   RunResult result;
   absl::Mutex mu;
   std::deque<int> ready;  // channel indices with outputs queued, guarded by mu
@@ -134,7 +143,9 @@ RunResult RunOnce(serving::EngineLoop& loop, int n, int first_request, int promp
     r.prompt = OraclePrompt(first_request + i, prompt_len);
     r.stop.max_tokens = gen;
     r.stop.ignore_eos = true;
-    r.sampling.temperature = 0;
+    r.sampling.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+    r.sampling.seed = static_cast<uint64_t>(first_request + i);
+    r.sampling.constraint = constraint;
     submitted[i] = Clock::now();
     absl::StatusOr<std::shared_ptr<serving::OutputChannel>> c = loop.Submit(std::move(r));
     if (!c.ok()) {
@@ -196,6 +207,31 @@ RunResult RunOnce(serving::EngineLoop& loop, int n, int first_request, int promp
   return result;
 }
 
+// The grammar in `path`, compiled for the vocabulary of `file`'s tokenizer.
+absl::StatusOr<std::shared_ptr<const constrain::GrammarConstraint>> CompileGrammarFile(
+    const std::string& path, const engine::GgufFile& file) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open --gbnf ", path));
+  std::string text;
+  char buffer[4096];
+  for (size_t k; (k = std::fread(buffer, 1, sizeof(buffer), f)) > 0;) text.append(buffer, k);
+  std::fclose(f);
+  absl::StatusOr<std::shared_ptr<const constrain::Grammar>> grammar =
+      constrain::Grammar::Parse(text);
+  if (!grammar.ok()) return grammar.status();
+  absl::StatusOr<std::unique_ptr<engine::Tokenizer>> tokenizer =
+      engine::LoadTokenizerFromGguf(file);
+  if (!tokenizer.ok()) return tokenizer.status();
+  const Clock::time_point start = Clock::now();
+  std::vector<std::string> pieces((*tokenizer)->vocab_size());
+  for (int32_t id = 0; id < (*tokenizer)->vocab_size(); ++id)
+    pieces[id] = (*tokenizer)->TokenPiece(id);
+  auto vocabulary = std::make_shared<const constrain::TokenVocabulary>(std::move(pieces));
+  std::fprintf(stderr, "token trie of %d tokens built in %.1f ms\n", vocabulary->size(),
+               std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  return constrain::GrammarConstraint::Create(*std::move(grammar), std::move(vocabulary));
+}
+
 int Main() {
   const int prompt_len = absl::GetFlag(FLAGS_prompt_len), gen = absl::GetFlag(FLAGS_gen),
             page_size = absl::GetFlag(FLAGS_kv_page_size);
@@ -223,6 +259,16 @@ int Main() {
   absl::StatusOr<std::unique_ptr<engine::GgufFile>> file =
       engine::GgufFile::Open(absl::GetFlag(FLAGS_model));
   if (!file.ok()) return Fail(file.status());
+  absl::StatusOr<std::shared_ptr<const constrain::GrammarConstraint>> compiled =
+      std::shared_ptr<const constrain::GrammarConstraint>();
+  std::shared_ptr<const engine::TokenConstraint> constraint;
+  if (!absl::GetFlag(FLAGS_gbnf).empty()) {
+    compiled = CompileGrammarFile(absl::GetFlag(FLAGS_gbnf), **file);
+    if (!compiled.ok()) return Fail(compiled.status());
+    // The grammar never ends in these runs (EOS ignored): its end tokens are never needed.
+    constraint = std::make_shared<const constrain::RequestConstraint>(
+        *compiled, absl::flat_hash_set<int32_t>{0});
+  }
   const Clock::time_point load_start = Clock::now();
   absl::StatusOr<std::unique_ptr<engine::LlamaModel>> model =
       engine::LlamaModel::Load(std::shared_ptr<const engine::GgufFile>(std::move(*file)), options);
@@ -259,14 +305,17 @@ int Main() {
     // between them. Run 0 has exactly the oracle's prompts; speed does not depend on the ids.
     const int run_base = 1000 * static_cast<int>(r);
     if (absl::GetFlag(FLAGS_warmup)) {
-      RunResult warm = RunOnce(**loop, n, 10000 + run_base, prompt_len, std::min(gen, 2));
+      RunResult warm =
+          RunOnce(**loop, n, 10000 + run_base, prompt_len, std::min(gen, 2), constraint);
       if (!warm.error.ok()) return Fail(warm.error);
       WaitForLastStep(**loop);
     }
     const serving::EngineLoad before = (*loop)->Load();
     engine::StepProfile::Reset();
     engine::StepProfile::SetEnabled(absl::GetFlag(FLAGS_profile));
-    RunResult run = RunOnce(**loop, n, run_base, prompt_len, gen);
+    const int64_t misses_before = constraint ? (*compiled)->cache_misses() : 0;
+    const int64_t hits_before = constraint ? (*compiled)->cache_hits() : 0;
+    RunResult run = RunOnce(**loop, n, run_base, prompt_len, gen, constraint);
     engine::StepProfile::SetEnabled(false);
     if (!run.error.ok()) return Fail(run.error);
     WaitForLastStep(**loop);
@@ -298,7 +347,7 @@ int Main() {
         "\"threads\":%d,\"kv_pages\":%d,\"load_s\":%.2f,\"seconds\":%.3f,\"output_tokens\":%lld,"
         "\"tokens_per_s\":%.1f,\"ttft_ms_p50\":%.1f,\"ttft_ms_p99\":%.1f,\"itl_ms_p50\":%.2f,"
         "\"itl_ms_p99\":%.2f,\"steps\":%lld,\"preemptions\":%lld,\"prefix_hit_tokens\":%lld,"
-        "\"profile\":%s}\n",
+        "\"mask_cache_misses\":%lld,\"mask_cache_hits\":%lld,\"profile\":%s}\n",
         std::string(engine::WeightDTypeName(options.weight_dtype)).c_str(), n, prompt_len, gen,
         omp_get_max_threads(), num_pages, load_s, run.wall_s,
         static_cast<long long>(run.output_tokens), tps, Percentile(run.ttft_ms, 50),
@@ -306,6 +355,8 @@ int Main() {
         static_cast<long long>(steps),
         static_cast<long long>(after.preemptions - before.preemptions),
         static_cast<long long>(after.prefix_hit_tokens - before.prefix_hit_tokens),
+        static_cast<long long>(constraint ? (*compiled)->cache_misses() - misses_before : 0),
+        static_cast<long long>(constraint ? (*compiled)->cache_hits() - hits_before : 0),
         profile.c_str());
     std::fflush(stdout);
   }

@@ -588,14 +588,29 @@ class GrammarCompiler {
     std::vector<ByteRanges> sequences;
     for (const auto& [lo, hi] : ranges) AppendUtf8Sequences(lo, hi, &sequences);
     std::bitset<256> single;  // the one-byte sequences, merged
-    std::vector<Elements> multi;
+    // Multi-byte sequences with equal tails merge their first bytes (a product of ranges
+    // distributes over the union), so [^"] has 7 alternatives instead of 9.
+    std::vector<std::pair<std::bitset<256>, ByteRanges>> merged;  // (first bytes, tail)
     for (const ByteRanges& seq : sequences) {
+      std::bitset<256> first;
+      for (int b = seq[0].first; b <= seq[0].second; ++b) first.set(b);
       if (seq.size() == 1) {
-        for (int b = seq[0].first; b <= seq[0].second; ++b) single.set(b);
+        single |= first;
         continue;
       }
-      Elements elements;
-      for (const auto& [lo, hi] : seq) {
+      const ByteRanges tail(seq.begin() + 1, seq.end());
+      auto same = std::find_if(merged.begin(), merged.end(),
+                               [&](const auto& m) { return m.second == tail; });
+      if (same != merged.end()) {
+        same->first |= first;
+      } else {
+        merged.emplace_back(first, tail);
+      }
+    }
+    std::vector<Elements> multi;
+    for (const auto& [first, tail] : merged) {
+      Elements elements{BytesOf(first)};
+      for (const auto& [lo, hi] : tail) {
         std::bitset<256> set;
         for (int b = lo; b <= hi; ++b) set.set(b);
         elements.push_back(BytesOf(set));
@@ -733,23 +748,40 @@ absl::StatusOr<std::shared_ptr<const Grammar>> Grammar::Parse(absl::string_view 
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar)
     : grammar_(std::move(grammar)) {
-  for (int32_t start : grammar_->rules()[grammar_->root()]) Expand(Stack{start}, &stacks_);
+  size_t n = 0;
+  for (int32_t start : grammar_->rules()[grammar_->root()]) Expand(Stack{start}, &stacks_, &n);
+  stacks_.resize(n);
   std::sort(stacks_.begin(), stacks_.end());
   stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
 }
 
-// Pushes every stack `stack` can become without consuming a byte whose top is a byte set (or
-// that is empty). Iterative: the chain of rules entered can be as long as the grammar.
-void GrammarMatcher::Expand(Stack stack, std::vector<Stack>* out) const {
+namespace {
+
+// Reusable stacks: assign() into a slot keeps its memory, so the mask's walk, which advances the
+// grammar once per trie edge, allocates almost nothing once warm.
+void CopyInto(std::vector<GrammarMatcher::Stack>* slots, size_t* n,
+              const GrammarMatcher::Stack& stack) {
+  if (*n == slots->size()) slots->emplace_back();
+  (*slots)[*n].assign(stack.begin(), stack.end());
+  ++*n;
+}
+
+}  // namespace
+
+// Writes, from (*out)[*n] on, every stack `stack` can become without consuming a byte whose top
+// is a byte set (or that is empty). Iterative: the chain of rules entered can be as long as the
+// grammar.
+void GrammarMatcher::Expand(const Stack& stack, std::vector<Stack>* out, size_t* n) const {
   const std::vector<GrammarElement>& elements = grammar_->elements();
-  std::vector<Stack> work;
-  work.push_back(std::move(stack));
-  while (!work.empty()) {
-    Stack s = std::move(work.back());
-    work.pop_back();
+  thread_local std::vector<Stack> work;
+  size_t depth = 0;
+  CopyInto(&work, &depth, stack);
+  while (depth > 0) {
+    Stack& s = work[depth - 1];
     while (!s.empty() && elements[s.back()].kind == GrammarElement::Kind::kEnd) s.pop_back();
     if (s.empty() || elements[s.back()].kind == GrammarElement::Kind::kBytes) {
-      out->push_back(std::move(s));
+      CopyInto(out, n, s);
+      --depth;
       continue;
     }
     const int32_t p = s.back();
@@ -757,27 +789,43 @@ void GrammarMatcher::Expand(Stack stack, std::vector<Stack>* out) const {
     // Tail call: nothing follows the rule in this alternative, so do not keep a position.
     if (elements[p + 1].kind != GrammarElement::Kind::kEnd) s.push_back(p + 1);
     const std::vector<int32_t>& alts = grammar_->rules()[elements[p].rule];
-    for (size_t a = 0; a < alts.size(); ++a) {
-      Stack t = a + 1 == alts.size() ? std::move(s) : s;
-      t.push_back(alts[a]);
-      work.push_back(std::move(t));
+    const size_t base = depth - 1;
+    // Room first: CopyInto below must not reallocate `work` while copying from it.
+    if (work.size() < depth + alts.size()) work.resize(depth + alts.size());
+    for (size_t a = 1; a < alts.size(); ++a) {
+      CopyInto(&work, &depth, work[base]);
+      work[depth - 1].push_back(alts[a]);
     }
+    work[base].push_back(alts[0]);
+    // Process the copies first, the original (now alts[0]) last: order does not matter, the set
+    // does.
+    if (depth - 1 != base) std::swap(work[base], work[depth - 1]);
   }
 }
 
-void GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte,
-                             std::vector<Stack>* to) const {
-  to->clear();
+// The hot loop of the token mask (one call per trie edge). `dedupe`: sort and drop duplicate
+// stacks (the state's canonical form; the mask's walk skips it for small sets, where duplicates
+// only repeat work).
+void GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to,
+                             bool dedupe) const {
   const std::vector<GrammarElement>& elements = grammar_->elements();
+  size_t n = 0;
+  thread_local Stack moved;
   for (const Stack& s : from) {
     if (s.empty()) continue;
     const GrammarElement& e = elements[s.back()];
     if (!grammar_->byte_sets()[e.byte_set].test(byte)) continue;
-    Stack t = s;
-    t.back() += 1;
-    Expand(std::move(t), to);
+    if (elements[s.back() + 1].kind == GrammarElement::Kind::kBytes) {
+      CopyInto(to, &n, s);
+      (*to)[n - 1].back() += 1;
+      continue;
+    }
+    moved.assign(s.begin(), s.end());
+    moved.back() += 1;
+    Expand(moved, to, &n);
   }
-  if (to->size() > 1) {
+  to->resize(n);
+  if (n > 1 && (dedupe || n > kDedupeInWalkAbove)) {
     std::sort(to->begin(), to->end());
     to->erase(std::unique(to->begin(), to->end()), to->end());
   }

@@ -98,11 +98,14 @@ class GrammarMatcher {
   // Internal, for the token mask: the stacks after `byte` from `stacks`.
   using Stack = std::vector<int32_t>;
   const std::vector<Stack>& stacks() const { return stacks_; }
-  void Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to) const;
+  // `dedupe` false: duplicates are dropped only past kDedupeInWalkAbove stacks.
+  void Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to,
+               bool dedupe = true) const;
+  static constexpr size_t kDedupeInWalkAbove = 32;
   const Grammar& grammar() const { return *grammar_; }
 
  private:
-  void Expand(Stack stack, std::vector<Stack>* out) const;
+  void Expand(const Stack& stack, std::vector<Stack>* out, size_t* n) const;
 
   std::shared_ptr<const Grammar> grammar_;
   std::vector<Stack> stacks_;

@@ -35,7 +35,7 @@ ALLOWED = {
     "http": {"frontend", "models", "jinja", "serving", "scheduler", "constrain", "engine", "base"},
     "cli": {"grpc", "http", "proto", "frontend", "models", "jinja", "serving", "scheduler",
             "constrain", "engine", "base"},
-    "bench": {"serving", "scheduler", "engine", "base"},
+    "bench": {"serving", "scheduler", "constrain", "engine", "base"},
 }
 # Test helpers shared downward: tests/engine's synthetic models serve the layers above it.
 TEST_HELPERS = {"base": "tests/base/", "engine": "tests/engine/", "scheduler": "tests/scheduler/"}
