@@ -33,6 +33,7 @@ if [ "$mode" = all ]; then
     clang  # the strict build: scripts/clang-check.sh (-Werror, -Wthread-safety)
     libfuzzer-14-dev  # the fuzzers (scripts/fuzz.sh): libFuzzer for clang 14
     python3 python3-numpy python3-grpcio python3-protobuf python3-jinja2 python3-yaml
+    python3-jsonschema  # structured output: outputs validated by an independent validator
     python3-pytest python3-venv  # the Python client's tests: pytest, pip install into a venv
     openssl curl  # the TLS tests: throwaway certificates (openssl req), curl --cacert
     prometheus  # promtool and a real Prometheus server for the /metrics tests

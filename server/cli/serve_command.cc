@@ -341,6 +341,11 @@ absl::StatusOr<std::shared_ptr<ServingBackend>> LoadBackend(Metrics& metrics) {
       !s.ok()) {
     return s;
   }
+  // Structured output: the vocabulary's trie is built on the first constrained request.
+  const TextCodec* codec = backend->codec.get();
+  backend->constraints = std::make_shared<constrain::ConstraintCompiler>(
+      static_cast<int32_t>(config.vocab_size),
+      [codec](int32_t id) { return codec->TokenPiece(id); });
   const int32_t num_pages =
       serving::ModelExecutor::PagesForBytes(*loaded->model, kv->page_size, kv->dtype, kv->bytes);
   if (num_pages < 1) {

@@ -248,10 +248,38 @@ absl::Status CheckGenerationParams(const GenerationParams& p, const WireRules& w
   return CheckStopStrings(p.stop);
 }
 
+namespace {
+
+// Structured output: the compiled constraint (cached by the compiler), ended by the request's
+// stop tokens. Errors name the transport's field.
+absl::StatusOr<std::shared_ptr<const engine::TokenConstraint>> BuildConstraint(
+    const GenerationParams& p, const absl::flat_hash_set<int32_t>& end_tokens,
+    constrain::ConstraintCompiler* constraints) {
+  const std::string& field = p.constraint_field;
+  if (constraints == nullptr) {
+    return InvalidParam(field, absl::StrCat(field, ": structured output is not available here"));
+  }
+  if (end_tokens.empty()) {
+    return InvalidParam(field, absl::StrCat(field,
+                                            " needs an end-of-sequence token to end the "
+                                            "output: not with ignore_eos and no "
+                                            "stop_token_ids"));
+  }
+  absl::StatusOr<std::shared_ptr<const constrain::GrammarConstraint>> compiled =
+      constraints->Compile(p.constraint);
+  if (!compiled.ok()) {
+    return InvalidParam(field, absl::StrCat(field, ": ", compiled.status().message()));
+  }
+  return std::make_shared<const constrain::RequestConstraint>(*std::move(compiled), end_tokens);
+}
+
+}  // namespace
+
 absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& p,
                                                     const TextCodec& codec,
                                                     const RequestLimits& limits,
-                                                    const WireRules& wire) {
+                                                    const WireRules& wire,
+                                                    constrain::ConstraintCompiler* constraints) {
   if (absl::Status s = CheckGenerationParams(p, wire); !s.ok()) return s;
   const int32_t vocab = codec.vocab_size();
   BuiltRequest out;
@@ -284,6 +312,12 @@ absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& p,
       BuildMaxTokens(p, static_cast<int64_t>(out.engine.prompt.size()), limits, wire);
   if (!max_tokens.ok()) return max_tokens.status();
   stop.max_tokens = *max_tokens;
+  if (!p.constraint.empty()) {
+    absl::StatusOr<std::shared_ptr<const engine::TokenConstraint>> constraint =
+        BuildConstraint(p, out.stream.stop_token_ids, constraints);
+    if (!constraint.ok()) return constraint.status();
+    out.engine.sampling.constraint = *std::move(constraint);
+  }
   return out;
 }
 

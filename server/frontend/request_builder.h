@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "constrain/constraint_compiler.h"
 #include "server/models/text_codec.h"
 #include "serving/engine_loop.h"
 
@@ -71,6 +72,12 @@ struct GenerationParams {
   bool include_stop_str_in_output = false;
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+
+  // Structured output: the output follows this (a JSON schema, a regex, a grammar, choices).
+  // `constraint_field` is how the client named it, for errors ("response_format",
+  // "guided_json", "constraint.json_schema").
+  constrain::ConstraintSpec constraint;
+  std::string constraint_field = "constraint";
 };
 
 // How a transport names request fields in its errors, and the limits its own wire contract
@@ -105,12 +112,13 @@ struct BuiltRequest {
 absl::Status CheckGenerationParams(const GenerationParams& params, const WireRules& wire);
 
 // The one validation point: CheckGenerationParams, then the prompt (tokenized or its ids checked
-// against the vocabulary), logit_bias and stop_token_ids against the vocabulary, and max_tokens
-// against the context and the KV cache.
-absl::StatusOr<BuiltRequest> BuildGenerationRequest(const GenerationParams& params,
-                                                    const TextCodec& codec,
-                                                    const RequestLimits& limits,
-                                                    const WireRules& wire);
+// against the vocabulary), logit_bias and stop_token_ids against the vocabulary, max_tokens
+// against the context and the KV cache, and a constraint compiled by `constraints` (an invalid
+// or unsatisfiable one is InvalidArgument naming params.constraint_field; without a compiler,
+// any constraint is refused).
+absl::StatusOr<BuiltRequest> BuildGenerationRequest(
+    const GenerationParams& params, const TextCodec& codec, const RequestLimits& limits,
+    const WireRules& wire, constrain::ConstraintCompiler* constraints = nullptr);
 
 // An InvalidArgument error about request field `field` (carried as the status payload).
 absl::Status InvalidParam(absl::string_view field, absl::string_view message);

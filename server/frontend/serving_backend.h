@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/frontend/request_builder.h"
 #include "server/models/chat_template.h"
+#include "constrain/constraint_compiler.h"
 #include "server/models/text_codec.h"
 #include "serving/engine_loop.h"
 
@@ -41,6 +42,8 @@ struct ModelDescription {
 struct ServingBackend {
   std::unique_ptr<serving::EngineLoop> loop;
   std::unique_ptr<TextCodec> codec;
+  // Structured output over the codec's vocabulary (null: constraints are refused).
+  std::shared_ptr<constrain::ConstraintCompiler> constraints;
   ModelDescription model_info;
   RequestLimits limits;
   // The model's chat template for Chat; null when the model has none or it did not parse, and

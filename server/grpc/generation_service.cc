@@ -74,7 +74,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   // Validates and submits, or finishes the call with the error.
   void Start(const GenerateRequest& request) {
     absl::StatusOr<BuiltRequest> built =
-        BuildGenerationRequest(request, *backend_->codec, backend_->limits);
+        BuildGenerationRequest(request, *backend_->codec, backend_->limits,
+                               backend_->constraints.get());
     if (!built.ok()) {
       Finish(ToGrpcStatus(built.status()));
       return;

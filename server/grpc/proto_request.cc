@@ -2,6 +2,47 @@
 
 namespace kvserve::server {
 
+namespace {
+
+void SetConstraint(const kvserve::v1::GenerateRequest& r, GenerationParams* p) {
+  using Kind = constrain::ConstraintSpec::Kind;
+  const kvserve::v1::Constraint& c = r.constraint();
+  constrain::ConstraintSpec& spec = p->constraint;
+  switch (c.kind_case()) {
+    case kvserve::v1::Constraint::kJsonSchema:
+      spec.kind = Kind::kJsonSchema;
+      spec.text = c.json_schema();
+      p->constraint_field = "constraint.json_schema";
+      break;
+    case kvserve::v1::Constraint::kJsonObject:
+      // false is "no constraint" in proto3's eyes only if unset; an explicit false is refused
+      // by the check below rather than silently ignored.
+      spec.kind = Kind::kJsonObject;
+      p->constraint_field = "constraint.json_object";
+      if (!c.json_object()) spec.text = "false";
+      break;
+    case kvserve::v1::Constraint::kRegex:
+      spec.kind = Kind::kRegex;
+      spec.text = c.regex();
+      p->constraint_field = "constraint.regex";
+      break;
+    case kvserve::v1::Constraint::kGrammar:
+      spec.kind = Kind::kGrammar;
+      spec.text = c.grammar();
+      p->constraint_field = "constraint.grammar";
+      break;
+    case kvserve::v1::Constraint::kChoice:
+      spec.kind = Kind::kChoice;
+      spec.choices.assign(c.choice().choices().begin(), c.choice().choices().end());
+      p->constraint_field = "constraint.choice";
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
 GenerationParams ParamsFromProto(const kvserve::v1::GenerateRequest& r) {
   GenerationParams p;
   p.request_id = r.request_id();
@@ -35,6 +76,7 @@ GenerationParams ParamsFromProto(const kvserve::v1::GenerateRequest& r) {
   p.include_stop_str_in_output = r.include_stop_str_in_output();
   p.stop_token_ids.assign(r.stop_token_ids().begin(), r.stop_token_ids().end());
   p.ignore_eos = r.ignore_eos();
+  SetConstraint(r, &p);
   return p;
 }
 
@@ -49,8 +91,10 @@ const WireRules& GrpcWireRules() {
 
 absl::StatusOr<BuiltRequest> BuildGenerationRequest(const kvserve::v1::GenerateRequest& request,
                                                     const TextCodec& codec,
-                                                    const RequestLimits& limits) {
-  return BuildGenerationRequest(ParamsFromProto(request), codec, limits, GrpcWireRules());
+                                                    const RequestLimits& limits,
+                                                    constrain::ConstraintCompiler* constraints) {
+  return BuildGenerationRequest(ParamsFromProto(request), codec, limits, GrpcWireRules(),
+                                constraints);
 }
 
 }  // namespace kvserve::server

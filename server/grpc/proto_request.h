@@ -20,9 +20,9 @@ GenerationParams ParamsFromProto(const kvserve::v1::GenerateRequest& request);
 const WireRules& GrpcWireRules();
 
 // ParamsFromProto, then BuildGenerationRequest with GrpcWireRules.
-absl::StatusOr<BuiltRequest> BuildGenerationRequest(const kvserve::v1::GenerateRequest& request,
-                                                    const TextCodec& codec,
-                                                    const RequestLimits& limits);
+absl::StatusOr<BuiltRequest> BuildGenerationRequest(
+    const kvserve::v1::GenerateRequest& request, const TextCodec& codec,
+    const RequestLimits& limits, constrain::ConstraintCompiler* constraints = nullptr);
 
 }  // namespace kvserve::server
 

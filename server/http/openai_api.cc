@@ -69,6 +69,146 @@ absl::StatusOr<JsonValue> ParseBody(absl::string_view body) {
   return json;
 }
 
+// A JSON value back to compact text (a schema given as an object is compiled from its text).
+// The reader limits nesting to 64 levels, which bounds this recursion.
+void WriteJsonValue(JsonWriter& w, const JsonValue& v) {
+  switch (v.type) {
+    case JsonValue::Type::kNull:
+      w.Null();
+      break;
+    case JsonValue::Type::kBool:
+      w.Bool(v.boolean);
+      break;
+    case JsonValue::Type::kNumber:
+      if (v.is_integer) {
+        w.Int(v.integer);
+      } else {
+        w.Double(v.number);
+      }
+      break;
+    case JsonValue::Type::kString:
+      w.String(v.string);
+      break;
+    case JsonValue::Type::kArray:
+      w.BeginArray();
+      for (const JsonValue& item : v.array) WriteJsonValue(w, item);
+      w.EndArray();
+      break;
+    case JsonValue::Type::kObject:
+      w.BeginObject();
+      for (const auto& [key, item] : v.object) {
+        w.Key(key);
+        WriteJsonValue(w, item);
+      }
+      w.EndObject();
+      break;
+  }
+}
+
+std::string JsonText(const JsonValue& v) {
+  JsonWriter w;
+  WriteJsonValue(w, v);
+  return w.Take();
+}
+
+// response_format: text (no constraint), json_object, json_schema {name, schema, strict}.
+absl::Status SetResponseFormat(const JsonValue& format, GenerationParams* p) {
+  using Kind = constrain::ConstraintSpec::Kind;
+  const JsonValue* type = format.is_object() ? Field(format, "type") : nullptr;
+  if (type == nullptr || !type->is_string()) {
+    return InvalidParam("response_format", "response_format must be an object with a \"type\"");
+  }
+  if (type->string == "text") return absl::OkStatus();
+  p->constraint_field = "response_format";
+  if (type->string == "json_object") {
+    p->constraint.kind = Kind::kJsonObject;
+    return absl::OkStatus();
+  }
+  if (type->string != "json_schema") {
+    return InvalidParam("response_format",
+                        absl::StrCat("response_format type \"", type->string,
+                                     "\" is not supported: text, json_object or json_schema"));
+  }
+  const JsonValue* spec = Field(format, "json_schema");
+  const JsonValue* schema = spec != nullptr && spec->is_object() ? Field(*spec, "schema") : nullptr;
+  if (schema == nullptr || !(schema->is_object() || schema->is_bool())) {
+    return InvalidParam("response_format",
+                        "response_format.json_schema.schema must be a JSON schema (an object)");
+  }
+  p->constraint.kind = Kind::kJsonSchema;
+  p->constraint.text = JsonText(*schema);
+  return absl::OkStatus();
+}
+
+// vLLM's extensions: guided_json (a schema, as an object or text), guided_regex,
+// guided_choice, guided_grammar (GBNF).
+absl::Status SetGuided(absl::string_view key, const JsonValue& value, GenerationParams* p) {
+  using Kind = constrain::ConstraintSpec::Kind;
+  p->constraint_field = std::string(key);
+  if (key == "guided_choice") {
+    if (!value.is_array()) return InvalidParam(key, "guided_choice must be a list of strings");
+    for (const JsonValue& item : value.array) {
+      if (!item.is_string()) return InvalidParam(key, "guided_choice must be a list of strings");
+      p->constraint.choices.push_back(item.string);
+    }
+    p->constraint.kind = Kind::kChoice;
+    return absl::OkStatus();
+  }
+  if (key == "guided_json" && (value.is_object() || value.is_bool())) {
+    p->constraint.kind = Kind::kJsonSchema;
+    p->constraint.text = JsonText(value);
+    return absl::OkStatus();
+  }
+  if (!value.is_string()) {
+    return InvalidParam(key, absl::StrCat(key, key == "guided_json" ? " must be a JSON schema "
+                                                                      "(an object or its text)"
+                                                                    : " must be a string"));
+  }
+  p->constraint.kind = key == "guided_json"    ? Kind::kJsonSchema
+                       : key == "guided_regex" ? Kind::kRegex
+                                               : Kind::kGrammar;
+  p->constraint.text = value.string;
+  return absl::OkStatus();
+}
+
+// Structured output, and the fields that would change what the output means which kvserve does
+// not serve yet: refused by name, never ignored.
+absl::Status ParseConstraint(const JsonValue& body, GenerationParams* p) {
+  int given = 0;
+  if (const JsonValue* format = Field(body, "response_format"); format != nullptr) {
+    if (absl::Status st = SetResponseFormat(*format, p); !st.ok()) return st;
+    given += p->constraint.empty() ? 0 : 1;
+  }
+  for (absl::string_view key : {"guided_json", "guided_regex", "guided_choice", "guided_grammar"}) {
+    const JsonValue* value = Field(body, key);
+    if (value == nullptr) continue;
+    if (++given > 1) {
+      return InvalidParam(key, absl::StrCat("set one of response_format, guided_json, "
+                                            "guided_regex, guided_choice, guided_grammar; ",
+                                            key, " came with another"));
+    }
+    if (absl::Status st = SetGuided(key, *value, p); !st.ok()) return st;
+  }
+  if (const JsonValue* tools = Field(body, "tools");
+      tools != nullptr && !(tools->is_array() && tools->array.empty())) {
+    return InvalidParam("tools", "tools (function calling) is not supported yet");
+  }
+  for (absl::string_view key : {"functions", "function_call", "guided_whitespace_pattern"}) {
+    if (Field(body, key) != nullptr) {
+      return InvalidParam(key, absl::StrCat(key, " is not supported"));
+    }
+  }
+  if (const JsonValue* choice = Field(body, "tool_choice");
+      choice != nullptr &&
+      !(choice->is_string() && (choice->string == "none" || choice->string == "auto"))) {
+    // "auto" and "none" without tools ask for what is done anyway: plain text.
+    return InvalidParam("tool_choice",
+                        "tool_choice \"required\" or a named function is not "
+                        "supported yet");
+  }
+  return absl::OkStatus();
+}
+
 // The fields both endpoints share: model, sampling, stop, n, stream.
 absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
   if (const JsonValue* model = Field(body, "model"); model != nullptr) {
@@ -128,6 +268,8 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
   if (integer->has_value() && **integer != 1) {
     return InvalidParam("n", absl::StrCat("n = ", **integer, " is not supported: only n = 1"));
   }
+
+  if (absl::Status st = ParseConstraint(body, &p); !st.ok()) return st;
 
   absl::StatusOr<std::optional<bool>> flag = BoolField(body, "stream");
   if (!flag.ok()) return flag.status();

@@ -78,7 +78,8 @@ absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string&
     parsed->params.add_special_tokens = false;
   }
   absl::StatusOr<BuiltRequest> built =
-      BuildGenerationRequest(parsed->params, *backend.codec, backend.limits, parsed->wire);
+      BuildGenerationRequest(parsed->params, *backend.codec, backend.limits, parsed->wire,
+                             backend.constraints.get());
   if (!built.ok()) return built.status();
   absl::StatusOr<std::unique_ptr<GenerationStream>> stream =
       GenerationStream::Submit(backend.loop.get(), backend.codec.get(), *std::move(built));
