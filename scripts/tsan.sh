@@ -3,7 +3,7 @@
 # whose threads meet in kvserve's own code: the engine loop and its OutputChannel hand-off
 # (tests/serving), the generation stream consumed from other threads and the worker pool, the
 # HTTP server's io threads and streams written from other threads, the metrics' atomic
-# histograms (tests/server). Any race, lock-order inversion or misuse of a lock
+# histograms (tests/server), the JSON reader's stack guard on small-stack threads (tests/base). Any race, lock-order inversion or misuse of a lock
 # that TSan reports fails the run (halt_on_error=1: the test process exits non-zero).
 #
 # Only those test targets are built (not the whole tree: the engine's kernels, the frontend and
@@ -23,9 +23,9 @@ build="${1:-$root/build-tsan}"
 jobs="${KVSERVE_JOBS:-$(nproc)}"
 # The test binaries, and the ctest names (GoogleTest suites) of their tests.
 targets=(engine_loop_test engine_loop_queue_test engine_observer_test
-  generation_stream_test worker_pool_test metrics_test http_server_test)
+  generation_stream_test worker_pool_test metrics_test http_server_test json_test)
 suites='EngineLoopTest|EngineLoopQueueTest|EngineObserverTest|GenerationStreamTest|WorkerPoolTest'
-suites+='|AtomicHistogramTest|MetricsTest|HttpServerTest|HttpServerStartTest'
+suites+='|AtomicHistogramTest|MetricsTest|HttpServerTest|HttpServerStartTest|JsonTest|StackGuardTest'
 launcher=()
 if command -v ccache >/dev/null 2>&1; then
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)

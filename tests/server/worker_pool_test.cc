@@ -18,7 +18,7 @@ TEST(WorkerPoolTest, RunFromManyThreadsReturnsAfterTheWorkRanOnAPoolThread) {
   WorkerPool pool(2);
   constexpr int kCallers = 6;
   constexpr int kRuns = 50;
-  std::vector<int> counts(kCallers, 0);        // each caller's own, not atomic
+  std::vector<int> counts(kCallers, 0);  // each caller's own, not atomic
   std::vector<size_t> min_stack(kCallers, WorkerPool::kStackBytes);
   std::vector<std::thread> callers;
   for (int c = 0; c < kCallers; ++c) {

@@ -48,8 +48,7 @@ Fn Real(const char* prefix, const char* suffix) {
   return reinterpret_cast<Fn>(fn);
 }
 
-#define REAL(type, prefix, suffix)                          \
-  static const auto real = Real<type>(prefix, suffix)
+#define REAL(type, prefix, suffix) static const auto real = Real<type>(prefix, suffix)
 
 // Abseil calls its own public functions too (AwaitWithTimeout calls AwaitWithDeadline, Notify
 // takes the notification's Mutex), and those calls land here as well: only the outermost call
@@ -62,7 +61,7 @@ struct Nested {
   Nested& operator=(const Nested&) = delete;
 };
 
-#define PASS_THROUGH_IF_NESTED(...) \
+#define PASS_THROUGH_IF_NESTED(...)        \
   if (depth > 0) return real(__VA_ARGS__); \
   Nested nested
 
@@ -128,8 +127,8 @@ bool Mutex::TryLock() {
   PASS_THROUGH_IF_NESTED(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
   const bool locked = real(this);
-  __tsan_mutex_post_lock(
-      this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
+  __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed),
+                         0);
   return locked;
 }
 
