@@ -126,9 +126,12 @@ class HttpServerTest : public ::testing::Test {
     return client.ReadToEof();
   }
 
-  HttpServer server_;
+  // Declared before the server, so destroyed after it: the server's io threads call
+  // on_response until it has stopped (ThreadSanitizer found ~vector racing with the push_back of
+  // a response still being completed when the server was the first member).
   absl::Mutex mu_;
   std::vector<std::string> responses_;
+  HttpServer server_;
 };
 
 using Exchange = std::shared_ptr<HttpExchange>;
