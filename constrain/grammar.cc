@@ -749,7 +749,13 @@ absl::StatusOr<std::shared_ptr<const Grammar>> Grammar::Parse(absl::string_view 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar)
     : grammar_(std::move(grammar)) {
   size_t n = 0;
-  for (int32_t start : grammar_->rules()[grammar_->root()]) Expand(Stack{start}, &stacks_, &n);
+  for (int32_t start : grammar_->rules()[grammar_->root()]) {
+    if (!Expand(Stack{start}, &stacks_, &n) || n > kMaxStacks) {
+      overflowed_ = true;
+      stacks_.clear();
+      return;
+    }
+  }
   stacks_.resize(n);
   std::sort(stacks_.begin(), stacks_.end());
   stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
@@ -771,12 +777,16 @@ void CopyInto(std::vector<GrammarMatcher::Stack>* slots, size_t* n,
 // Writes, from (*out)[*n] on, every stack `stack` can become without consuming a byte whose top
 // is a byte set (or that is empty). Iterative: the chain of rules entered can be as long as the
 // grammar.
-void GrammarMatcher::Expand(const Stack& stack, std::vector<Stack>* out, size_t* n) const {
+bool GrammarMatcher::Expand(const Stack& stack, std::vector<Stack>* out, size_t* n) const {
   const std::vector<GrammarElement>& elements = grammar_->elements();
   thread_local std::vector<Stack> work;
   size_t depth = 0;
   CopyInto(&work, &depth, stack);
+  // Expansion ends (no left recursion) but may branch exponentially (a sequence of nullable
+  // ambiguous rules): bounded, so a hostile grammar costs a named error, not the CPU.
+  size_t steps = 0;
   while (depth > 0) {
+    if (++steps > kMaxExpandSteps) return false;
     Stack& s = work[depth - 1];
     while (!s.empty() && elements[s.back()].kind == GrammarElement::Kind::kEnd) s.pop_back();
     if (s.empty() || elements[s.back()].kind == GrammarElement::Kind::kBytes) {
@@ -801,12 +811,13 @@ void GrammarMatcher::Expand(const Stack& stack, std::vector<Stack>* out, size_t*
     // does.
     if (depth - 1 != base) std::swap(work[base], work[depth - 1]);
   }
+  return true;
 }
 
 // The hot loop of the token mask (one call per trie edge). `dedupe`: sort and drop duplicate
 // stacks (the state's canonical form; the mask's walk skips it for small sets, where duplicates
 // only repeat work).
-void GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to,
+bool GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to,
                              bool dedupe) const {
   const std::vector<GrammarElement>& elements = grammar_->elements();
   size_t n = 0;
@@ -822,25 +833,28 @@ void GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::
     }
     moved.assign(s.begin(), s.end());
     moved.back() += 1;
-    Expand(moved, to, &n);
+    if (!Expand(moved, to, &n) || n > kMaxStacks) {
+      to->clear();
+      return false;
+    }
   }
   to->resize(n);
   if (n > 1 && (dedupe || n > kDedupeInWalkAbove)) {
     std::sort(to->begin(), to->end());
     to->erase(std::unique(to->begin(), to->end()), to->end());
   }
+  return to->size() <= kMaxStacks;
 }
 
 bool GrammarMatcher::AcceptByte(uint8_t byte) {
   if (overflowed_) return false;
   std::vector<Stack> next;
-  Advance(stacks_, byte, &next);
-  if (next.empty()) return false;
-  if (next.size() > kMaxStacks) {
+  if (!Advance(stacks_, byte, &next)) {
     overflowed_ = true;
     stacks_.clear();
     return false;
   }
+  if (next.empty()) return false;
   stacks_ = std::move(next);
   return true;
 }
@@ -849,13 +863,12 @@ bool GrammarMatcher::AcceptBytes(absl::string_view bytes) {
   if (overflowed_) return false;
   std::vector<Stack> current = stacks_, next;
   for (char c : bytes) {
-    Advance(current, static_cast<uint8_t>(c), &next);
-    if (next.empty()) return false;
-    if (next.size() > kMaxStacks) {
+    if (!Advance(current, static_cast<uint8_t>(c), &next)) {
       overflowed_ = true;
       stacks_.clear();
       return false;
     }
+    if (next.empty()) return false;
     current.swap(next);
   }
   stacks_ = std::move(current);

@@ -87,25 +87,29 @@ class GrammarMatcher {
   bool CanContinue() const;
   // The bytes that may come next.
   std::bitset<256> NextBytes() const;
-  // Too many ambiguous parses at once (kMaxStacks): the matcher refuses everything after.
+  // Too many ambiguous parses at once (kMaxStacks, kMaxExpandSteps): the matcher refuses
+  // everything after. A grammar whose start already overflows is refused by GrammarConstraint.
   bool overflowed() const { return overflowed_; }
 
   // A canonical encoding of the state (equal states, equal keys), for caching masks.
   std::string StateKey() const;
 
   static constexpr size_t kMaxStacks = 4096;
+  // Steps of one expansion (entering a rule, leaving one): past it the matcher overflows.
+  static constexpr size_t kMaxExpandSteps = 1 << 16;
 
   // Internal, for the token mask: the stacks after `byte` from `stacks`.
   using Stack = std::vector<int32_t>;
   const std::vector<Stack>& stacks() const { return stacks_; }
-  // `dedupe` false: duplicates are dropped only past kDedupeInWalkAbove stacks.
-  void Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to,
+  // `dedupe` false: duplicates are dropped only past kDedupeInWalkAbove stacks. False (and `to`
+  // empty) when the parses overflow kMaxStacks or kMaxExpandSteps.
+  bool Advance(const std::vector<Stack>& from, uint8_t byte, std::vector<Stack>* to,
                bool dedupe = true) const;
   static constexpr size_t kDedupeInWalkAbove = 32;
   const Grammar& grammar() const { return *grammar_; }
 
  private:
-  void Expand(const Stack& stack, std::vector<Stack>* out, size_t* n) const;
+  bool Expand(const Stack& stack, std::vector<Stack>* out, size_t* n) const;
 
   std::shared_ptr<const Grammar> grammar_;
   std::vector<Stack> stacks_;

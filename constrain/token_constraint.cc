@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace kvserve::constrain {
 namespace {
 
@@ -59,6 +61,11 @@ absl::StatusOr<std::shared_ptr<const GrammarConstraint>> GrammarConstraint::Crea
   std::shared_ptr<const GrammarConstraint> compiled(
       new GrammarConstraint(std::move(grammar), std::move(vocabulary)));
   GrammarMatcher start(compiled->grammar_);
+  if (start.overflowed()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the grammar is too ambiguous: its start has more than ", GrammarMatcher::kMaxStacks,
+        " parses or takes more than ", GrammarMatcher::kMaxExpandSteps, " steps to expand"));
+  }
   std::shared_ptr<const std::vector<uint64_t>> mask = compiled->MaskFor(start);
   bool any = false;
   for (uint64_t word : *mask) any = any || word != 0;

@@ -126,5 +126,21 @@ TEST(TokenMaskTest, RefusesAGrammarNoTokenCanBegin) {
   EXPECT_NE(compiled.status().message().find("no token"), std::string::npos);
 }
 
+TEST(TokenMaskTest, RefusesAnExponentiallyAmbiguousGrammar) {
+  // 40 nullable two-way choices in a row: 2^40 ways to expand the start.
+  std::string gbnf = "root ::= ";
+  for (int i = 0; i < 40; ++i) gbnf += "e ";
+  gbnf += "\"x\"\ne ::= \"\" | \"\"";
+  absl::StatusOr<std::shared_ptr<const Grammar>> g = Grammar::Parse(gbnf);
+  ASSERT_TRUE(g.ok()) << g.status();
+  GrammarMatcher m(*g);
+  EXPECT_TRUE(m.overflowed());
+  auto vocabulary = std::make_shared<const TokenVocabulary>(std::vector<std::string>{"x"});
+  absl::StatusOr<std::shared_ptr<const GrammarConstraint>> compiled =
+      GrammarConstraint::Create(*g, vocabulary);
+  ASSERT_FALSE(compiled.ok());
+  EXPECT_NE(compiled.status().message().find("too ambiguous"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kvserve::constrain
