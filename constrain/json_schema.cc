@@ -627,9 +627,10 @@ absl::StatusOr<std::string> SchemaTranslator::TranslateInteger(const JsonValue& 
                                              " digits lies within \"minimum\" and \"maximum\""));
   }
   std::vector<std::string> alternatives;
-  if (lo < 0)
+  if (lo < 0) {  // "-" and the absolute values
     alternatives.push_back(
         absl::StrCat("\"-\" ", NonNegativeRange(std::max<int64_t>(1, -hi), -lo)));
+  }
   if (hi >= 0) alternatives.push_back(NonNegativeRange(std::max<int64_t>(0, lo), hi));
   if (alternatives.size() == 1) return alternatives[0];
   return absl::StrCat("( ", absl::StrJoin(alternatives, " | "), " )");

@@ -170,8 +170,9 @@ std::string GbnfJsonSet(const CodeSet& set) {
     size_t index = kShortEscapeOf.find(static_cast<char>(cp));
     if (index != absl::string_view::npos) short_escapes += "btnfr"[index];
   }
-  if (!short_escapes.empty())
+  if (!short_escapes.empty()) {
     alternatives.push_back(absl::StrCat("\"\\\\\" [", short_escapes, "]"));
+  }
   for (int high = 0; high < 2; ++high) {
     if (nibbles[high] == 0) continue;
     alternatives.push_back(absl::StrCat("\"\\\\u00", high, "\" ", HexDigitClass(nibbles[high])));
@@ -348,8 +349,9 @@ class RegexParser {
     if (depth >= kMaxGroupDepth) {
       return Error(open, absl::StrCat("groups nested more than ", kMaxGroupDepth, " deep"));
     }
-    if (!base::StackHasRoom())
+    if (!base::StackHasRoom()) {
       return Error(open, "groups nested too deeply for this thread's stack");
+    }
     if (Peek() == '?') KVSERVE_RETURN_IF_ERROR(ParseGroupPrefix());
     KVSERVE_ASSIGN_OR_RETURN(inner, ParseAlternation(depth + 1));
     if (Peek() != ')' || AtEnd()) {

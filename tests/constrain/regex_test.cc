@@ -4,6 +4,8 @@
 #include "constrain/regex.h"
 
 #include <memory>
+#include <random>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -262,6 +264,108 @@ TEST(RegexTest, ExpressionIsOneItem) {
     for (const std::string& s : c.match) EXPECT_TRUE(Matches(grammar, s)) << c.pattern << " " << s;
     for (const std::string& s : c.no_match) {
       EXPECT_FALSE(Matches(grammar, s)) << c.pattern << " " << s;
+    }
+  }
+}
+
+// A random pattern over a few characters, in the syntax std::regex (ECMAScript) shares.
+std::string RandomPattern(std::mt19937* rng, int depth, const std::vector<std::string>& atoms) {
+  auto pick = [&](int n) { return static_cast<int>((*rng)() % n); };
+  static const char* const kQuantifiers[] = {"*", "+", "?", "{2}", "{0,2}", "{1,}", "*?", "??"};
+  std::string out;
+  int items = 1 + pick(3);
+  for (int i = 0; i < items; ++i) {
+    std::string item;
+    if (depth > 0 && pick(3) == 0) {
+      item = "(?:" + RandomPattern(rng, depth - 1, atoms);
+      if (pick(2) == 0)
+        item += "|" + (pick(3) == 0 ? std::string() : RandomPattern(rng, depth - 1, atoms));
+      item += ")";
+    } else {
+      item = atoms[pick(static_cast<int>(atoms.size()))];
+    }
+    if (pick(2) == 0) item += kQuantifiers[pick(8)];
+    out += item;
+  }
+  return out;
+}
+
+// Differential: full matches by std::regex (an independent implementation) and by the grammar
+// agree on every short string over the alphabet.
+TEST(RegexTest, AgreesWithStdRegexOnRandomPatterns) {
+  std::mt19937 rng(20261204);
+  const std::string alphabet = "ab1c\n";
+  std::vector<std::string> texts = {""};
+  for (size_t i = 0; i < texts.size() && texts.size() < 800; ++i) {
+    if (texts[i].size() >= 4) continue;
+    for (char c : alphabet) texts.push_back(texts[i] + c);
+  }
+  for (int round = 0; round < 150; ++round) {
+    std::string pattern =
+        RandomPattern(&rng, 2, {"a", "b", "1", ".", "[ab]", "[^a]", "\\d", "\\w", "[a-c1]"});
+    std::regex oracle(pattern, std::regex::ECMAScript);
+    absl::StatusOr<std::string> gbnf = RegexToGbnf(pattern);
+    ASSERT_TRUE(gbnf.ok()) << pattern << ": " << gbnf.status();
+    std::shared_ptr<const Grammar> grammar = MustCompile(*gbnf);
+    ASSERT_NE(grammar, nullptr) << pattern;
+    for (const std::string& text : texts) {
+      ASSERT_EQ(Matches(grammar, text), std::regex_match(text, oracle))
+          << "/" << pattern << "/ on \"" << text << "\"\n"
+          << *gbnf;
+    }
+  }
+}
+
+// Every JSON spelling of `text` over {a " \ / newline}, each with whether json-string
+// encoding derives it (regex.h: a raw, \" only, \\ only, / or \/, \n or \u000a / \u000A; \u0061
+// and \u0022 are valid JSON but not derived; a raw " or newline is not JSON; a raw backslash
+// is left out, as it would spell a different text).
+std::vector<std::pair<std::string, bool>> JsonSpellings(const std::string& text) {
+  std::vector<std::pair<std::string, bool>> out = {{"", true}};
+  for (char c : text) {
+    std::vector<std::pair<std::string, bool>> options;
+    if (c == 'a') options = {{"a", true}, {"\\u0061", false}};
+    if (c == '"') options = {{"\\\"", true}, {"\\u0022", false}, {"\"", false}};
+    if (c == '\\') options = {{"\\\\", true}};
+    if (c == '/') options = {{"/", true}, {"\\/", true}};
+    if (c == '\n') options = {{"\\n", true}, {"\\u000a", true}, {"\\u000A", true}, {"\n", false}};
+    std::vector<std::pair<std::string, bool>> next;
+    for (const auto& [prefix, derived] : out) {
+      for (const auto& [spelling, option_derived] : options) {
+        next.push_back({prefix + spelling, derived && option_derived});
+      }
+    }
+    out = std::move(next);
+  }
+  return out;
+}
+
+// Differential, json-string encoding: a spelling is accepted exactly when it is derived and
+// std::regex fully matches the decoded text.
+TEST(RegexTest, JsonEncodingAgreesWithStdRegexOnDecodedText) {
+  std::mt19937 rng(4);
+  const std::string alphabet = "a\"\\/\n";
+  std::vector<std::string> texts = {""};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (texts[i].size() >= 3) continue;
+    for (char c : alphabet) texts.push_back(texts[i] + c);
+  }
+  for (int round = 0; round < 80; ++round) {
+    std::string pattern = RandomPattern(
+        &rng, 2, {"a", "\"", "\\\\", "/", "\\n", ".", "[^a]", "[\"/]", "\\W", "[\\s\\\\]"});
+    std::regex oracle(pattern, std::regex::ECMAScript);
+    absl::StatusOr<std::string> expression =
+        RegexToGbnfExpression(pattern, RegexCharEncoding::kJsonString);
+    ASSERT_TRUE(expression.ok()) << pattern << ": " << expression.status();
+    std::shared_ptr<const Grammar> grammar = MustCompile(absl::StrCat("root ::= ", *expression));
+    ASSERT_NE(grammar, nullptr) << pattern;
+    for (const std::string& text : texts) {
+      bool match = std::regex_match(text, oracle);
+      for (const auto& [spelling, derived] : JsonSpellings(text)) {
+        ASSERT_EQ(Matches(grammar, spelling), match && derived)
+            << "/" << pattern << "/ on " << spelling << "\n"
+            << *expression;
+      }
     }
   }
 }
