@@ -265,8 +265,12 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
 
   integer = IntField(body, "n");
   if (!integer.ok()) return integer.status();
-  if (integer->has_value() && **integer != 1) {
-    return InvalidParam("n", absl::StrCat("n = ", **integer, " is not supported: only n = 1"));
+  if (integer->has_value()) {
+    if (**integer < 1 || **integer > kMaxChoices) {
+      return InvalidParam("n",
+                          absl::StrCat("n = ", **integer, " is out of range: 1 to ", kMaxChoices));
+    }
+    out->n = static_cast<int32_t>(**integer);
   }
 
   if (absl::Status st = ParseConstraint(body, &p); !st.ok()) return st;
@@ -596,39 +600,50 @@ absl::string_view OpenAiFinishReason(FinishReason reason) {
   return "stop";
 }
 
-std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
-                         FinishReason finish_reason, bool with_logprobs,
-                         const std::vector<LogprobEntry>& logprobs, const Usage& usage) {
+std::string ResponseBody(const ResponseMeta& meta, const std::vector<ChoiceBody>& choices,
+                         bool with_logprobs, const Usage& usage) {
   const bool chat = meta.endpoint == Endpoint::kChatCompletions;
   JsonWriter w;
   w.BeginObject();
   WriteHead(w, meta, /*chunk=*/false);
-  w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
-  if (chat) {
-    w.Key("message")
-        .BeginObject()
-        .Key("role")
-        .String("assistant")
-        .Key("content")
-        .String(text)
-        .EndObject();
-  } else {
-    w.Key("text").String(text);
+  w.Key("choices").BeginArray();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceBody& c = choices[i];
+    w.BeginObject().Key("index").Int(static_cast<int64_t>(i));
+    if (chat) {
+      w.Key("message")
+          .BeginObject()
+          .Key("role")
+          .String("assistant")
+          .Key("content")
+          .String(c.text)
+          .EndObject();
+    } else {
+      w.Key("text").String(c.text);
+    }
+    w.Key("logprobs");
+    if (!with_logprobs) {
+      w.Null();
+    } else if (chat) {
+      WriteChatLogprobs(w, c.logprobs);
+    } else {
+      WriteCompletionLogprobs(w, c.logprobs, 0);
+    }
+    w.Key("finish_reason").String(OpenAiFinishReason(c.finish_reason));
+    w.EndObject();
   }
-  w.Key("logprobs");
-  if (!with_logprobs) {
-    w.Null();
-  } else if (chat) {
-    WriteChatLogprobs(w, logprobs);
-  } else {
-    WriteCompletionLogprobs(w, logprobs, 0);
-  }
-  w.Key("finish_reason").String(OpenAiFinishReason(finish_reason));
-  w.EndObject().EndArray();
+  w.EndArray();
   w.Key("usage");
   WriteUsage(w, usage);
   w.EndObject();
   return w.Take();
+}
+
+std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
+                         FinishReason finish_reason, bool with_logprobs,
+                         const std::vector<LogprobEntry>& logprobs, const Usage& usage) {
+  return ResponseBody(meta, {ChoiceBody{std::string(text), finish_reason, logprobs}}, with_logprobs,
+                      usage);
 }
 
 std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, bool include_usage) {
@@ -636,7 +651,7 @@ std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, boo
   JsonWriter w;
   w.BeginObject();
   WriteHead(w, meta, /*chunk=*/true);
-  w.Key("choices").BeginArray().BeginObject().Key("index").Int(0);
+  w.Key("choices").BeginArray().BeginObject().Key("index").Int(content.index);
   if (chat) {
     w.Key("delta").BeginObject();
     if (content.role) w.Key("role").String("assistant");

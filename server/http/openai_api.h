@@ -52,9 +52,12 @@ struct ParsedRequest {
   std::vector<ChatMessage> messages;  // chat only
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  int32_t n = 1;               // choices: 1 to kMaxChoices samples of the same prompt
   bool logprobs = false;       // report logprobs (completions: "logprobs" present; chat: true)
   int32_t top_logprobs = 0;    // alternatives per token
 };
+
+inline constexpr int32_t kMaxChoices = 16;
 
 absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view body);
 absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view body);
@@ -93,7 +96,17 @@ struct Usage {
 // "stop" (everything else; the aborts, which a finished response does not have, included).
 absl::string_view OpenAiFinishReason(scheduler::FinishReason reason);
 
-// A whole non-streamed response. `logprobs` is null in the body when `with_logprobs` is false.
+// One choice of a non-streamed response.
+struct ChoiceBody {
+  std::string text;
+  scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
+  std::vector<LogprobEntry> logprobs;
+};
+// A whole non-streamed response with choices 0..n-1. `logprobs` is null in the body when
+// `with_logprobs` is false.
+std::string ResponseBody(const ResponseMeta& meta, const std::vector<ChoiceBody>& choices,
+                         bool with_logprobs, const Usage& usage);
+// The same with one choice.
 std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
                          scheduler::FinishReason finish_reason, bool with_logprobs,
                          const std::vector<LogprobEntry>& logprobs, const Usage& usage);
@@ -102,6 +115,7 @@ std::string ResponseBody(const ResponseMeta& meta, absl::string_view text,
 // role (first chunk) and/or content. `text_offset` (completions logprobs) is the byte offset of
 // the chunk's first token in the whole output. With `include_usage` every chunk has "usage":null.
 struct ChunkContent {
+  int32_t index = 0;      // the choice (n > 1)
   bool role = false;      // chat: delta.role = "assistant"
   bool has_text = false;  // completions always write text; chat writes content if set
   std::string text;

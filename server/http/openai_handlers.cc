@@ -1,5 +1,6 @@
 #include "server/http/openai_handlers.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <random>
@@ -25,7 +26,8 @@ void SendError(HttpExchange& exchange, const absl::Status& status) {
   const openai::ApiError error = openai::ErrorFromStatus(status);
   HttpHeaders headers;
   // A full queue (429) and a loading or draining server (503) are worth retrying.
-  if (error.http_status == 429 || error.http_status == 503) headers.emplace_back("Retry-After", "1");
+  if (error.http_status == 429 || error.http_status == 503)
+    headers.emplace_back("Retry-After", "1");
   exchange.Send(error.http_status, std::string(kJson), error.body, std::move(headers));
 }
 
@@ -52,9 +54,11 @@ std::vector<openai::LogprobEntry> LogprobEntries(const TextCodec& codec,
   return entries;
 }
 
+// A prepared request: its first sample submitted; with n > 1 the request the others copy.
 struct PreparedGeneration {
   openai::ParsedRequest parsed;
-  std::unique_ptr<GenerationStream> stream;
+  BuiltRequest built;
+  std::unique_ptr<GenerationStream> first;
 };
 
 // The request body parsed and checked, the chat rendered, the prompt tokenized and submitted.
@@ -77,20 +81,30 @@ absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string&
     // The template writes the special tokens (BOS) itself, as transformers does.
     parsed->params.add_special_tokens = false;
   }
-  absl::StatusOr<BuiltRequest> built =
-      BuildGenerationRequest(parsed->params, *backend.codec, backend.limits, parsed->wire,
-                             backend.constraints.get());
+  absl::StatusOr<BuiltRequest> built = BuildGenerationRequest(
+      parsed->params, *backend.codec, backend.limits, parsed->wire, backend.constraints.get());
   if (!built.ok()) return built.status();
+  PreparedGeneration out{*std::move(parsed), *built, nullptr};
   absl::StatusOr<std::unique_ptr<GenerationStream>> stream =
       GenerationStream::Submit(backend.loop.get(), backend.codec.get(), *std::move(built));
   if (!stream.ok()) return stream.status();
-  return PreparedGeneration{*std::move(parsed), *std::move(stream)};
+  out.first = *std::move(stream);
+  return out;
+}
+
+// Sample `index` of a request with n > 1: its own seed (the request's + index) when seeded.
+BuiltRequest SampleRequest(const BuiltRequest& built, int index) {
+  BuiltRequest sample = built;
+  if (sample.engine.sampling.seed.has_value()) *sample.engine.sampling.seed += index;
+  return sample;
 }
 
 // One generation over HTTP, from the body to the last byte (see the top of openai_handlers.h).
-// Owned by the exchange's OnClientGone callback (until the response is complete or the client
-// left), by the preparation task and by posted pumps; the channel notifier holds it weakly.
-// Everything but Prepare runs on the connection's strand.
+// With n > 1 it serves n samples of one prompt as choices 0..n-1: the first is submitted alone,
+// the others once its first output shows its prompt is computed, so their prompt pages come from
+// the prefix cache. Owned by the exchange's OnClientGone callback (until the response is
+// complete or the client left), by the preparation task and by posted pumps; the channel
+// notifiers hold it weakly. Everything but Prepare runs on the connection's strand.
 class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
  public:
   HttpGeneration(Endpoint endpoint, std::shared_ptr<ServingBackend> backend,
@@ -99,11 +113,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
 
   // A generation dropped before it finished (its client left, the server stopped) must not run
   // on in the engine.
-  ~HttpGeneration() {
-    if (prepared_.ok() && prepared_->stream != nullptr && !prepared_->stream->finished()) {
-      prepared_->stream->AbortEngine();
-    }
-  }
+  ~HttpGeneration() { AbortAll(); }
 
   // On the strand: watch the client, then prepare on `workers`.
   void Start(WorkerPool& workers, std::string body) {
@@ -117,10 +127,30 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
   }
 
  private:
+  // What the response has of one choice so far.
+  struct Choice {
+    std::unique_ptr<GenerationStream> stream;
+    bool done = false;
+    scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
+    int32_t completion_tokens = 0;
+    int64_t text_offset = 0;
+    std::string text;                     // not streamed: the whole output
+    std::vector<TokenLogprobs> logprobs;  // not streamed
+  };
+
+  void AbortAll() {
+    for (Choice& c : choices_) {
+      if (c.stream != nullptr && !c.stream->finished()) c.stream->AbortEngine();
+    }
+    if (prepared_.ok() && prepared_->first != nullptr && !prepared_->first->finished()) {
+      prepared_->first->AbortEngine();
+    }
+  }
+
   void ClientGone() {
     client_gone_ = true;
     done_ = true;
-    if (began_ && prepared_.ok()) prepared_->stream->AbortEngine();
+    if (began_) AbortAll();
   }
 
   // On the strand, once prepared: the error, or the response's start and the first pump.
@@ -131,9 +161,8 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
       done_ = true;
       return;
     }
-    GenerationStream& stream = *prepared_->stream;
     if (client_gone_) {
-      stream.AbortEngine();
+      AbortAll();
       return;
     }
     meta_.endpoint = endpoint_;
@@ -143,21 +172,30 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     streaming_ = prepared_->parsed.stream;
     if (streaming_) {
       exchange_->StartStream(200, "text/event-stream");
-      if (endpoint_ == Endpoint::kChatCompletions) {
-        openai::ChunkContent role;
-        role.role = true;
-        role.has_text = true;
-        SendEvent(openai::ChunkBody(meta_, role, prepared_->parsed.include_usage));
-      }
       std::weak_ptr<HttpGeneration> weak = weak_from_this();
       exchange_->OnWritten([weak] {
         if (std::shared_ptr<HttpGeneration> self = weak.lock()) self->Pump();
       });
     }
+    AddChoice(std::move(prepared_->first));
+  }
+
+  // Choice number choices_.size(): its chat role chunk, and its channel's notifier, which runs
+  // on the engine thread after every push, must not block, and so only posts a pump (at most
+  // one waiting at a time for the whole response).
+  void AddChoice(std::unique_ptr<GenerationStream> stream) {
+    if (streaming_ && endpoint_ == Endpoint::kChatCompletions) {
+      openai::ChunkContent role;
+      role.index = static_cast<int32_t>(choices_.size());
+      role.role = true;
+      role.has_text = true;
+      SendEvent(openai::ChunkBody(meta_, role, prepared_->parsed.include_usage));
+    }
+    // The choice exists before its notifier: SetNotifier runs it at once when outputs are
+    // already queued, and the pump it posts may run right away on this strand.
+    GenerationStream& added = *(choices_.emplace_back().stream = std::move(stream));
     std::weak_ptr<HttpGeneration> weak = weak_from_this();
-    // On the engine thread after every push: must not block, so it only posts a pump (at most
-    // one waiting at a time).
-    stream.channel().SetNotifier([weak] {
+    added.channel().SetNotifier([weak] {
       std::shared_ptr<HttpGeneration> self = weak.lock();
       if (self == nullptr || self->pump_posted_.exchange(true)) return;
       self->exchange_->Post([self] {
@@ -167,75 +205,138 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     });
   }
 
+  // Samples 1..n-1, once the first one's prompt is in the KV cache. False after an error.
+  bool SubmitSiblings() {
+    siblings_submitted_ = true;
+    for (int i = 1; i < prepared_->parsed.n; ++i) {
+      absl::StatusOr<std::unique_ptr<GenerationStream>> stream = GenerationStream::Submit(
+          backend_->loop.get(), backend_->codec.get(), SampleRequest(prepared_->built, i));
+      if (!stream.ok()) {
+        Fail(stream.status());
+        return false;
+      }
+      AddChoice(*std::move(stream));
+    }
+    return true;
+  }
+
   void SendEvent(const std::string& json) { exchange_->Write(openai::SseEvent(json)); }
+
+  void Fail(const absl::Status& status) {
+    done_ = true;
+    AbortAll();
+    if (streaming_) {
+      // Headers are gone: the error travels as an event, as OpenAI's streams report them.
+      SendEvent(openai::ErrorFromStatus(status).body);
+      exchange_->Write(openai::kSseDone);
+      exchange_->EndStream();
+    } else {
+      SendError(*exchange_, status);
+    }
+  }
 
   // On the strand: what the engine produced since the last pump, written once the previous
   // write has gone out.
   void Pump() {
-    if (done_ || !began_ || !prepared_.ok()) return;
-    if (exchange_->queued_bytes() > 0) return;  // OnWritten pumps again
-    GenerationStream& stream = *prepared_->stream;
-    const openai::ParsedRequest& parsed = prepared_->parsed;
-    StreamEvent event;
-    absl::StatusOr<bool> got = stream.Drain(&event);
-    if (!got.ok()) {
-      done_ = true;
-      if (streaming_) {
-        // Headers are gone: the error travels as an event, as OpenAI's streams report them.
-        SendEvent(openai::ErrorFromStatus(got.status()).body);
-        exchange_->Write(openai::kSseDone);
-        exchange_->EndStream();
-      } else {
-        SendError(*exchange_, got.status());
-      }
+    // A pump posted from inside a pump (SetNotifier of a new choice runs it inline on this
+    // strand) is deferred to the end of the outer one.
+    if (pumping_) {
+      pump_again_ = true;
       return;
     }
-    if (!*got) return;
-    if (event.abort_engine) stream.AbortEngine(scheduler::FinishReason::kStopString);
-    if (streaming_) {
-      StreamOut(parsed, event);
-    } else {
-      CollectOut(parsed, event);
+    pumping_ = true;
+    do {
+      pump_again_ = false;
+      PumpOnce();
+    } while (pump_again_ && !done_);
+    pumping_ = false;
+  }
+
+  void PumpOnce() {
+    if (done_ || !began_ || !prepared_.ok()) return;
+    if (exchange_->queued_bytes() > 0) return;      // OnWritten pumps again
+    for (size_t i = 0; i < choices_.size(); ++i) {  // index: SubmitSiblings appends
+      if (choices_[i].done) continue;
+      StreamEvent event;
+      absl::StatusOr<bool> got = choices_[i].stream->Drain(&event);
+      if (!got.ok()) return Fail(got.status());
+      if (!*got) continue;
+      if (event.abort_engine) choices_[i].stream->AbortEngine(scheduler::FinishReason::kStopString);
+      if (i == 0 && event.finished) prompt_tokens_ = event.prompt_tokens;
+      if (streaming_) {
+        StreamOut(static_cast<int32_t>(i), event);
+      } else {
+        CollectOut(choices_[i], event);
+      }
+      if (i == 0 && !siblings_submitted_ && prepared_->parsed.n > 1 &&
+          (!event.token_ids.empty() || event.finished) && !SubmitSiblings()) {
+        return;
+      }
+    }
+    if (!choices_.empty() && static_cast<int>(choices_.size()) == prepared_->parsed.n &&
+        std::all_of(choices_.begin(), choices_.end(), [](const Choice& c) { return c.done; })) {
+      Finish();
     }
   }
 
-  void StreamOut(const openai::ParsedRequest& parsed, StreamEvent& event) {
+  void StreamOut(int32_t index, StreamEvent& event) {
+    const openai::ParsedRequest& parsed = prepared_->parsed;
+    Choice& choice = choices_[index];
     const bool with_logprobs = parsed.logprobs && !event.logprobs.empty();
     if (!event.text.empty() || with_logprobs) {
       openai::ChunkContent chunk;
+      chunk.index = index;
       chunk.has_text = true;
       chunk.text = std::move(event.text);
       chunk.with_logprobs = with_logprobs;
       if (with_logprobs) chunk.logprobs = LogprobEntries(*backend_->codec, event.logprobs);
-      chunk.text_offset = text_offset_;
+      chunk.text_offset = choice.text_offset;
       for (const openai::LogprobEntry& e : chunk.logprobs) {
-        text_offset_ += static_cast<int64_t>(e.token.size());
+        choice.text_offset += static_cast<int64_t>(e.token.size());
       }
       SendEvent(openai::ChunkBody(meta_, chunk, parsed.include_usage));
     }
     if (!event.finished) return;
-    done_ = true;
+    Finished(choice, event);
     openai::ChunkContent last;
+    last.index = index;
     last.finish_reason = &event.finish_reason;
     SendEvent(openai::ChunkBody(meta_, last, parsed.include_usage));
-    if (parsed.include_usage) {
-      SendEvent(openai::UsageChunkBody(meta_, {event.prompt_tokens, event.completion_tokens}));
-    }
-    exchange_->Write(openai::kSseDone);
-    exchange_->EndStream();
   }
 
-  void CollectOut(const openai::ParsedRequest& parsed, StreamEvent& event) {
-    text_ += event.text;
-    if (parsed.logprobs) {
-      for (TokenLogprobs& t : event.logprobs) logprobs_.push_back(std::move(t));
+  void CollectOut(Choice& choice, StreamEvent& event) {
+    choice.text += event.text;
+    if (prepared_->parsed.logprobs) {
+      for (TokenLogprobs& t : event.logprobs) choice.logprobs.push_back(std::move(t));
     }
-    if (!event.finished) return;
+    if (event.finished) Finished(choice, event);
+  }
+
+  static void Finished(Choice& choice, const StreamEvent& event) {
+    choice.done = true;
+    choice.finish_reason = event.finish_reason;
+    choice.completion_tokens = event.completion_tokens;
+  }
+
+  // Every choice finished: the usage (the prompt counted once) and the end of the response.
+  void Finish() {
     done_ = true;
+    const openai::ParsedRequest& parsed = prepared_->parsed;
+    openai::Usage usage{prompt_tokens_, 0};
+    for (const Choice& c : choices_) usage.completion_tokens += c.completion_tokens;
+    if (streaming_) {
+      if (parsed.include_usage) SendEvent(openai::UsageChunkBody(meta_, usage));
+      exchange_->Write(openai::kSseDone);
+      exchange_->EndStream();
+      return;
+    }
+    std::vector<openai::ChoiceBody> bodies;
+    for (Choice& c : choices_) {
+      bodies.push_back(
+          {std::move(c.text), c.finish_reason, LogprobEntries(*backend_->codec, c.logprobs)});
+    }
     exchange_->Send(200, std::string(kJson),
-                    openai::ResponseBody(meta_, text_, event.finish_reason, parsed.logprobs,
-                                         LogprobEntries(*backend_->codec, logprobs_),
-                                         {event.prompt_tokens, event.completion_tokens}));
+                    openai::ResponseBody(meta_, bodies, parsed.logprobs, usage));
   }
 
   const Endpoint endpoint_;
@@ -249,10 +350,12 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
   bool began_ = false;
   bool done_ = false;
   bool streaming_ = false;
+  bool siblings_submitted_ = false;
+  bool pumping_ = false;
+  bool pump_again_ = false;
   openai::ResponseMeta meta_;
-  int64_t text_offset_ = 0;
-  std::string text_;                   // not streamed: the whole output
-  std::vector<TokenLogprobs> logprobs_;
+  std::vector<Choice> choices_;
+  int32_t prompt_tokens_ = 0;
 };
 
 }  // namespace

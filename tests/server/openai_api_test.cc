@@ -98,7 +98,8 @@ TEST(ParseCompletionTest, RejectsWhatIsNotSupportedOrInvalid) {
     const char* param;
   };
   for (const Case& c : std::vector<Case>{
-           {R"({"prompt": "p", "n": 2})", "\"param\":\"n\""},
+           {R"({"prompt": "p", "n": 17})", "\"param\":\"n\""},
+           {R"({"prompt": "p", "n": 0})", "\"param\":\"n\""},
            {R"({"prompt": "p", "echo": true})", "\"param\":\"echo\""},
            {R"({"prompt": "p", "temperature": -1})", "\"param\":\"temperature\""},
            {R"({"prompt": "p", "temperature": 2.5})", "\"param\":\"temperature\""},
@@ -178,7 +179,7 @@ TEST(ParseChatTest, RejectsBadMessagesAndLogprobs) {
                 .find("\"param\":\"top_logprobs\""),
             std::string::npos);
   EXPECT_NE(ErrorOf(ParseChatRequest(R"({"messages": [{"role": "user", "content": "x"}],
-                                         "n": 3})"))
+                                         "n": 30})"))
                 .find("\"param\":\"n\""),
             std::string::npos);
 }

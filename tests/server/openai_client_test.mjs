@@ -147,7 +147,7 @@ async function errorsAndAbort(model) {
   const chatParams = { model, max_tokens: 20, messages: [{ role: "user", content: "Hi" }] };
   // Documented errors.
   await expectError(client.completions.create({ ...params, temperature: -1 }), OpenAI.BadRequestError, 400, "temperature");
-  await expectError(client.completions.create({ ...params, n: 2 }), OpenAI.BadRequestError, 400, "n");
+  await expectError(client.completions.create({ ...params, n: 17 }), OpenAI.BadRequestError, 400, "n");
   await expectError(client.completions.create({ ...params, echo: true }), OpenAI.BadRequestError, 400, "echo");
   await expectError(client.chat.completions.create({ ...chatParams, messages: [] }), OpenAI.BadRequestError, 400, "messages");
   await expectError(client.completions.create({ ...params, model: "no-such-model" }), OpenAI.NotFoundError, 404);

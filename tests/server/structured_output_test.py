@@ -249,6 +249,60 @@ class StructuredOutputTest(unittest.TestCase):
             self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
             self.assertIn(fragment, cm.exception.details())
 
+    def prefix_hits(self):
+        status, text = self.server.http_get("/metrics")
+        self.assertEqual(status, 200)
+        m = re.search(r"^kvserve_prefix_cache_hits_tokens_total (\S+)$", text, re.M)
+        self.assertIsNotNone(m, "no prefix-cache hit counter in /metrics")
+        return float(m.group(1))
+
+    def test_n_choices_share_the_prompt(self):
+        # A 120-token prompt (7 full pages of 16): samples 1..3 take its pages from the prefix
+        # cache, so the hit counter grows by at least 3 x 112 tokens; every choice is valid.
+        prompt = " ".join(f"w{i}" for i in range(60))
+        for stream in (False, True):
+            before = self.prefix_hits()
+            body = {"prompt": f"{prompt} {stream}", "max_tokens": 40, "temperature": 1.0,
+                    "seed": 5, "n": 4, "guided_choice": ["alpha", "beta", "gamma delta"],
+                    "stream": stream, "stream_options": {"include_usage": True}}
+            if not stream:
+                status, reply = self.post("/v1/completions", body)
+                self.assertEqual(status, 200, reply)
+                choices = reply["choices"]
+                usage = reply["usage"]
+                texts = {c["index"]: c["text"] for c in choices}
+                finishes = {c["index"]: c["finish_reason"] for c in choices}
+            else:
+                request = urllib.request.Request(self.base + "/v1/completions",
+                                                 data=json.dumps(body).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                texts, finishes, usage = {}, {}, None
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    for line in response.read().decode().splitlines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        chunk = json.loads(line[6:])
+                        if chunk.get("usage"):
+                            usage = chunk["usage"]
+                        for c in chunk["choices"]:
+                            texts[c["index"]] = texts.get(c["index"], "") + c["text"]
+                            if c["finish_reason"]:
+                                finishes[c["index"]] = c["finish_reason"]
+            self.assertEqual(sorted(texts), [0, 1, 2, 3], texts)
+            for i in range(4):
+                self.assertIn(texts[i], ["alpha", "beta", "gamma delta"], (stream, texts))
+                self.assertEqual(finishes[i], "stop", (stream, finishes))
+            self.assertIsNotNone(usage)
+            self.assertLess(usage["prompt_tokens"], 200)  # the prompt counted once
+            self.assertGreaterEqual(usage["completion_tokens"], 4)
+            self.assertGreaterEqual(self.prefix_hits() - before, 3 * 112, stream)
+        # Seeded: the same request gives the same four choices again.
+        body = {"prompt": "Seeded", "max_tokens": 30, "temperature": 1.0, "seed": 9, "n": 4}
+        first = [c["text"] for c in self.post("/v1/completions", body)[1]["choices"]]
+        again = [c["text"] for c in self.post("/v1/completions", body)[1]["choices"]]
+        self.assertEqual(first, again)
+        self.assertGreater(len(set(first)), 1, "the samples must differ: seeds seed + i")
+
     def test_http_errors_name_the_field(self):
         cases = [
             ({"guided_regex": "(?=x)y"}, "guided_regex", "guided_regex"),
