@@ -17,6 +17,7 @@ WORKDIR /src
 COPY CMakeLists.txt ./
 COPY proto proto
 COPY engine engine
+COPY constrain constrain
 COPY base base
 COPY scheduler scheduler
 COPY serving serving
