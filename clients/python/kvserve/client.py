@@ -10,6 +10,7 @@ Thread-safety: a Client may be shared by threads (gRPC channels are); close() it
 context manager, to release the connection.
 """
 import dataclasses
+import json
 from typing import Dict, Iterator, List, Optional, Sequence
 
 from kvserve import _grpc_import
@@ -76,11 +77,20 @@ def build_generate_request(prompt=None, *, prompt_token_ids=None, max_tokens=Non
                            temperature=None, top_k=None, top_p=None, min_p=None, seed=None,
                            stop: Sequence[str] = (), stop_token_ids: Sequence[int] = (),
                            ignore_eos=None, logprobs=None, add_special_tokens=None,
-                           request_id="") -> "pb.GenerateRequest":
+                           request_id="", json_schema=None, json_object=None, regex=None,
+                           grammar=None, choices=None) -> "pb.GenerateRequest":
     """A GenerateRequest; arguments left None keep the server's defaults. With neither prompt
-    nor prompt_token_ids the input is left unset (Chat's messages are the prompt)."""
+    nor prompt_token_ids the input is left unset (Chat's messages are the prompt).
+
+    Structured output, at most one of: json_schema (a dict, or its JSON text), json_object=True
+    (any JSON object), regex, grammar (GBNF), choices (a list of strings)."""
     if prompt is not None and prompt_token_ids is not None:
         raise ValueError("give prompt or prompt_token_ids, not both")
+    constraints = [(k, v) for k, v in (("json_schema", json_schema), ("json_object", json_object),
+                                       ("regex", regex), ("grammar", grammar),
+                                       ("choices", choices)) if v is not None]
+    if len(constraints) > 1:
+        raise ValueError("give at most one of json_schema, json_object, regex, grammar, choices")
     request = pb.GenerateRequest(request_id=request_id, stop=list(stop),
                                  stop_token_ids=list(stop_token_ids))
     if prompt is not None:
@@ -95,6 +105,14 @@ def build_generate_request(prompt=None, *, prompt_token_ids=None, max_tokens=Non
                         ("min_p", min_p), ("seed", seed)):
         if value is not None:
             setattr(request.sampling, name, value)
+    for name, value in constraints:
+        if name == "json_schema":
+            request.constraint.json_schema = (value if isinstance(value, str)
+                                              else json.dumps(value))
+        elif name == "choices":
+            request.constraint.choice.choices.extend(value)
+        else:
+            setattr(request.constraint, name, value)
     return request
 
 
@@ -167,7 +185,8 @@ class Client:
                  **request_args) -> Iterator[Delta]:
         """Streams the continuation of `prompt` (or prompt_token_ids=[...]) as Deltas.
         request_args: max_tokens, temperature, top_k, top_p, min_p, seed, stop, stop_token_ids,
-        ignore_eos, logprobs, add_special_tokens, request_id."""
+        ignore_eos, logprobs, add_special_tokens, request_id; structured output: json_schema,
+        json_object, regex, grammar, choices (see build_generate_request)."""
         if prompt is None and request_args.get("prompt_token_ids") is None:
             raise ValueError("give a prompt or prompt_token_ids")
         request = build_generate_request(prompt, **request_args)

@@ -60,6 +60,18 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(self.client.generate_text(PROMPT, max_tokens=6, temperature=0,
                                                    ignore_eos=True), self.expected(6)[1])
 
+    def test_structured_output(self):
+        text = self.client.generate_text("Colour:", max_tokens=40, temperature=1.0, seed=3,
+                                         json_schema={"enum": ["red", "green", "blue"]})
+        self.assertIn(text, ['"red"', '"green"', '"blue"'])
+        text = self.client.generate_text("Code:", max_tokens=40, temperature=1.0, seed=4,
+                                         regex="[A-Z]{2}-[0-9]{3}")
+        self.assertRegex(text, r"^[A-Z]{2}-[0-9]{3}$")
+        self.assertIn(self.client.generate_text("Pick:", max_tokens=40, choices=["yes", "no"]),
+                      ["yes", "no"])
+        with self.assertRaises(ValueError):
+            kvserve.client.build_generate_request("x", regex="a", grammar='root ::= "a"')
+
     def test_tokenize_and_detokenize(self):
         raw = self.server.stub.Tokenize(pb.TokenizeRequest(text="Natasha Rostova"), timeout=10)
         ids = self.client.tokenize("Natasha Rostova")
