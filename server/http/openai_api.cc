@@ -445,7 +445,12 @@ absl::StatusOr<ParsedRequest> ParseCompletionRequest(absl::string_view text) {
   }
   absl::StatusOr<std::optional<bool>> echo = BoolField(*body, "echo");
   if (!echo.ok()) return echo.status();
-  if (echo->value_or(false)) return InvalidParam("echo", "echo is not supported");
+  out.echo = echo->value_or(false);
+  if (out.echo && out.logprobs) {
+    return InvalidParam("echo",
+                        "echo with logprobs needs the prompt's logprobs, which are not "
+                        "supported yet: send echo or logprobs");
+  }
   if (const JsonValue* suffix = Field(*body, "suffix");
       suffix != nullptr && !(suffix->is_string() && suffix->string.empty())) {
     return InvalidParam("suffix", "suffix is not supported");

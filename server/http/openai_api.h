@@ -4,13 +4,15 @@
 // and response bodies, stream chunks and errors written exactly as OpenAI shapes them.
 //
 // Supported request fields — completions: model, prompt (string, or an array of token ids, or a
-// one-element array of either), max_tokens, logprobs (int), echo (false only). Chat: model,
-// messages (content a string or a list of {"type":"text","text"} parts), max_tokens /
-// max_completion_tokens, logprobs (bool) with top_logprobs. Both: stop (string or list), stream,
-// stream_options.include_usage, n (1 only), user (ignored), and every sampling field of the gRPC
-// API by its name there — temperature, top_p, seed, presence_penalty, frequency_penalty,
-// logit_bias and, as extensions (vLLM's names), top_k, min_p, repetition_penalty — plus
-// `ignore_eos` (vLLM's). Other fields are ignored.
+// one-element array of either), max_tokens, logprobs (int), echo (the prompt before each choice's
+// text; not with logprobs, which would need prompt logprobs). Chat: model, messages (content a
+// string or a list of {"type":"text","text"} parts), max_tokens / max_completion_tokens, logprobs
+// (bool) with top_logprobs. Both: stop (string or list), stream, stream_options.include_usage, n (1
+// to 16), user (ignored), structured output (response_format, guided_json / guided_regex /
+// guided_choice / guided_grammar), and every sampling field of the gRPC API by its name there —
+// temperature, top_p, seed, presence_penalty, frequency_penalty, logit_bias and, as extensions
+// (vLLM's names), top_k, min_p, repetition_penalty — plus `ignore_eos` (vLLM's). Other fields are
+// ignored.
 //
 // Errors: parse errors are InvalidArgument statuses whose payload names the offending field
 // (InvalidParam; ErrorFromStatus reads it into "param"); the parse functions also run the
@@ -53,6 +55,7 @@ struct ParsedRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   int32_t n = 1;               // choices: 1 to kMaxChoices samples of the same prompt
+  bool echo = false;           // completions: each choice's text starts with the prompt
   bool logprobs = false;       // report logprobs (completions: "logprobs" present; chat: true)
   int32_t top_logprobs = 0;    // alternatives per token
 };

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/utf8.h"
 #include "server/frontend/auth.h"
 #include "server/frontend/generation_stream.h"
 #include "server/frontend/request_builder.h"
@@ -92,6 +93,14 @@ absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string&
   return out;
 }
 
+// The prompt as echo repeats it: the text sent, or its token ids' pieces joined as the output's
+// are (the Tokenize RPC's text; invalid UTF-8 replaced).
+std::string EchoText(const GenerationParams& params, const TextCodec& codec) {
+  if (params.prompt.has_value()) return *params.prompt;
+  if (!params.prompt_token_ids.has_value()) return "";
+  return base::SanitizeUtf8(codec.Decode(*params.prompt_token_ids));
+}
+
 // Sample `index` of a request with n > 1: its own seed (the request's + index) when seeded.
 BuiltRequest SampleRequest(const BuiltRequest& built, int index) {
   BuiltRequest sample = built;
@@ -170,6 +179,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     meta_.created = absl::ToUnixSeconds(absl::Now());
     meta_.model = backend_->model_info.name;
     streaming_ = prepared_->parsed.stream;
+    if (prepared_->parsed.echo) echo_ = EchoText(prepared_->parsed.params, *backend_->codec);
     if (streaming_) {
       exchange_->StartStream(200, "text/event-stream");
       std::weak_ptr<HttpGeneration> weak = weak_from_this();
@@ -184,16 +194,19 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
   // on the engine thread after every push, must not block, and so only posts a pump (at most
   // one waiting at a time for the whole response).
   void AddChoice(std::unique_ptr<GenerationStream> stream) {
-    if (streaming_ && endpoint_ == Endpoint::kChatCompletions) {
-      openai::ChunkContent role;
-      role.index = static_cast<int32_t>(choices_.size());
-      role.role = true;
-      role.has_text = true;
-      SendEvent(openai::ChunkBody(meta_, role, prepared_->parsed.include_usage));
+    if (streaming_ && (endpoint_ == Endpoint::kChatCompletions || !echo_.empty())) {
+      // Chat: the role first; completions with echo: the prompt first.
+      openai::ChunkContent first;
+      first.index = static_cast<int32_t>(choices_.size());
+      first.role = endpoint_ == Endpoint::kChatCompletions;
+      first.has_text = true;
+      first.text = echo_;
+      SendEvent(openai::ChunkBody(meta_, first, prepared_->parsed.include_usage));
     }
     // The choice exists before its notifier: SetNotifier runs it at once when outputs are
     // already queued, and the pump it posts may run right away on this strand.
     GenerationStream& added = *(choices_.emplace_back().stream = std::move(stream));
+    if (!streaming_) choices_.back().text = echo_;
     std::weak_ptr<HttpGeneration> weak = weak_from_this();
     added.channel().SetNotifier([weak] {
       std::shared_ptr<HttpGeneration> self = weak.lock();
@@ -351,6 +364,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
   bool done_ = false;
   bool streaming_ = false;
   bool siblings_submitted_ = false;
+  std::string echo_;  // completions with echo: the prompt's text
   bool pumping_ = false;
   bool pump_again_ = false;
   openai::ResponseMeta meta_;

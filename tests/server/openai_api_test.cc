@@ -100,7 +100,7 @@ TEST(ParseCompletionTest, RejectsWhatIsNotSupportedOrInvalid) {
   for (const Case& c : std::vector<Case>{
            {R"({"prompt": "p", "n": 17})", "\"param\":\"n\""},
            {R"({"prompt": "p", "n": 0})", "\"param\":\"n\""},
-           {R"({"prompt": "p", "echo": true})", "\"param\":\"echo\""},
+           {R"({"prompt": "p", "echo": true, "logprobs": 2})", "\"param\":\"echo\""},
            {R"({"prompt": "p", "temperature": -1})", "\"param\":\"temperature\""},
            {R"({"prompt": "p", "temperature": 2.5})", "\"param\":\"temperature\""},
            {R"({"prompt": "p", "temperature": "hot"})", "\"param\":\"temperature\""},

@@ -148,7 +148,7 @@ async function errorsAndAbort(model) {
   // Documented errors.
   await expectError(client.completions.create({ ...params, temperature: -1 }), OpenAI.BadRequestError, 400, "temperature");
   await expectError(client.completions.create({ ...params, n: 17 }), OpenAI.BadRequestError, 400, "n");
-  await expectError(client.completions.create({ ...params, echo: true }), OpenAI.BadRequestError, 400, "echo");
+  await expectError(client.completions.create({ ...params, echo: true, logprobs: 1 }), OpenAI.BadRequestError, 400, "echo");
   await expectError(client.chat.completions.create({ ...chatParams, messages: [] }), OpenAI.BadRequestError, 400, "messages");
   await expectError(client.completions.create({ ...params, model: "no-such-model" }), OpenAI.NotFoundError, 404);
   // Too long for the context: 400 context_length_exceeded, as OpenAI answers it.

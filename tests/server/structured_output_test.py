@@ -303,6 +303,34 @@ class StructuredOutputTest(unittest.TestCase):
         self.assertEqual(first, again)
         self.assertGreater(len(set(first)), 1, "the samples must differ: seeds seed + i")
 
+    def test_echo_repeats_the_prompt(self):
+        for stream in (False, True):
+            body = {"prompt": "Echo this", "max_tokens": 8, "n": 2, "seed": 1, "echo": True,
+                    "guided_regex": "[0-9]{3}", "stream": stream}
+            if not stream:
+                status, reply = self.post("/v1/completions", body)
+                self.assertEqual(status, 200, reply)
+                texts = [c["text"] for c in reply["choices"]]
+            else:
+                request = urllib.request.Request(self.base + "/v1/completions",
+                                                 data=json.dumps(body).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                parts = {}
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    for line in response.read().decode().splitlines():
+                        if line.startswith("data: {"):
+                            for c in json.loads(line[6:])["choices"]:
+                                parts[c["index"]] = parts.get(c["index"], "") + c["text"]
+                texts = [parts[0], parts[1]]
+            for text in texts:
+                self.assertRegex(text, r"^Echo this[0-9]{3}$", stream)
+        # Token-id prompts echo their tokens' text, pieces joined as the output's are (SPM's
+        # leading space of "▁Hello" included; BOS has no text).
+        status, reply = self.post("/v1/completions", {"prompt": [1, 15043, 3186], "echo": True,
+                                                      "max_tokens": 4, "guided_regex": "!"})
+        self.assertEqual(status, 200, reply)
+        self.assertEqual(reply["choices"][0]["text"], " Hello world!")
+
     def test_http_errors_name_the_field(self):
         cases = [
             ({"guided_regex": "(?=x)y"}, "guided_regex", "guided_regex"),
