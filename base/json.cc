@@ -1,7 +1,11 @@
 #include "base/json.h"
 
 #include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -295,5 +299,92 @@ absl::string_view JsonTypeName(JsonValue::Type type) {
 }
 
 absl::StatusOr<JsonValue> ParseJson(absl::string_view text) { return Parser(text).ParseDocument(); }
+
+namespace {
+
+void AppendQuoted(absl::string_view raw, std::string* out) {
+  const std::string text = SanitizeUtf8(raw);
+  out->push_back('"');
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
+          *out += buf;
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendJson(const JsonValue& v, std::string* out) {
+  switch (v.type) {
+    case JsonValue::Type::kNull:
+      *out += "null";
+      return;
+    case JsonValue::Type::kBool:
+      *out += v.boolean ? "true" : "false";
+      return;
+    case JsonValue::Type::kNumber: {
+      if (v.is_integer) {
+        *out += std::to_string(v.integer);
+      } else if (!std::isfinite(v.number)) {
+        *out += "null";
+      } else {
+        char buf[32];
+        const std::to_chars_result r = std::to_chars(buf, buf + sizeof(buf), v.number);
+        out->append(buf, r.ptr);
+      }
+      return;
+    }
+    case JsonValue::Type::kString:
+      AppendQuoted(v.string, out);
+      return;
+    case JsonValue::Type::kArray:
+      out->push_back('[');
+      for (size_t i = 0; i < v.array.size(); ++i) {
+        if (i > 0) out->push_back(',');
+        AppendJson(v.array[i], out);
+      }
+      out->push_back(']');
+      return;
+    case JsonValue::Type::kObject:
+      out->push_back('{');
+      for (size_t i = 0; i < v.object.size(); ++i) {
+        if (i > 0) out->push_back(',');
+        AppendQuoted(v.object[i].first, out);
+        out->push_back(':');
+        AppendJson(v.object[i].second, out);
+      }
+      out->push_back('}');
+      return;
+  }
+}
+
+}  // namespace
+
+std::string JsonToText(const JsonValue& value) {
+  std::string out;
+  AppendJson(value, &out);
+  return out;
+}
 
 }  // namespace kvserve::base

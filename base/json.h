@@ -57,6 +57,12 @@ absl::string_view JsonTypeName(JsonValue::Type type);
 
 absl::StatusOr<JsonValue> ParseJson(absl::string_view text);
 
+// Compact JSON text of `value` (no whitespace; members in their order; integers exact, other
+// numbers the shortest text that reads back the same, non-finite ones as null; strings with
+// invalid UTF-8 replaced by U+FFFD and control characters escaped). ParseJson reads it back to an
+// equal tree. Recursion is bounded by the 64-level nesting ParseJson allows.
+std::string JsonToText(const JsonValue& value);
+
 }  // namespace kvserve::base
 
 #endif  // KVSERVE_BASE_JSON_H_

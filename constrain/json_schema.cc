@@ -282,8 +282,10 @@ absl::Status ReadCount(const JsonValue& schema, absl::string_view keyword,
 
 class SchemaTranslator {
  public:
-  explicit SchemaTranslator(const JsonValue& root) : root_(root) {
+  explicit SchemaTranslator(const JsonValue& root, std::string root_name = "root")
+      : root_(root), root_name_(std::move(root_name)) {
     used_names_.insert("root");
+    used_names_.insert(root_name_);
     for (const PrimitiveRule& rule : PrimitiveRules()) used_names_.insert(rule.name);
   }
 
@@ -295,7 +297,7 @@ class SchemaTranslator {
       KVSERVE_ASSIGN_OR_RETURN(body, Translate(*ref.schema, ref.pointer));
       rules_.push_back({ref.rule, body});
     }
-    std::string out = absl::StrCat("root ::= ", root_expression, "\n");
+    std::string out = absl::StrCat(root_name_, " ::= ", root_expression, "\n");
     for (const auto& [name, body] : rules_) absl::StrAppend(&out, name, " ::= ", body, "\n");
     AppendPrimitives(&out);
     return out;
@@ -376,6 +378,7 @@ class SchemaTranslator {
   absl::StatusOr<std::string> TranslateRestItems(const JsonValue* rest, const std::string& pointer);
 
   const JsonValue& root_;
+  const std::string root_name_;
   std::vector<std::pair<std::string, std::string>> rules_;  // name, body
   std::set<std::string> used_names_;
   std::set<std::string> used_primitives_;
@@ -494,7 +497,7 @@ absl::StatusOr<std::string> SchemaTranslator::TranslateRef(const JsonValue& sche
         next, ResolveRef(current->Find("$ref")->string, current_pointer, &current_pointer));
     current = next;
   }
-  if (target_pointer.empty()) return std::string("root");
+  if (target_pointer.empty()) return root_name_;
   auto [it, inserted] = ref_rules_.emplace(target_pointer, "");
   if (inserted) {
     it->second =
@@ -829,12 +832,13 @@ absl::StatusOr<std::string> SchemaTranslator::TranslateArray(const JsonValue& sc
 
 }  // namespace
 
-absl::StatusOr<std::string> JsonSchemaToGbnf(absl::string_view schema_json) {
+absl::StatusOr<std::string> JsonSchemaToGbnf(absl::string_view schema_json,
+                                             absl::string_view root_name) {
   auto schema = base::ParseJson(schema_json);
   if (!schema.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("json_schema: ", schema.status().message()));
   }
-  return SchemaTranslator(*schema).Run();
+  return SchemaTranslator(*schema, std::string(root_name)).Run();
 }
 
 std::string AnyJsonObjectGbnf() {

@@ -59,7 +59,10 @@ namespace kvserve::constrain {
 // A complete GBNF grammar (start rule `root`) for the schema `schema_json` (JSON text), as
 // described above. Errors: InvalidArgument, for malformed JSON ("json_schema: " and the
 // reader's error) and for the cases above.
-absl::StatusOr<std::string> JsonSchemaToGbnf(absl::string_view schema_json);
+// `root_name`: the start rule's name; another name makes the grammar a part to embed (a rule
+// `root` is then neither defined nor referenced, so the embedding grammar writes its own).
+absl::StatusOr<std::string> JsonSchemaToGbnf(absl::string_view schema_json,
+                                             absl::string_view root_name = "root");
 
 // A complete GBNF grammar whose sentences are compact JSON objects (any members), for
 // response_format {"type": "json_object"}.

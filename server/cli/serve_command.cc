@@ -148,6 +148,7 @@ void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
         ChatTemplate::Parse(*loaded.chat_template_source);
     if (parsed.ok()) {
       backend->chat_template = std::move(*parsed);
+      backend->tool_call_format = DetectToolCallFormat(*loaded.chat_template_source);
     } else {
       backend->chat_template_error =
           absl::StrCat("the model's chat template is not supported: ", parsed.status().message());
@@ -156,7 +157,8 @@ void LoadChatTemplate(const LoadedModel& loaded, ServingBackend* backend) {
   backend->bos_token = loaded.bos_token;
   backend->eos_token = loaded.eos_token;
   Log(backend->chat_template != nullptr
-          ? std::string("chat template: loaded (Chat is available)")
+          ? absl::StrCat("chat template: loaded (Chat is available; tool calls: ",
+                         ToolCallFormatName(backend->tool_call_format), ")")
           : absl::StrCat("chat template: none usable (", backend->chat_template_error,
                          "); Chat is unavailable"));
 }

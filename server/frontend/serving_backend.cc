@@ -7,7 +7,8 @@
 namespace kvserve::server {
 
 absl::StatusOr<std::string> ServingBackend::RenderChat(std::vector<ChatMessage> messages,
-                                                       bool add_generation_prompt) const {
+                                                       bool add_generation_prompt,
+                                                       const base::JsonValue* tools) const {
   if (chat_template == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("chat is unavailable: ", chat_template_error));
@@ -17,6 +18,7 @@ absl::StatusOr<std::string> ServingBackend::RenderChat(std::vector<ChatMessage> 
   inputs.add_generation_prompt = add_generation_prompt;
   inputs.bos_token = bos_token;
   inputs.eos_token = eos_token;
+  if (tools != nullptr) inputs.tools = *tools;
   return chat_template->Render(inputs);
 }
 

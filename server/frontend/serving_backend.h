@@ -16,9 +16,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "server/frontend/request_builder.h"
-#include "server/models/chat_template.h"
+#include "base/json.h"
 #include "constrain/constraint_compiler.h"
+#include "server/frontend/request_builder.h"
+#include "server/frontend/tool_calls.h"
+#include "server/models/chat_template.h"
 #include "server/models/text_codec.h"
 #include "serving/engine_loop.h"
 
@@ -50,6 +52,8 @@ struct ServingBackend {
   // then `chat_template_error` says which (Chat answers FAILED_PRECONDITION with it).
   std::shared_ptr<const ChatTemplate> chat_template;
   std::string chat_template_error = "the model has no chat template";
+  // How the template's model writes tool calls (kNone: chat requests with tools are refused).
+  ToolCallFormat tool_call_format = ToolCallFormat::kNone;
   // The vocabulary's BOS / EOS text, passed to the template as bos_token / eos_token.
   std::string bos_token;
   std::string eos_token;
@@ -57,8 +61,10 @@ struct ServingBackend {
   // The prompt for a chat: `messages` rendered with the chat template and the BOS/EOS texts.
   // Errors: FAILED_PRECONDITION naming why there is no usable template; the template's own
   // (raise_exception, type errors) as INVALID_ARGUMENT.
+  // `tools`: OpenAI's tools array for the template (null: None).
   absl::StatusOr<std::string> RenderChat(std::vector<ChatMessage> messages,
-                                         bool add_generation_prompt) const;
+                                         bool add_generation_prompt,
+                                         const base::JsonValue* tools = nullptr) const;
 };
 
 // Where a transport finds the backend: empty while the model loads, set once by `serve`.

@@ -69,48 +69,6 @@ absl::StatusOr<JsonValue> ParseBody(absl::string_view body) {
   return json;
 }
 
-// A JSON value back to compact text (a schema given as an object is compiled from its text).
-// The reader limits nesting to 64 levels, which bounds this recursion.
-void WriteJsonValue(JsonWriter& w, const JsonValue& v) {
-  switch (v.type) {
-    case JsonValue::Type::kNull:
-      w.Null();
-      break;
-    case JsonValue::Type::kBool:
-      w.Bool(v.boolean);
-      break;
-    case JsonValue::Type::kNumber:
-      if (v.is_integer) {
-        w.Int(v.integer);
-      } else {
-        w.Double(v.number);
-      }
-      break;
-    case JsonValue::Type::kString:
-      w.String(v.string);
-      break;
-    case JsonValue::Type::kArray:
-      w.BeginArray();
-      for (const JsonValue& item : v.array) WriteJsonValue(w, item);
-      w.EndArray();
-      break;
-    case JsonValue::Type::kObject:
-      w.BeginObject();
-      for (const auto& [key, item] : v.object) {
-        w.Key(key);
-        WriteJsonValue(w, item);
-      }
-      w.EndObject();
-      break;
-  }
-}
-
-std::string JsonText(const JsonValue& v) {
-  JsonWriter w;
-  WriteJsonValue(w, v);
-  return w.Take();
-}
-
 // response_format: text (no constraint), json_object, json_schema {name, schema, strict}.
 absl::Status SetResponseFormat(const JsonValue& format, GenerationParams* p) {
   using Kind = constrain::ConstraintSpec::Kind;
@@ -136,7 +94,7 @@ absl::Status SetResponseFormat(const JsonValue& format, GenerationParams* p) {
                         "response_format.json_schema.schema must be a JSON schema (an object)");
   }
   p->constraint.kind = Kind::kJsonSchema;
-  p->constraint.text = JsonText(*schema);
+  p->constraint.text = base::JsonToText(*schema);
   return absl::OkStatus();
 }
 
@@ -156,7 +114,7 @@ absl::Status SetGuided(absl::string_view key, const JsonValue& value, Generation
   }
   if (key == "guided_json" && (value.is_object() || value.is_bool())) {
     p->constraint.kind = Kind::kJsonSchema;
-    p->constraint.text = JsonText(value);
+    p->constraint.text = base::JsonToText(value);
     return absl::OkStatus();
   }
   if (!value.is_string()) {
@@ -189,22 +147,115 @@ absl::Status ParseConstraint(const JsonValue& body, GenerationParams* p) {
     }
     if (absl::Status st = SetGuided(key, *value, p); !st.ok()) return st;
   }
-  if (const JsonValue* tools = Field(body, "tools");
-      tools != nullptr && !(tools->is_array() && tools->array.empty())) {
-    return InvalidParam("tools", "tools (function calling) is not supported yet");
-  }
   for (absl::string_view key : {"functions", "function_call", "guided_whitespace_pattern"}) {
     if (Field(body, key) != nullptr) {
       return InvalidParam(key, absl::StrCat(key, " is not supported"));
     }
   }
-  if (const JsonValue* choice = Field(body, "tool_choice");
-      choice != nullptr &&
-      !(choice->is_string() && (choice->string == "none" || choice->string == "auto"))) {
-    // "auto" and "none" without tools ask for what is done anyway: plain text.
+  return absl::OkStatus();
+}
+
+bool IsFunctionName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (const char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// tools: [{"type": "function", "function": {"name", "description", "parameters"}}].
+absl::Status ParseTools(const JsonValue& tools, ParsedRequest* out) {
+  if (!tools.is_array()) return InvalidParam("tools", "tools must be a list");
+  for (size_t i = 0; i < tools.array.size(); ++i) {
+    const JsonValue& tool = tools.array[i];
+    const std::string where = absl::StrCat("tools[", i, "]");
+    const JsonValue* type = tool.is_object() ? Field(tool, "type") : nullptr;
+    const JsonValue* function = tool.is_object() ? Field(tool, "function") : nullptr;
+    if (type == nullptr || !type->is_string() || type->string != "function" ||
+        function == nullptr || !function->is_object()) {
+      return InvalidParam("tools", absl::StrCat(where,
+                                                " must be {\"type\": \"function\", "
+                                                "\"function\": {...}}"));
+    }
+    const JsonValue* name = Field(*function, "name");
+    if (name == nullptr || !name->is_string() || !IsFunctionName(name->string)) {
+      return InvalidParam("tools", absl::StrCat(where,
+                                                ".function.name must be 1 to 64 of "
+                                                "a-z, A-Z, 0-9, _ and -"));
+    }
+    for (const ToolFunction& f : out->functions) {
+      if (f.name == name->string) {
+        return InvalidParam(
+            "tools", absl::StrCat(where, ": function '", name->string, "' is defined twice"));
+      }
+    }
+    const JsonValue* parameters = Field(*function, "parameters");
+    if (parameters != nullptr && !parameters->is_object()) {
+      return InvalidParam("tools", absl::StrCat(where,
+                                                ".function.parameters must be a JSON "
+                                                "schema (an object)"));
+    }
+    out->functions.push_back(
+        {name->string, parameters != nullptr ? base::JsonToText(*parameters) : "{}"});
+  }
+  if (!out->functions.empty()) out->tools = tools;
+  return absl::OkStatus();
+}
+
+// tool_choice: "none", "auto", "required", or {"type": "function", "function": {"name"}}.
+absl::Status ParseToolChoice(const JsonValue& choice, ParsedRequest* out) {
+  using Choice = ParsedRequest::ToolChoice;
+  if (choice.is_string() &&
+      (choice.string == "none" || choice.string == "auto" || choice.string == "required")) {
+    out->tool_choice = choice.string == "none"   ? Choice::kNone
+                       : choice.string == "auto" ? Choice::kAuto
+                                                 : Choice::kRequired;
+  } else {
+    const JsonValue* function = choice.is_object() ? Field(choice, "function") : nullptr;
+    const JsonValue* name =
+        function != nullptr && function->is_object() ? Field(*function, "name") : nullptr;
+    if (name == nullptr || !name->is_string()) {
+      return InvalidParam("tool_choice",
+                          "tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": "
+                          "\"function\", \"function\": {\"name\": ...}}");
+    }
+    out->tool_choice = Choice::kNamed;
+    out->tool_choice_name = name->string;
+  }
+  const bool forced = out->tool_choice == Choice::kRequired || out->tool_choice == Choice::kNamed;
+  if (forced && out->functions.empty()) {
+    return InvalidParam("tool_choice", "tool_choice asks for a call but no tools are given");
+  }
+  if (out->tool_choice == Choice::kNamed &&
+      std::none_of(out->functions.begin(), out->functions.end(),
+                   [&](const ToolFunction& f) { return f.name == out->tool_choice_name; })) {
+    return InvalidParam("tool_choice", absl::StrCat("tool_choice names '", out->tool_choice_name,
+                                                    "', which is not in tools"));
+  }
+  if (forced && !out->params.constraint.empty()) {
     return InvalidParam("tool_choice",
-                        "tool_choice \"required\" or a named function is not "
-                        "supported yet");
+                        absl::StrCat("tool_choice \"required\" or a named function cannot be "
+                                     "combined with ",
+                                     out->params.constraint_field));
+  }
+  return absl::OkStatus();
+}
+
+// Completions take no tools (an empty list, and tool_choice none/auto, ask for nothing).
+absl::Status SetTools(const JsonValue& body, ParsedRequest* out) {
+  const JsonValue* tools = Field(body, "tools");
+  if (tools != nullptr && out->endpoint == Endpoint::kCompletions &&
+      !(tools->is_array() && tools->array.empty())) {
+    return InvalidParam("tools", "tools are served on /v1/chat/completions");
+  }
+  if (tools != nullptr) {
+    if (absl::Status st = ParseTools(*tools, out); !st.ok()) return st;
+  }
+  if (const JsonValue* choice = Field(body, "tool_choice"); choice != nullptr) {
+    if (absl::Status st = ParseToolChoice(*choice, out); !st.ok()) return st;
   }
   return absl::OkStatus();
 }
@@ -274,6 +325,7 @@ absl::Status ParseCommon(const JsonValue& body, ParsedRequest* out) {
   }
 
   if (absl::Status st = ParseConstraint(body, &p); !st.ok()) return st;
+  if (absl::Status st = SetTools(body, out); !st.ok()) return st;
 
   absl::StatusOr<std::optional<bool>> flag = BoolField(body, "stream");
   if (!flag.ok()) return flag.status();
@@ -341,6 +393,48 @@ absl::Status SetPrompt(const JsonValue& prompt, ParsedRequest* out) {
   return InvalidParam("prompt", "prompt must be a string or an array of token ids");
 }
 
+// An assistant message's tool_calls [{"id", "type": "function", "function": {"name",
+// "arguments" (JSON text)}}], and a tool message's tool_call_id and name.
+absl::Status SetToolFields(const JsonValue& m, const std::string& where, ChatMessage* message) {
+  if (const JsonValue* calls = Field(m, "tool_calls"); calls != nullptr) {
+    if (!calls->is_array())
+      return InvalidParam("messages", absl::StrCat(where, ".tool_calls must be a list"));
+    for (size_t j = 0; j < calls->array.size(); ++j) {
+      const JsonValue& call = calls->array[j];
+      const JsonValue* function = call.is_object() ? Field(call, "function") : nullptr;
+      const JsonValue* name =
+          function != nullptr && function->is_object() ? Field(*function, "name") : nullptr;
+      const JsonValue* arguments = name != nullptr ? Field(*function, "arguments") : nullptr;
+      const JsonValue* id = call.is_object() ? Field(call, "id") : nullptr;
+      if (name == nullptr || !name->is_string() || arguments == nullptr ||
+          !arguments->is_string() || (id != nullptr && !id->is_string())) {
+        return InvalidParam("messages", absl::StrCat(where, ".tool_calls[", j,
+                                                     "] must be {\"id\", \"type\": \"function\", "
+                                                     "\"function\": {\"name\", \"arguments\": "
+                                                     "JSON text}}"));
+      }
+      absl::StatusOr<JsonValue> parsed = base::ParseJson(arguments->string);
+      if (!parsed.ok()) {
+        return InvalidParam(
+            "messages", absl::StrCat(where, ".tool_calls[", j, "].function.arguments is not JSON: ",
+                                     parsed.status().message()));
+      }
+      message->tool_calls.push_back(
+          {id != nullptr ? id->string : "", name->string, arguments->string});
+    }
+  }
+  for (auto [key, field] :
+       {std::pair{"tool_call_id", &message->tool_call_id}, std::pair{"name", &message->name}}) {
+    if (const JsonValue* v = Field(m, key); v != nullptr) {
+      if (!v->is_string()) {
+        return InvalidParam("messages", absl::StrCat(where, ".", key, " must be a string"));
+      }
+      *field = v->string;
+    }
+  }
+  return absl::OkStatus();
+}
+
 void WriteCompletionLogprobs(JsonWriter& w, const std::vector<LogprobEntry>& logprobs,
                              int64_t text_offset) {
   w.BeginObject().Key("tokens").BeginArray();
@@ -392,6 +486,19 @@ void WriteChatLogprobs(JsonWriter& w, const std::vector<LogprobEntry>& logprobs)
     w.EndArray().EndObject();
   }
   w.EndArray().Key("refusal").Null().EndObject();
+}
+
+// [{"id", "type": "function", "function": {"name", "arguments"}}], streamed ones with "index".
+void WriteToolCalls(JsonWriter& w, const std::vector<ToolCall>& calls, bool with_index) {
+  w.BeginArray();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    w.BeginObject();
+    if (with_index) w.Key("index").Int(static_cast<int64_t>(i));
+    w.Key("id").String(calls[i].id).Key("type").String("function");
+    w.Key("function").BeginObject().Key("name").String(calls[i].name);
+    w.Key("arguments").String(calls[i].arguments).EndObject().EndObject();
+  }
+  w.EndArray();
 }
 
 void WriteHead(JsonWriter& w, const ResponseMeta& meta, bool chunk) {
@@ -487,8 +594,10 @@ absl::StatusOr<ParsedRequest> ParseChatRequest(absl::string_view text) {
     }
     ChatMessage message;
     message.role = role->string;
+    if (absl::Status st = SetToolFields(m, where, &message); !st.ok()) return st;
     if (const JsonValue* content = Field(m, "content"); content == nullptr) {
-      // An assistant turn may have no content (e.g. tool calls, which are not supported).
+      // An assistant turn may have no content (only tool calls): templates get "" (Qwen3's
+      // tests `'</think>' in content`, which None would fail).
     } else if (content->is_string()) {
       message.content = content->string;
     } else if (content->is_array()) {
@@ -616,13 +725,17 @@ std::string ResponseBody(const ResponseMeta& meta, const std::vector<ChoiceBody>
     const ChoiceBody& c = choices[i];
     w.BeginObject().Key("index").Int(static_cast<int64_t>(i));
     if (chat) {
-      w.Key("message")
-          .BeginObject()
-          .Key("role")
-          .String("assistant")
-          .Key("content")
-          .String(c.text)
-          .EndObject();
+      w.Key("message").BeginObject().Key("role").String("assistant").Key("content");
+      if (!c.tool_calls.empty() && c.text.empty()) {
+        w.Null();
+      } else {
+        w.String(c.text);
+      }
+      if (!c.tool_calls.empty()) {
+        w.Key("tool_calls");
+        WriteToolCalls(w, c.tool_calls, /*with_index=*/false);
+      }
+      w.EndObject();
     } else {
       w.Key("text").String(c.text);
     }
@@ -634,7 +747,8 @@ std::string ResponseBody(const ResponseMeta& meta, const std::vector<ChoiceBody>
     } else {
       WriteCompletionLogprobs(w, c.logprobs, 0);
     }
-    w.Key("finish_reason").String(OpenAiFinishReason(c.finish_reason));
+    w.Key("finish_reason")
+        .String(c.tool_calls.empty() ? OpenAiFinishReason(c.finish_reason) : "tool_calls");
     w.EndObject();
   }
   w.EndArray();
@@ -661,6 +775,10 @@ std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, boo
     w.Key("delta").BeginObject();
     if (content.role) w.Key("role").String("assistant");
     if (content.has_text) w.Key("content").String(content.text);
+    if (!content.tool_calls.empty()) {
+      w.Key("tool_calls");
+      WriteToolCalls(w, content.tool_calls, /*with_index=*/true);
+    }
     w.EndObject();
   } else {
     w.Key("text").String(content.text);
@@ -677,7 +795,7 @@ std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, boo
   if (content.finish_reason == nullptr) {
     w.Null();
   } else {
-    w.String(OpenAiFinishReason(*content.finish_reason));
+    w.String(content.tool_calls_finish ? "tool_calls" : OpenAiFinishReason(*content.finish_reason));
   }
   w.EndObject().EndArray();
   if (include_usage) w.Key("usage").Null();

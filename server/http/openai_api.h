@@ -32,8 +32,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/json.h"
 #include "server/frontend/generation_stream.h"
 #include "server/frontend/request_builder.h"
+#include "server/frontend/tool_calls.h"
 #include "server/models/chat_template.h"
 
 namespace kvserve::server::openai {
@@ -56,8 +58,16 @@ struct ParsedRequest {
   bool include_usage = false;  // stream_options.include_usage
   int32_t n = 1;               // choices: 1 to kMaxChoices samples of the same prompt
   bool echo = false;           // completions: each choice's text starts with the prompt
-  bool logprobs = false;       // report logprobs (completions: "logprobs" present; chat: true)
-  int32_t top_logprobs = 0;    // alternatives per token
+  // Chat with tools: the request's `tools` for the template, the functions offered, and what
+  // tool_choice asks (kAuto: calls are read from the output; kRequired / kNamed: a call is
+  // forced by a grammar; kNone: text only).
+  enum class ToolChoice { kAuto, kNone, kRequired, kNamed };
+  std::optional<base::JsonValue> tools;
+  std::vector<ToolFunction> functions;
+  ToolChoice tool_choice = ToolChoice::kAuto;
+  std::string tool_choice_name;
+  bool logprobs = false;     // report logprobs (completions: "logprobs" present; chat: true)
+  int32_t top_logprobs = 0;  // alternatives per token
 };
 
 inline constexpr int32_t kMaxChoices = 16;
@@ -104,6 +114,9 @@ struct ChoiceBody {
   std::string text;
   scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
   std::vector<LogprobEntry> logprobs;
+  // Chat: calls read from the output; then message.content is null when `text` is empty, and
+  // the finish reason "tool_calls".
+  std::vector<ToolCall> tool_calls;
 };
 // A whole non-streamed response with choices 0..n-1. `logprobs` is null in the body when
 // `with_logprobs` is false.
@@ -126,6 +139,10 @@ struct ChunkContent {
   bool with_logprobs = false;
   std::vector<LogprobEntry> logprobs;
   int64_t text_offset = 0;
+  // Chat: calls in delta.tool_calls, numbered from 0; finish_reason "tool_calls" with
+  // `tool_calls_finish`.
+  std::vector<ToolCall> tool_calls;
+  bool tool_calls_finish = false;
 };
 std::string ChunkBody(const ResponseMeta& meta, const ChunkContent& content, bool include_usage);
 // The last chunk of a stream with stream_options.include_usage: empty choices, the usage.

@@ -62,6 +62,29 @@ struct PreparedGeneration {
   std::unique_ptr<GenerationStream> first;
 };
 
+// Tools need a format the template teaches; "required" or a named function becomes a grammar
+// that forces one call whose arguments follow the function's schema.
+absl::Status PrepareTools(const ServingBackend& backend, openai::ParsedRequest* parsed) {
+  using Choice = openai::ParsedRequest::ToolChoice;
+  if (!parsed->tools.has_value()) return absl::OkStatus();
+  if (backend.tool_call_format == ToolCallFormat::kNone) {
+    return InvalidParam("tools",
+                        "the model's chat template shows no tool-call format kvserve reads "
+                        "(Hermes <tool_call>, Llama 3.1 JSON, Mistral [TOOL_CALLS])");
+  }
+  if (parsed->tool_choice != Choice::kRequired && parsed->tool_choice != Choice::kNamed) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> grammar = ToolCallGrammar(
+      backend.tool_call_format, parsed->functions,
+      parsed->tool_choice == Choice::kNamed ? parsed->tool_choice_name : std::string());
+  if (!grammar.ok()) return InvalidParam("tool_choice", grammar.status().message());
+  parsed->params.constraint.kind = constrain::ConstraintSpec::Kind::kGrammar;
+  parsed->params.constraint.text = *std::move(grammar);
+  parsed->params.constraint_field = "tool_choice";
+  return absl::OkStatus();
+}
+
 // The request body parsed and checked, the chat rendered, the prompt tokenized and submitted.
 absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string& body,
                                            const ServingBackend& backend) {
@@ -74,9 +97,11 @@ absl::StatusOr<PreparedGeneration> Prepare(Endpoint endpoint, const std::string&
     return absl::NotFoundError(absl::StrCat(
         "The model '", parsed->model, "' does not exist: this server serves '", model_id, "'"));
   }
+  if (absl::Status st = PrepareTools(backend, &*parsed); !st.ok()) return st;
   if (endpoint == Endpoint::kChatCompletions) {
     absl::StatusOr<std::string> prompt =
-        backend.RenderChat(std::move(parsed->messages), /*add_generation_prompt=*/true);
+        backend.RenderChat(std::move(parsed->messages), /*add_generation_prompt=*/true,
+                           parsed->tools.has_value() ? &*parsed->tools : nullptr);
     if (!prompt.ok()) return prompt.status();
     parsed->params.prompt = *std::move(prompt);
     // The template writes the special tokens (BOS) itself, as transformers does.
@@ -143,9 +168,16 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     scheduler::FinishReason finish_reason = scheduler::FinishReason::kStop;
     int32_t completion_tokens = 0;
     int64_t text_offset = 0;
-    std::string text;                     // not streamed: the whole output
-    std::vector<TokenLogprobs> logprobs;  // not streamed
+    std::string text;                         // not streamed: the whole output
+    std::vector<TokenLogprobs> logprobs;      // not streamed
+    std::unique_ptr<ToolCallStreamer> tools;  // streamed chat with tools: calls held back
   };
+
+  // Chat with tools (and tool_choice not "none"): calls are read from the output.
+  bool ReadsToolCalls() const {
+    return prepared_->parsed.tools.has_value() &&
+           prepared_->parsed.tool_choice != openai::ParsedRequest::ToolChoice::kNone;
+  }
 
   void AbortAll() {
     for (Choice& c : choices_) {
@@ -207,6 +239,9 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     // already queued, and the pump it posts may run right away on this strand.
     GenerationStream& added = *(choices_.emplace_back().stream = std::move(stream));
     if (!streaming_) choices_.back().text = echo_;
+    if (streaming_ && ReadsToolCalls()) {
+      choices_.back().tools = std::make_unique<ToolCallStreamer>(backend_->tool_call_format);
+    }
     std::weak_ptr<HttpGeneration> weak = weak_from_this();
     added.channel().SetNotifier([weak] {
       std::shared_ptr<HttpGeneration> self = weak.lock();
@@ -296,6 +331,7 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     const openai::ParsedRequest& parsed = prepared_->parsed;
     Choice& choice = choices_[index];
     const bool with_logprobs = parsed.logprobs && !event.logprobs.empty();
+    if (choice.tools != nullptr) event.text = choice.tools->Push(event.text);
     if (!event.text.empty() || with_logprobs) {
       openai::ChunkContent chunk;
       chunk.index = index;
@@ -313,8 +349,29 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     Finished(choice, event);
     openai::ChunkContent last;
     last.index = index;
+    if (choice.tools != nullptr) last.tool_calls_finish = SendHeldBack(index, *choice.tools);
     last.finish_reason = &event.finish_reason;
     SendEvent(openai::ChunkBody(meta_, last, parsed.include_usage));
+  }
+
+  // What a streamed choice held back: text that was not a call after all, then the calls.
+  // True when there were calls.
+  bool SendHeldBack(int32_t index, ToolCallStreamer& tools) {
+    const bool include_usage = prepared_->parsed.include_usage;
+    ToolOutput rest = tools.Finish();
+    if (!rest.content.empty()) {
+      openai::ChunkContent text;
+      text.index = index;
+      text.has_text = true;
+      text.text = std::move(rest.content);
+      SendEvent(openai::ChunkBody(meta_, text, include_usage));
+    }
+    if (rest.calls.empty()) return false;
+    openai::ChunkContent calls;
+    calls.index = index;
+    calls.tool_calls = std::move(rest.calls);
+    SendEvent(openai::ChunkBody(meta_, calls, include_usage));
+    return true;
   }
 
   void CollectOut(Choice& choice, StreamEvent& event) {
@@ -345,8 +402,16 @@ class HttpGeneration : public std::enable_shared_from_this<HttpGeneration> {
     }
     std::vector<openai::ChoiceBody> bodies;
     for (Choice& c : choices_) {
-      bodies.push_back(
-          {std::move(c.text), c.finish_reason, LogprobEntries(*backend_->codec, c.logprobs)});
+      openai::ChoiceBody& body = bodies.emplace_back();
+      body.finish_reason = c.finish_reason;
+      body.logprobs = LogprobEntries(*backend_->codec, c.logprobs);
+      if (ReadsToolCalls()) {
+        ToolOutput read = ParseToolCalls(backend_->tool_call_format, c.text);
+        body.text = std::move(read.content);
+        body.tool_calls = std::move(read.calls);
+      } else {
+        body.text = std::move(c.text);
+      }
     }
     exchange_->Send(200, std::string(kJson),
                     openai::ResponseBody(meta_, bodies, parsed.logprobs, usage));

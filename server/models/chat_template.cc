@@ -34,6 +34,57 @@ absl::StatusOr<Value> StrftimeNow(const CallArgs& args) {
   return Value::String(std::string(buf, n));
 }
 
+// A JSON value as the template sees it (what json.loads gives Python's jinja2). The reader's
+// nesting limit (64) bounds the recursion.
+Value JsonToValue(const base::JsonValue& v) {
+  switch (v.type) {
+    case base::JsonValue::Type::kNull:
+      return Value::None();
+    case base::JsonValue::Type::kBool:
+      return Value::Bool(v.boolean);
+    case base::JsonValue::Type::kNumber:
+      return v.is_integer ? Value::Int(v.integer) : Value::Float(v.number);
+    case base::JsonValue::Type::kString:
+      return Value::String(v.string);
+    case base::JsonValue::Type::kArray: {
+      ValueList items;
+      for (const base::JsonValue& item : v.array) items.push_back(JsonToValue(item));
+      return Value::List(std::move(items));
+    }
+    case base::JsonValue::Type::kObject: {
+      ValueDict items;
+      for (const auto& [key, item] : v.object) items.emplace_back(key, JsonToValue(item));
+      return Value::Dict(std::move(items));
+    }
+  }
+  return Value::None();
+}
+
+// One message as transformers passes it; a tool call's arguments parsed from their JSON text.
+absl::StatusOr<Value> MessageValue(const ChatMessage& m) {
+  ValueDict message = {{"role", Value::String(m.role)}, {"content", Value::String(m.content)}};
+  if (!m.tool_calls.empty()) {
+    ValueList calls;
+    for (const ChatToolCall& call : m.tool_calls) {
+      absl::StatusOr<base::JsonValue> arguments = base::ParseJson(call.arguments);
+      if (!arguments.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tool call '", call.name,
+                         "': arguments are not valid JSON: ", arguments.status().message()));
+      }
+      calls.push_back(
+          Value::Dict({{"id", Value::String(call.id)},
+                       {"type", Value::String("function")},
+                       {"function", Value::Dict({{"name", Value::String(call.name)},
+                                                 {"arguments", JsonToValue(*arguments)}})}}));
+    }
+    message.emplace_back("tool_calls", Value::List(std::move(calls)));
+  }
+  if (!m.tool_call_id.empty()) message.emplace_back("tool_call_id", Value::String(m.tool_call_id));
+  if (!m.name.empty()) message.emplace_back("name", Value::String(m.name));
+  return Value::Dict(std::move(message));
+}
+
 class JinjaChatTemplate final : public ChatTemplate {
  public:
   explicit JinjaChatTemplate(jinja::Template t) : template_(std::move(t)) {}
@@ -41,14 +92,15 @@ class JinjaChatTemplate final : public ChatTemplate {
   absl::StatusOr<std::string> Render(const ChatTemplateInputs& inputs) const override {
     ValueList messages;
     for (const ChatMessage& m : inputs.messages) {
-      messages.push_back(
-          Value::Dict({{"role", Value::String(m.role)}, {"content", Value::String(m.content)}}));
+      absl::StatusOr<Value> message = MessageValue(m);
+      if (!message.ok()) return message.status();
+      messages.push_back(*std::move(message));
     }
     // What transformers' apply_chat_template passes (tools and documents are None without
     // tools), plus its two helper functions.
     ValueDict globals = {
         {"messages", Value::List(std::move(messages))},
-        {"tools", Value::None()},
+        {"tools", inputs.tools.has_value() ? JsonToValue(*inputs.tools) : Value::None()},
         {"documents", Value::None()},
         {"add_generation_prompt", Value::Bool(inputs.add_generation_prompt)},
         {"bos_token", Value::String(inputs.bos_token)},

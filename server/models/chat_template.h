@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/json.h"
 
 namespace kvserve::engine {
 class GgufFile;
@@ -25,13 +26,26 @@ class GgufFile;
 
 namespace kvserve::server {
 
+// A function call the assistant made in an earlier turn (OpenAI's message.tool_calls[i]).
+struct ChatToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text; templates see it parsed (as vLLM passes it)
+};
+
 struct ChatMessage {
-  std::string role;  // "system", "user", "assistant" (templates may raise on others)
-  std::string content;
+  std::string role;     // "system", "user", "assistant", "tool" (templates may raise on others)
+  std::string content;  // "" for an assistant turn with only tool calls
+  std::vector<ChatToolCall> tool_calls;  // assistant; the key is absent when empty
+  std::string tool_call_id;              // role "tool": the call answered (absent when empty)
+  std::string name;                      // role "tool": the function's name (absent when empty)
 };
 
 struct ChatTemplateInputs {
   std::vector<ChatMessage> messages;
+  // OpenAI's `tools` (a JSON array of {"type": "function", "function": {...}}), or nullopt:
+  // templates see None, as transformers passes it without tools.
+  std::optional<base::JsonValue> tools;
   bool add_generation_prompt = true;  // end with the header that opens the assistant's turn
   std::string bos_token;              // the vocabulary's BOS/EOS text, as transformers passes them
   std::string eos_token;

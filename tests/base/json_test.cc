@@ -125,5 +125,18 @@ TEST(StackGuardTest, ReportsLessStackDeeperDown) {
   EXPECT_LE(small, 128 * 1024u);
 }
 
+TEST(JsonTest, JsonToTextIsCompactAndReadsBack) {
+  const std::string text =
+      R"({"a":[1,-2,0.5,1e+300,true,false,null],"s":"q\"b\\n\n\u0001Ã©","o":{},"e":[]})";
+  absl::StatusOr<JsonValue> v = ParseJson(text);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(JsonToText(*v),
+            R"({"a":[1,-2,0.5,1e+300,true,false,null],"s":"q\"b\\n\n\u0001Ã©","o":{},"e":[]})");
+  JsonValue bad;
+  bad.type = JsonValue::Type::kString;
+  bad.string = "\xff";
+  EXPECT_EQ(JsonToText(bad), "\"\xef\xbf\xbd\"");  // invalid UTF-8 becomes U+FFFD
+}
+
 }  // namespace
 }  // namespace kvserve::base

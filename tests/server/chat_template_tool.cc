@@ -3,10 +3,11 @@
 //
 //   chat_template_tool (--gguf FILE | --tokenizer-config FILE | --template-file FILE) CASES OUT
 //
-// CASES: {"bos_token": "...", "eos_token": "...", "cases": [{"messages": [{"role", "content"}],
-// "add_generation_prompt": bool}, ...]}. OUT: one line per case, "OK <hex of the prompt>" or
-// "ERROR <hex of the message>"; or a single "PARSE_ERROR <hex>" line when the template does
-// not parse, or "NO_TEMPLATE" when the source has none.
+// CASES: {"bos_token": "...", "eos_token": "...", "cases": [{"messages": [{"role", "content",
+// optional "tool_calls": [{"id", "function": {"name", "arguments" (JSON text)}}],
+// "tool_call_id"}], "add_generation_prompt": bool, optional "tools": [...]}, ...]}. OUT: one line
+// per case, "OK <hex of the prompt>" or "ERROR <hex of the message>"; or a single "PARSE_ERROR
+// <hex>" line when the template does not parse, or "NO_TEMPLATE" when the source has none.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -79,7 +80,24 @@ int main(int argc, char** argv) {
   for (const kvserve::base::JsonValue& c : cases->Find("cases")->array) {
     inputs.messages.clear();
     for (const kvserve::base::JsonValue& m : c.Find("messages")->array) {
-      inputs.messages.push_back({m.Find("role")->string, m.Find("content")->string});
+      kvserve::server::ChatMessage& message = inputs.messages.emplace_back();
+      message.role = m.Find("role")->string;
+      message.content = m.Find("content")->string;
+      if (const kvserve::base::JsonValue* calls = m.Find("tool_calls"); calls != nullptr) {
+        for (const kvserve::base::JsonValue& call : calls->array) {
+          const kvserve::base::JsonValue* f = call.Find("function");
+          message.tool_calls.push_back(
+              {call.Find("id")->string, f->Find("name")->string, f->Find("arguments")->string});
+        }
+      }
+      if (const kvserve::base::JsonValue* id = m.Find("tool_call_id"); id != nullptr) {
+        message.tool_call_id = id->string;
+      }
+    }
+    // "tools": the request's list, passed to the template as is.
+    inputs.tools.reset();
+    if (const kvserve::base::JsonValue* tools = c.Find("tools"); tools != nullptr) {
+      inputs.tools = *tools;
     }
     inputs.add_generation_prompt = c.Find("add_generation_prompt")->boolean;
     absl::StatusOr<std::string> rendered = (*parsed)->Render(inputs);
