@@ -784,9 +784,10 @@ bool GrammarMatcher::Expand(const Stack& stack, std::vector<Stack>* out, size_t*
   CopyInto(&work, &depth, stack);
   // Expansion ends (no left recursion) but may branch exponentially (a sequence of nullable
   // ambiguous rules): bounded, so a hostile grammar costs a named error, not the CPU.
-  size_t steps = 0;
+  size_t& steps = ThreadExpandSteps();
+  const size_t first = steps;
   while (depth > 0) {
-    if (++steps > kMaxExpandSteps) return false;
+    if (++steps - first > kMaxExpandSteps) return false;
     Stack& s = work[depth - 1];
     while (!s.empty() && elements[s.back()].kind == GrammarElement::Kind::kEnd) s.pop_back();
     if (s.empty() || elements[s.back()].kind == GrammarElement::Kind::kBytes) {
@@ -822,6 +823,7 @@ bool GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::
   const std::vector<GrammarElement>& elements = grammar_->elements();
   size_t n = 0;
   thread_local Stack moved;
+  const size_t first = ThreadExpandSteps();
   for (const Stack& s : from) {
     if (s.empty()) continue;
     const GrammarElement& e = elements[s.back()];
@@ -833,7 +835,8 @@ bool GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::
     }
     moved.assign(s.begin(), s.end());
     moved.back() += 1;
-    if (!Expand(moved, to, &n) || n > kMaxStacks) {
+    // One advance's expansions together are bounded too, not only each one.
+    if (!Expand(moved, to, &n) || n > kMaxStacks || ThreadExpandSteps() - first > kMaxExpandSteps) {
       to->clear();
       return false;
     }
@@ -844,6 +847,11 @@ bool GrammarMatcher::Advance(const std::vector<Stack>& from, uint8_t byte, std::
     to->erase(std::unique(to->begin(), to->end()), to->end());
   }
   return to->size() <= kMaxStacks;
+}
+
+size_t& GrammarMatcher::ThreadExpandSteps() {
+  thread_local size_t steps = 0;
+  return steps;
 }
 
 bool GrammarMatcher::AcceptByte(uint8_t byte) {

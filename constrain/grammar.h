@@ -95,8 +95,12 @@ class GrammarMatcher {
   std::string StateKey() const;
 
   static constexpr size_t kMaxStacks = 4096;
-  // Steps of one expansion (entering a rule, leaving one): past it the matcher overflows.
+  // Steps of the expansions of one byte (entering a rule, leaving one): past it the matcher
+  // overflows.
   static constexpr size_t kMaxExpandSteps = 1 << 16;
+  // Expansion steps this thread has taken, ever (wraps): a walk over many advances (the token
+  // mask) bounds its own cost with it.
+  static size_t& ThreadExpandSteps();
 
   // Internal, for the token mask: the stacks after `byte` from `stacks`.
   using Stack = std::vector<int32_t>;

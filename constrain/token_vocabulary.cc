@@ -63,7 +63,11 @@ int64_t TokenVocabulary::FillAllowed(const GrammarMatcher& matcher,
   std::vector<Frame> path{{0, 0, matcher.NextBytes()}};
   int64_t count = 0;
   const Grammar& grammar = matcher.grammar();
+  const size_t first_step = GrammarMatcher::ThreadExpandSteps();
   while (!path.empty()) {
+    // A grammar whose states are expensive to expand (hostile, or very ambiguous) gets a mask
+    // of the tokens found so far: all of them valid, only not all the valid ones.
+    if (GrammarMatcher::ThreadExpandSteps() - first_step > kMaxMaskSteps) break;
     Frame& frame = path.back();
     const Node& node = nodes_[frame.node];
     if (frame.next_child == node.num_children) {

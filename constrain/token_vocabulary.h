@@ -32,7 +32,11 @@ class TokenVocabulary {
   // Sets the bit of every token whose bytes `matcher` accepts from its state (and clears the
   // rest); `allowed` has (size() + 63) / 64 words. Returns the number of bits set. Cost: one
   // grammar step per trie node visited.
+  // A walk stops after kMaxMaskSteps grammar expansion steps (tens of milliseconds), leaving the
+  // tokens found so far: every one is allowed, some allowed ones may be missing.
   int64_t FillAllowed(const GrammarMatcher& matcher, absl::Span<uint64_t> allowed) const;
+
+  static constexpr size_t kMaxMaskSteps = 1 << 22;
 
  private:
   struct Node {

@@ -142,5 +142,24 @@ TEST(TokenMaskTest, RefusesAnExponentiallyAmbiguousGrammar) {
   EXPECT_NE(compiled.status().message().find("too ambiguous"), std::string::npos);
 }
 
+TEST(TokenMaskTest, AnExpensiveWalkStopsWithValidTokensOnly) {
+  // Every "a" enters a chain of 1000 rules: a 5000-byte token costs 5M expansion steps, past
+  // the mask's budget, so it is left out; the short ones are found.
+  std::string gbnf = "root ::= r0*\n";
+  for (int i = 0; i < 1000; ++i)
+    gbnf += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + "\n";
+  gbnf += "r1000 ::= \"a\"\n";
+  absl::StatusOr<std::shared_ptr<const Grammar>> g = Grammar::Parse(gbnf);
+  ASSERT_TRUE(g.ok()) << g.status();
+  auto vocabulary = std::make_shared<const TokenVocabulary>(
+      std::vector<std::string>{"a", "aa", std::string(5000, 'a'), "b"});
+  GrammarMatcher m(*g);
+  std::vector<uint64_t> bits(1);
+  EXPECT_EQ(vocabulary->FillAllowed(m, absl::MakeSpan(bits)), 2);
+  EXPECT_EQ(bits[0], 0b0011u);
+  GrammarMatcher copy = m;
+  EXPECT_TRUE(copy.AcceptBytes(std::string(5000, 'a')));  // valid, only too costly to find
+}
+
 }  // namespace
 }  // namespace kvserve::constrain
